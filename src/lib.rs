@@ -1,0 +1,8 @@
+//! smtpd-rs: a qmail-like suite of small SMTP programs over one library.
+//! Pure modules (parsers, state machines) have no I/O; adapters live in io/.
+#![deny(unsafe_code)]
+
+pub mod die;
+pub mod envelope;
+pub mod netstring;
+pub mod xtext;
