@@ -4,5 +4,7 @@
 
 pub mod die;
 pub mod envelope;
+pub mod io;
 pub mod netstring;
+pub mod sys;
 pub mod xtext;

@@ -1,0 +1,1 @@
+//! Adapters for fds, pipes, sockets and processes. The pure modules never see an fd.
