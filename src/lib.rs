@@ -9,6 +9,7 @@ pub mod handoff;
 pub mod io;
 pub mod netstring;
 pub mod proxy;
+pub mod supervise;
 pub mod sys;
 pub mod systemd;
 pub mod tcprules;
