@@ -11,6 +11,9 @@
 
 use std::fmt;
 
+/// One assignment: (name, value), as bytes.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// Largest file accepted, so that a wrong path (a log, a device) cannot eat memory.
 pub const MAX_FILE: usize = 1 << 20;
 
@@ -45,11 +48,11 @@ impl std::error::Error for Error {}
 
 /// Parse a whole file. Later assignments of the same key replace earlier ones
 /// (the pair keeps the position of its first assignment).
-pub fn parse_envfile(input: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+pub fn parse_envfile(input: &[u8]) -> Result<Vec<Pair>, Error> {
     if input.len() > MAX_FILE {
         return Err(Error::TooBig);
     }
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut out: Vec<Pair> = Vec::new();
     let mut p = Parser { s: input, i: 0, line: 1 };
     while let Some((k, v)) = p.next_assignment()? {
         match out.iter_mut().find(|(ok, _)| *ok == k) {
@@ -111,7 +114,7 @@ impl Parser<'_> {
         }
     }
 
-    fn next_assignment(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, Error> {
+    fn next_assignment(&mut self) -> Result<Option<Pair>, Error> {
         loop {
             // Leading whitespace and empty lines.
             while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {

@@ -234,7 +234,7 @@ pub fn load_rules(cfg: &Config) -> Result<Option<Rules>, String> {
 }
 
 /// Read and parse the -e file; empty without -e.
-pub fn load_env(cfg: &Config) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn load_env(cfg: &Config) -> Result<Vec<envfile::Pair>, String> {
     let Some(path) = &cfg.env_file else { return Ok(Vec::new()) };
     let text = read_bounded(path, envfile::MAX_FILE)
         .map_err(|e| format!("unable to read environment file {}: {e}", path.display()))?;

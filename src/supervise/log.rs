@@ -40,8 +40,13 @@ impl Log {
 
     /// Connect to /dev/log now (before privileges are dropped or a chroot).
     pub fn syslog(prog: &'static str) -> std::io::Result<Log> {
+        Self::syslog_at(prog, std::path::Path::new("/dev/log"))
+    }
+
+    /// As [`Log::syslog`], to another socket (tests).
+    pub fn syslog_at(prog: &'static str, path: &std::path::Path) -> std::io::Result<Log> {
         let s = UnixDatagram::unbound()?;
-        s.connect("/dev/log")?;
+        s.connect(path)?;
         Ok(Log { prog, syslog: Some(s), pid: std::process::id() })
     }
 
@@ -110,6 +115,27 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_datagrams_use_facility_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let log = Log::syslog_at("smtpd-supervise", &path).unwrap();
+        log.line(Level::Info, "status: 0/40");
+        log.line(Level::Warning, "warning: x");
+        log.child_line("smtpd-rs", b"smtpd-rs: info: hello");
+        let mut buf = [0u8; 256];
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let n = rx.recv(&mut buf).unwrap();
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let pid = std::process::id();
+        assert_eq!(got[0], format!("<22>smtpd-supervise[{pid}]: status: 0/40"));
+        assert_eq!(got[1], format!("<20>smtpd-supervise[{pid}]: warning: x"));
+        assert_eq!(got[2], "<22>smtpd-rs: smtpd-rs: info: hello");
+    }
 
     #[test]
     fn splitter() {

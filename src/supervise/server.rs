@@ -1,6 +1,6 @@
 //! The supervisor's one loop: poll on the listening sockets, the workers'
 //! hand-off sockets, connections sending a PROXY header, the children's log
-//! pipe (-s) and a signalfd; accept, check rules and limits, start a session
+//! pipe (-s) and a self-pipe for signals; accept, check rules and limits, start a session
 //! (fork+exec, or hand-off to an idle worker), reap children, enforce the
 //! wall-clock limit, keep the worker pool full with back-off, reload, drain.
 //! Single-threaded: no locks, and nothing is inherited by a child by accident
@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, killpg, SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::socket::{self as sock, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -61,17 +60,10 @@ pub fn run(cfg: Config) -> i32 {
         Log::stderr(PROG)
     };
 
-    // Signals arrive through a signalfd; std's Command gives every child an
-    // empty signal mask and default SIGPIPE again.
-    let mut mask = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1] {
-        mask.add(s);
-    }
-    if let Err(e) = mask.thread_block() {
-        crate::die::fatal(PROG, crate::die::EXIT_TEMP, format!("unable to block signals: {e}"));
-    }
-    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .unwrap_or_else(|e| crate::die::fatal(PROG, crate::die::EXIT_TEMP, format!("unable to create signalfd: {e}")));
+    // Signals arrive as bytes on a self-pipe (see sys::signal_pipe for why not a signalfd).
+    let sigs = [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1];
+    let sigfd = crate::sys::signal_pipe(&sigs.map(|s| s as i32))
+        .unwrap_or_else(|e| crate::die::fatal(PROG, crate::die::EXIT_TEMP, format!("unable to set signal handlers: {e}")));
 
     let listeners = listen(&cfg).unwrap_or_else(|e| crate::die::fatal(PROG, crate::die::EXIT_TEMP, e));
     if cfg.print_port {
@@ -196,7 +188,7 @@ struct Server {
     cfg: Config,
     log: Log,
     listeners: Vec<TcpListener>,
-    sigfd: SignalFd,
+    sigfd: OwnedFd,
     rules: Option<Rules>,
     env_file: Vec<(Vec<u8>, Vec<u8>)>,
     base_env: Vec<(OsString, OsString)>,
@@ -739,10 +731,13 @@ impl Server {
         }
     }
 
+    /// An idle worker, the one that has served most first: with -m above 1
+    /// the warm ones are reused and surplus fresh ones stay spare.
     fn pick_idle(&self) -> Option<i32> {
         self.children
             .iter()
-            .find(|(_, c)| c.session.is_none() && c.worker.as_ref().is_some_and(|w| w.chan.is_some() && !w.retired))
+            .filter(|(_, c)| c.session.is_none() && c.worker.as_ref().is_some_and(|w| w.chan.is_some() && !w.retired))
+            .max_by_key(|(pid, c)| (c.worker.as_ref().map_or(0, |w| w.served), -**pid))
             .map(|(pid, _)| *pid)
     }
 
@@ -799,7 +794,8 @@ impl Server {
     /// Close an idle worker's channel (it sees EOF and exits) when it is of an
     /// older generation, surplus, or we are draining.
     fn maybe_retire(&mut self, pid: i32) {
-        let surplus = self.idle_workers() > self.cfg.workers;
+        // Up to twice -w idle workers are kept, so that reuse does not churn.
+        let surplus = self.idle_workers() > 2 * self.cfg.workers;
         let draining = self.draining.is_some();
         let gen = self.gen;
         if let Some(w) = self.children.get_mut(&pid).and_then(|c| c.worker.as_mut()) {
@@ -889,21 +885,22 @@ impl Server {
     }
 
     fn on_signals(&mut self) {
+        let mut buf = [0u8; 64];
         loop {
-            match self.sigfd.read_signal() {
-                Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) => self.reap(),
+            let n = match nix::unistd::read(self.sigfd.as_fd(), &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            for &b in &buf[..n] {
+                match Signal::try_from(i32::from(b)) {
                     Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => self.start_drain(),
                     Ok(Signal::SIGHUP) => self.reload(),
                     Ok(Signal::SIGUSR1) => self.status_long(),
                     _ => {}
-                },
-                Ok(None) => break,
-                Err(Errno::EINTR) => continue,
-                Err(_) => break,
+                }
             }
         }
-        // Coalesced SIGCHLDs: reap whatever is there.
+        // SIGCHLD (coalesced or not): reap whatever is there.
         self.reap();
     }
 
