@@ -30,6 +30,7 @@ fn main() {
     let tests: &[(&str, fn())] = &[
         ("bad_input_exits_before_binding", bad_input_exits_before_binding),
         ("classic_child_sees_ucspi_env", classic_child_sees_ucspi_env),
+        ("ipv6_and_any_address", ipv6_and_any_address),
         ("workers_ready_before_any_connection", workers_ready_before_any_connection),
         ("killed_worker_replaced_within_2s", killed_worker_replaced_within_2s),
         ("worker_reuse_gives_fresh_env", worker_reuse_gives_fresh_env),
@@ -178,9 +179,13 @@ fn start(args: &[&str], mode: &str) -> Sup {
 }
 
 fn start_with(args: &[&str], mode: &str, env: &[(&str, &str)]) -> Sup {
+    start_on("127.0.0.1", args, mode, env)
+}
+
+fn start_on(host: &str, args: &[&str], mode: &str, env: &[(&str, &str)]) -> Sup {
     let me = std::env::current_exe().unwrap();
     let mut cmd = Command::new(BIN);
-    cmd.arg("-1").args(args).arg("127.0.0.1").arg("0").arg(&me);
+    cmd.arg("-1").args(args).arg(host).arg("0").arg(&me);
     cmd.env("SUPERVISE_TEST_PROG", mode);
     for (k, v) in env {
         cmd.env(k, v);
@@ -431,6 +436,29 @@ fn classic_child_sees_ucspi_env() {
     let pid = field(&g, "pid");
     assert!(sup.has_log(&format!("end {pid} status 0"), Duration::from_secs(2)), "{}", sup.dump());
     assert!(sup.has_log(&format!("ok {pid} :127.0.0.1:{} :127.0.0.1::", sup.port), Duration::from_secs(1)));
+}
+
+fn ipv6_and_any_address() {
+    for mode in [&[][..], &["-W", "-w", "1"][..]] {
+        let sup = start_on("::1", mode, "serve", &[]);
+        let s = TcpStream::connect(("::1", sup.port)).expect("IPv6 loopback");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let g = read_line(&s);
+        assert_eq!(field(&g, "proto"), "TCP6", "{g}");
+        assert_eq!(field(&g, "ip"), "::1");
+        assert_eq!(field(&g, "lip"), "::1");
+        assert_eq!(say(&s, "quit"), "bye");
+        // "0": every address, IPv4 clients seen as IPv4 (not ::ffff:...).
+        let sup = start_on("0", mode, "serve", &[]);
+        let (s, g) = sup.session();
+        assert_eq!(field(&g, "proto"), "TCP", "{g}");
+        assert_eq!(field(&g, "ip"), "127.0.0.1");
+        assert_eq!(field(&g, "lip"), "127.0.0.1");
+        assert_eq!(say(&s, "quit"), "bye");
+        let s = TcpStream::connect(("::1", sup.port)).expect("IPv6 on 0");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(field(&read_line(&s), "proto"), "TCP6");
+    }
 }
 
 fn workers_ready_before_any_connection() {

@@ -699,13 +699,13 @@ impl Server {
         }
         self.backoff_until = None;
         while self.idle_workers() < self.cfg.workers {
+            // While the program keeps dying at once, one on probation at a time.
+            if self.quick_deaths >= BACKOFF_AFTER && self.idle_workers() > 0 {
+                return;
+            }
             if let Err(e) = self.spawn_worker() {
                 self.warn(&format!("unable to start worker {}: {e}", self.tag));
                 self.quick_death();
-                return;
-            }
-            // While the program keeps dying at once, try one at a time.
-            if self.quick_deaths >= BACKOFF_AFTER {
                 return;
             }
         }
