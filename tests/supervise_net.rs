@@ -86,6 +86,7 @@ mod prog {
         if mode == "die" {
             std::process::exit(1);
         }
+        let session: fn() = if mode == "smtp" { smtp_stub } else { session };
         match smtpd::handoff::Worker::from_env() {
             Ok(Some(mut w)) => loop {
                 match w.begin_session() {
@@ -102,6 +103,39 @@ mod prog {
             Err(e) => {
                 eprintln!("test prog: {e}");
                 std::process::exit(111);
+            }
+        }
+    }
+
+    /// A minimal SMTP responder, for a dry run of tests/bench/supervise.sh
+    /// (`SMTPD=<this test binary>` with `SUPERVISE_TEST_PROG=smtp`).
+    fn smtp_stub() {
+        put("220 stub ESMTP\r\n");
+        let mut pending: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut data = false;
+        loop {
+            while let Some(nl) = pending.iter().position(|&c| c == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                let up = String::from_utf8_lossy(&line).trim_end().to_ascii_uppercase();
+                if data {
+                    if up == "." {
+                        data = false;
+                        put("250 2.0.0 ok\r\n");
+                    }
+                } else if up == "DATA" {
+                    data = true;
+                    put("354 go ahead\r\n");
+                } else if up == "QUIT" {
+                    put("221 2.0.0 bye\r\n");
+                    return;
+                } else {
+                    put("250 ok\r\n");
+                }
+            }
+            match nix::unistd::read(std::io::stdin().as_fd(), &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
             }
         }
     }
