@@ -31,6 +31,7 @@ fn main() {
         ("bad_input_exits_before_binding", bad_input_exits_before_binding),
         ("classic_child_sees_ucspi_env", classic_child_sees_ucspi_env),
         ("ipv6_and_any_address", ipv6_and_any_address),
+        ("banner_and_local_name", banner_and_local_name),
         ("workers_ready_before_any_connection", workers_ready_before_any_connection),
         ("killed_worker_replaced_within_2s", killed_worker_replaced_within_2s),
         ("worker_reuse_gives_fresh_env", worker_reuse_gives_fresh_env),
@@ -158,7 +159,7 @@ mod prog {
                 .unwrap_or_default()
         };
         put(&format!(
-            "hello pid={} ip={} port={} proto={} lip={} lport={} host={} R={} E={} uid={} groups={} sigblk={}\n",
+            "hello pid={} ip={} port={} proto={} lip={} lport={} host={} lhost={} R={} E={} uid={} groups={} sigblk={}\n",
             std::process::id(),
             var("TCPREMOTEIP"),
             var("TCPREMOTEPORT"),
@@ -166,6 +167,7 @@ mod prog {
             var("TCPLOCALIP"),
             var("TCPLOCALPORT"),
             var("TCPREMOTEHOST"),
+            var("TCPLOCALHOST"),
             var("R"),
             var("E"),
             field("Uid:").split(',').next().unwrap_or(""),
@@ -470,6 +472,22 @@ fn classic_child_sees_ucspi_env() {
     let pid = field(&g, "pid");
     assert!(sup.has_log(&format!("end {pid} status 0"), Duration::from_secs(2)), "{}", sup.dump());
     assert!(sup.has_log(&format!("ok {pid} :127.0.0.1:{} :127.0.0.1::", sup.port), Duration::from_secs(1)));
+}
+
+fn banner_and_local_name() {
+    for mode in [&[][..], &["-W", "-w", "1"][..]] {
+        let mut args = vec!["-B", "banner here\n", "-l", "mail.example.test"];
+        args.extend_from_slice(mode);
+        let sup = start(&args, "serve");
+        let (s, first) = sup.session();
+        assert_eq!(first, "banner here");
+        let g = read_line(&s);
+        assert_eq!(field(&g, "lhost"), "mail.example.test", "{g}");
+        assert_eq!(field(&g, "host"), "-");
+        assert_eq!(say(&s, "quit"), "bye");
+        assert!(sup.has_log("ok ", Duration::from_secs(1)));
+        assert!(sup.dump().contains(&format!(" mail.example.test:127.0.0.1:{} :127.0.0.1::", sup.port)));
+    }
 }
 
 fn ipv6_and_any_address() {

@@ -291,6 +291,9 @@ impl Server {
             nix::unistd::getegid(),
             rules
         ));
+        if nix::unistd::geteuid().is_root() {
+            self.warn("running sessions as root: use -u, -U or the service's User=");
+        }
         if let Err(e) = crate::systemd::notify("READY=1") {
             self.warn(&format!("sd_notify READY=1: {e}"));
         }
