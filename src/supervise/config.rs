@@ -225,6 +225,12 @@ fn lookup_group(g: &str) -> Result<Gid, UsageError> {
 /// Read and parse the rules file; `Ok(None)` without -x (or missing with -X).
 pub fn load_rules(cfg: &Config) -> Result<Option<Rules>, String> {
     let Some(path) = &cfg.rules_file else { return Ok(None) };
+    if path.extension().is_some_and(|e| e == "cdb") {
+        return Err(format!(
+            "{}: compiled .cdb rules are not read; give -x the text rules (tcprules' input)",
+            path.display()
+        ));
+    }
     let text = match read_bounded(path, tcprules::MAX_FILE) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && cfg.rules_missing_ok => return Ok(None),

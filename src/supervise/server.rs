@@ -456,6 +456,7 @@ impl Server {
         if self.cfg.verbosity >= 1 {
             self.log.line(Level::Info, &line);
         }
+        let _ = crate::systemd::notify(&format!("STATUS={line}"));
     }
 
     fn ip_up(&mut self, ip: IpAddr) {
