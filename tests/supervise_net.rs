@@ -49,6 +49,7 @@ fn main() {
         ("sd_notify_ready", sd_notify_ready),
         ("proxy_protocol_trusted_and_untrusted", proxy_protocol_trusted_and_untrusted),
         ("status_on_sigusr1", status_on_sigusr1),
+        ("idle_supervisor_does_not_spin", idle_supervisor_does_not_spin),
         ("storm_beyond_limits", storm_beyond_limits),
         ("soak_fds_and_memory_flat", soak_fds_and_memory_flat),
     ];
@@ -869,6 +870,29 @@ fn status_on_sigusr1() {
     drop(s);
     // And at the -S interval without a signal.
     assert!(sup.has_log("status: 0/40 idle 2 served 1 restarts 0", Duration::from_secs(3)), "{}", sup.dump());
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest: Vec<&str> = st.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    // Fields after the command: state is index 0, utime 11, stime 12.
+    rest.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + rest.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn idle_supervisor_does_not_spin() {
+    // Idle, with a session held, and in back-off: poll must sleep.
+    let sup = start(&["-W", "-w", "2", "-T", "5"], "serve");
+    let (_s, g) = sup.session();
+    assert!(g.starts_with("hello"));
+    let dying = start(&["-W", "-w", "2"], "die");
+    assert!(dying.has_log("ALERT", Duration::from_secs(3)));
+    std::thread::sleep(Duration::from_millis(300));
+    let (a0, b0) = (cpu_ticks(sup.pid()), cpu_ticks(dying.pid()));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (a1, b1) = (cpu_ticks(sup.pid()), cpu_ticks(dying.pid()));
+    assert!(a1 - a0 <= 5, "idle supervisor used {} ticks in 1.5 s", a1 - a0);
+    assert!(b1 - b0 <= 20, "supervisor in back-off used {} ticks in 1.5 s", b1 - b0);
 }
 
 fn storm_beyond_limits() {

@@ -391,7 +391,13 @@ impl Server {
     fn next_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let mut t: Option<Instant> = None;
-        let mut at = |i: Instant| t = Some(t.map_or(i, |x| x.min(i)));
+        // Only times still ahead: what is already due is done in this turn of
+        // the loop, and a stale one must not make poll spin.
+        let mut at = |i: Instant| {
+            if i > now {
+                t = Some(t.map_or(i, |x| x.min(i)));
+            }
+        };
         if let Some(limit) = self.cfg.session_limit {
             for c in self.children.values() {
                 if let Some(s) = c.session.as_ref().filter(|s| !s.killed) {
@@ -942,6 +948,7 @@ impl Server {
             return;
         }
         self.draining = Some(Instant::now() + self.cfg.drain);
+        self.backoff_until = None;
         let _ = crate::systemd::notify("STOPPING=1");
         self.listeners.clear();
         for p in std::mem::take(&mut self.pending) {
