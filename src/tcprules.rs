@@ -98,6 +98,81 @@ pub fn parse_rules(text: &[u8]) -> Result<Rules, Error> {
     Ok(rules)
 }
 
+/// Largest compiled rules file accepted.
+pub const MAX_CDB: usize = 64 << 20;
+
+/// Read a rules file compiled by tcprules(1) (a cdb: a 2048-byte table of
+/// hash-table positions, then records `klen, dlen, key, data` with
+/// little-endian 32-bit lengths). Every record is read in order, so a key
+/// written twice keeps its first value, as tcpserver's cdb_find sees it. A
+/// record's data is `D` for deny, or `+VAR=value\0` items for allow.
+/// `Error::line` holds the record number (from 1).
+pub fn parse_cdb(bytes: &[u8]) -> Result<Rules, Error> {
+    let err = |line, what| Error { line, what };
+    if bytes.len() > MAX_CDB {
+        return Err(err(0, "rules cdb too large"));
+    }
+    if bytes.len() < 2048 {
+        return Err(err(0, "not a cdb file: shorter than its 2048-byte header"));
+    }
+    let u32_at = |i: usize| -> Option<usize> {
+        let b = bytes.get(i..i + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    // Records end where the first hash table starts.
+    let mut end = bytes.len();
+    for slot in 0..256 {
+        let pos = u32_at(slot * 8).ok_or(err(0, "not a cdb file"))?;
+        if pos < 2048 || pos > bytes.len() {
+            return Err(err(0, "not a cdb file: bad table position"));
+        }
+        end = end.min(pos);
+    }
+    let mut rules = Rules::default();
+    let mut at = 2048;
+    let mut n = 0;
+    while at < end {
+        n += 1;
+        let (Some(klen), Some(dlen)) = (u32_at(at), u32_at(at + 4)) else {
+            return Err(err(n, "truncated record"));
+        };
+        let kstart = at + 8;
+        let dstart = kstart.checked_add(klen).ok_or(err(n, "truncated record"))?;
+        let dend = dstart.checked_add(dlen).ok_or(err(n, "truncated record"))?;
+        if dend > end {
+            return Err(err(n, "truncated record"));
+        }
+        let (key, data) = (&bytes[kstart..dstart], &bytes[dstart..dend]);
+        at = dend;
+        let action = if data.first() == Some(&b'D') {
+            Action::Deny
+        } else {
+            let mut vars: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for item in data.split(|&c| c == 0) {
+                let Some(kv) = item.strip_prefix(b"+") else { continue };
+                let Some(eq) = kv.iter().position(|&c| c == b'=') else { continue };
+                let (name, value) = (&kv[..eq], &kv[eq + 1..]);
+                if !vars.iter().any(|(k, _)| k == name) {
+                    vars.push((name.to_vec(), value.to_vec()));
+                }
+            }
+            Action::Allow(vars)
+        };
+        let idx = rules.actions.len();
+        match parse_address(key).map_err(|what| err(n, what))? {
+            Pattern::Any => {
+                if rules.any.is_none() {
+                    rules.any = Some(idx);
+                }
+            }
+            Pattern::Never => {}
+            Pattern::Nets(v) => rules.nets.extend(v.into_iter().map(|(a, l)| (a, l, idx))),
+        }
+        rules.actions.push(action);
+    }
+    Ok(rules)
+}
+
 impl Rules {
     /// The action for a connection from `ip`, or `None` when no rule applies
     /// (tcpserver then allows the connection with nothing added).
@@ -369,6 +444,50 @@ mod tests {
         assert_eq!(look("1.2.3.4:deny\n", "1.2.3.5"), None);
         assert_eq!(look("10.2-3.:deny\n", "10.3.0.1"), Some(Action::Deny));
         assert_eq!(look("10.2-3.:deny\n", "10.4.0.1"), None);
+    }
+
+    /// A cdb as tcprules writes it (hash tables left empty: they are not read).
+    fn cdb(records: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (k, d) in records {
+            body.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            body.extend_from_slice(&(d.len() as u32).to_le_bytes());
+            body.extend_from_slice(k);
+            body.extend_from_slice(d);
+        }
+        let end = (2048 + body.len()) as u32;
+        let mut out = Vec::new();
+        for _ in 0..256 {
+            out.extend_from_slice(&end.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+        }
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn cdb_records() {
+        let c = cdb(&[
+            (b"127.0.0.1", b"+RELAYCLIENT=\0+X=a b\0"),
+            (b"10.", b"D"),
+            (b"=host.example", b"+H=1\0"),
+            (b"1.2.3.4", b""),
+            (b"1.2.3.4", b"D"),
+            (b"", b"+R=any\0"),
+        ]);
+        let r = parse_cdb(&c).unwrap();
+        let l = |ip: &str| r.lookup(ip.parse().unwrap()).cloned();
+        assert_eq!(l("127.0.0.1"), allow(&[("RELAYCLIENT", ""), ("X", "a b")]));
+        assert_eq!(l("10.9.9.9"), Some(Action::Deny));
+        assert_eq!(l("1.2.3.4"), allow(&[]));
+        assert_eq!(l("8.8.8.8"), allow(&[("R", "any")]));
+        assert!(parse_cdb(&c[..100]).is_err());
+        let mut cut = c.clone();
+        cut[2048] = 200; // first key length runs past the records
+        assert_eq!(parse_cdb(&cut).unwrap_err().line, 1);
+        let mut badpos = c.clone();
+        badpos[0..4].copy_from_slice(&5u32.to_le_bytes());
+        assert!(parse_cdb(&badpos).is_err());
     }
 
     #[test]

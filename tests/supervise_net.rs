@@ -38,6 +38,7 @@ fn main() {
         ("concurrency_limit", concurrency_limit),
         ("per_address_limit", per_address_limit),
         ("rules_allow_deny_env", rules_allow_deny_env),
+        ("rules_cdb_built_by_tcprules", rules_cdb_built_by_tcprules),
         ("sighup_reloads_rules_and_env", sighup_reloads_rules_and_env),
         ("sigterm_drains_then_exits", sigterm_drains_then_exits),
         ("sigterm_deadline_kills_without_orphans", sigterm_deadline_kills_without_orphans),
@@ -623,6 +624,26 @@ fn rules_allow_deny_env() {
         assert_eq!(field(&gc, "R"), "net", "{gc}");
         assert!(sup.has_log("deny 0 :127.0.0.1:", Duration::from_secs(1)), "{}", sup.dump());
     }
+}
+
+fn rules_cdb_built_by_tcprules() {
+    let tcprules = which("tcprules").expect("tcprules missing: install the Debian package ucspi-tcp");
+    let dir = tempfile::tempdir().unwrap();
+    let cdb = dir.path().join("rules.cdb");
+    let tmp = dir.path().join("rules.tmp");
+    let mut c = Command::new(tcprules).arg(&cdb).arg(&tmp).stdin(Stdio::piped()).spawn().unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"127.0.0.2:deny\n127.0.0.3-4:allow,R=\"three\"\n127.0.0.:allow,R=/net/\n=x.example:allow,R=\"host\"\n:allow,R=\"any\"\n")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    let sup = start(&["-W", "-w", "1", "-x", cdb.to_str().unwrap()], "serve");
+    assert_eq!(sup.session_from([127, 0, 0, 2]).1, "", "denied address served");
+    assert_eq!(field(&sup.session_from([127, 0, 0, 4]).1, "R"), "three");
+    assert_eq!(field(&sup.session_from([127, 0, 0, 9]).1, "R"), "net");
+    // 127.0.0.3-4 is two records in the cdb.
+    assert!(sup.has_log("rules 6", Duration::from_secs(1)), "{}", sup.dump());
 }
 
 fn sighup_reloads_rules_and_env() {

@@ -225,18 +225,19 @@ fn lookup_group(g: &str) -> Result<Gid, UsageError> {
 /// Read and parse the rules file; `Ok(None)` without -x (or missing with -X).
 pub fn load_rules(cfg: &Config) -> Result<Option<Rules>, String> {
     let Some(path) = &cfg.rules_file else { return Ok(None) };
-    if path.extension().is_some_and(|e| e == "cdb") {
-        return Err(format!(
-            "{}: compiled .cdb rules are not read; give -x the text rules (tcprules' input)",
-            path.display()
-        ));
-    }
-    let text = match read_bounded(path, tcprules::MAX_FILE) {
+    let cdb = path.extension().is_some_and(|e| e == "cdb");
+    let max = if cdb { tcprules::MAX_CDB } else { tcprules::MAX_FILE };
+    let bytes = match read_bounded(path, max) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && cfg.rules_missing_ok => return Ok(None),
         Err(e) => return Err(format!("unable to read rules {}: {e}", path.display())),
     };
-    tcprules::parse_rules(&text).map(Some).map_err(|e| format!("rules {}: {e}", path.display()))
+    let parsed = if cdb { tcprules::parse_cdb(&bytes) } else { tcprules::parse_rules(&bytes) };
+    match parsed {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if cdb && e.line > 0 => Err(format!("rules {}: record {}: {}", path.display(), e.line, e.what)),
+        Err(e) => Err(format!("rules {}: {e}", path.display())),
+    }
 }
 
 /// Read and parse the -e file; empty without -e.
