@@ -250,6 +250,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = parse_envfile(&data);
+        }
+
+        #[test]
+        fn simple_pairs_round_trip(k in "[A-Z_][A-Z0-9_]{0,10}", v in "[a-z0-9/.@-]{0,20}") {
+            let got = parse_envfile(format!("{k}={v}\n").as_bytes()).unwrap();
+            proptest::prop_assert_eq!(got, vec![(k.into_bytes(), v.into_bytes())]);
+        }
+    }
+
     #[test]
     fn errors() {
         assert_eq!(parse_envfile(b"A\n"), Err(Error::NoEquals { line: 1 }));

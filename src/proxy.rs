@@ -318,6 +318,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_respects_bounds(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            if let Ok(Parsed::Done { len, .. }) = parse_header(&data) {
+                proptest::prop_assert!(len <= data.len() && len <= MAX_HEADER);
+            }
+        }
+
+        #[test]
+        fn prefixes_of_a_header_are_incomplete(a in 0u32.., b in 0u32.., p in 0u16.., q in 0u16.., v2 in proptest::prelude::any::<bool>()) {
+            let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), p);
+            let dst = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(b)), q);
+            let h = if v2 { encode_v2(src, dst) } else { encode_v1(src, dst) };
+            for n in 0..h.len() {
+                proptest::prop_assert_eq!(parse_header(&h[..n]), Ok(Parsed::Incomplete));
+            }
+            proptest::prop_assert_eq!(parse_header(&h), Ok(Parsed::Done { header: Header::Proxied { src, dst }, len: h.len() }));
+        }
+    }
+
     #[test]
     fn v1_encode_round_trip() {
         let e = encode_v1(sa("10.0.0.1:1234"), sa("10.0.0.2:25"));

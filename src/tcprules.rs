@@ -1,5 +1,6 @@
-//! Access rules in tcprules' text syntax (tcprules(1)), matched as tcpserver
-//! matches them. Pure: text in, a lookup table out; no I/O here.
+//! Access rules in tcprules' text syntax (tcprules(1)), or as tcprules compiles
+//! them into a cdb, matched as tcpserver matches them. Pure: bytes in, a lookup
+//! table out; no I/O here.
 //!
 //! A rule is `address:instructions` on one line; `#` lines are comments (blank
 //! lines are skipped too). Instructions are `allow` or `deny`, then any number of
@@ -396,6 +397,25 @@ mod tests {
 
     fn allow(vars: &[(&str, &str)]) -> Option<Action> {
         Some(Action::Allow(vars.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse_rules(&text);
+            let mut c = cdb(&[]);
+            c.extend_from_slice(&text);
+            let _ = parse_cdb(&c);
+            let _ = parse_cdb(&text);
+        }
+
+        #[test]
+        fn rules_text_never_panics(text in "[0-9a-f.:/=@,\"a-z -]{0,80}") {
+            if let Ok(r) = parse_rules(text.as_bytes()) {
+                let _ = r.lookup("1.2.3.4".parse().unwrap());
+                let _ = r.lookup("2001:db8::1".parse().unwrap());
+            }
+        }
     }
 
     #[test]
