@@ -46,6 +46,7 @@ fn main() {
         ("kill_9_of_a_session_keeps_serving", kill_9_of_a_session_keeps_serving),
         ("dying_program_backs_off_loudly", dying_program_backs_off_loudly),
         ("privilege_drop_to_nobody", privilege_drop_to_nobody),
+        ("syslog_facility_mail_with_childrens_lines", syslog_facility_mail_with_childrens_lines),
         ("socket_activation", socket_activation),
         ("sd_notify_ready", sd_notify_ready),
         ("proxy_protocol_trusted_and_untrusted", proxy_protocol_trusted_and_untrusted),
@@ -781,6 +782,52 @@ fn privilege_drop_to_nobody() {
         assert_eq!(groups.trim(), "Groups:", "supplementary groups kept");
         assert_eq!(say(&s, "quit"), "bye");
     }
+}
+
+/// -s: our lines and the children's stderr lines reach /dev/log with facility
+/// mail. /dev/log is faked in a private mount namespace (needs root and
+/// unshare(1) from util-linux).
+fn syslog_facility_mail_with_childrens_lines() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (a private /dev for a fake /dev/log)");
+    let unshare = which("unshare").expect("unshare missing: install the Debian package util-linux");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("syslog.out");
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /dev
+mknod -m 666 /dev/null c 1 3
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+s.settimeout(3)
+out = open(sys.argv[1], "w")
+try:
+    while True:
+        out.write(s.recv(4096).decode() + "\n"); out.flush()
+except Exception:
+    pass
+' {out} &
+sleep 0.5
+{bin} -s -1 127.0.0.1 0 sh -c 'echo child line >&2; echo hi' > {out}.port &
+SP=$!
+sleep 0.5
+python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1", int(open(sys.argv[1]).read()))); s.recv(10)' {out}.port
+sleep 0.3
+kill $SP
+wait $SP || true
+wait
+"#,
+        out = out.display(),
+        bin = BIN
+    );
+    let st = Command::new(unshare).arg("-m").arg("sh").arg("-c").arg(&script).status().unwrap();
+    assert!(st.success());
+    let got = std::fs::read_to_string(&out).unwrap();
+    assert!(got.contains("<22>smtpd-supervise["), "{got}");
+    assert!(got.lines().any(|l| l.starts_with("<22>smtpd-supervise[") && l.contains("]: ok ")), "{got}");
+    assert!(got.contains("<22>sh: child line"), "{got}");
+    assert!(got.contains("<20>smtpd-supervise[") && got.contains("warning:"), "{got}");
 }
 
 fn socket_activation() {
