@@ -4,7 +4,13 @@
 
 pub mod die;
 pub mod envelope;
+pub mod envfile;
+pub mod handoff;
 pub mod io;
 pub mod netstring;
+pub mod proxy;
+pub mod supervise;
 pub mod sys;
+pub mod systemd;
+pub mod tcprules;
 pub mod xtext;
