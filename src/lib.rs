@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod io;
 pub mod netstring;
 pub mod policy;
+pub mod queue_client;
 pub mod received;
 pub mod session;
 pub mod smtp;

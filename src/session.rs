@@ -147,6 +147,11 @@ impl<'c> Session<'c> {
         }
     }
 
+    /// Between MAIL and the end of the message (or RSET).
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
     pub fn peer(&self) -> &Peer {
         &self.peer
     }
@@ -436,7 +441,7 @@ impl<'c> Session<'c> {
                 self.stats.recipients += tx.rcpts.len() as u32;
                 self.stats.bytes += size;
                 hooks.log(format_args!(
-                    "message accepted: qp {id} from <{}> rcpts {} size {size}",
+                    "message accepted: id {id} from <{}> rcpts {} size {size}",
                     show(&tx.sender),
                     tx.rcpts.len()
                 ));
@@ -1102,7 +1107,7 @@ mod tests {
         let mut out = Vec::new();
         s.message_done(Outcome::Queued("1.2.3".into()), 10, &mut h, &mut out);
         assert_eq!(out, b"250 2.0.0 ok: queued as 1.2.3\r\n");
-        assert!(h.log.iter().any(|l| l == "message accepted: qp 1.2.3 from <s@b.c> rcpts 1 size 10"), "{:?}", h.log);
+        assert!(h.log.iter().any(|l| l == "message accepted: id 1.2.3 from <s@b.c> rcpts 1 size 10"), "{:?}", h.log);
         let mut out = Vec::new();
         s.handle_line(b"RCPT TO:<a@example.com>", &mut h, &mut out);
         assert!(out.starts_with(b"503"), "transaction ended");
