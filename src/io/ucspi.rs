@@ -358,6 +358,7 @@ mod tests {
         let s = std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
         let p = peer_info(&|_| None, s.as_raw_fd());
         assert_eq!(p.remote_ip.as_deref(), Some("127.0.0.1"));
-        assert_eq!(p.local_port.as_deref(), Some(tcp.local_addr().unwrap().port().to_string().as_str()));
+        assert_eq!(p.remote_port, Some(tcp.local_addr().unwrap().port().to_string()));
+        assert_eq!(p.local_port, Some(s.local_addr().unwrap().port().to_string()));
     }
 }
