@@ -79,6 +79,7 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
     if conn.is_socket() && conn.readable_within(cfg.pregreet) {
         conn.out.extend_from_slice(reply::PREGREET.as_bytes());
         let _ = conn.flush();
+        conn.drain();
         s.log_end(End::Pregreet.as_str(), hooks);
         return End::Pregreet;
     }
@@ -91,6 +92,9 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
         Err(_) if end == End::Quit || end == End::TooManyErrors => End::WriteError,
         _ => end,
     };
+    if end != End::Eof && end != End::EofInMessage {
+        conn.drain();
+    }
     s.log_end(end.as_str(), hooks);
     end
 }

@@ -121,6 +121,23 @@ impl Conn {
         matches!(poll(&mut fds, ms), Ok(n) if n > 0)
     }
 
+    /// Before closing: drop buffered input and whatever is already readable
+    /// (bounded), so that closing does not reset the connection (a socket
+    /// closed with unread input sends RST, which can destroy our last reply).
+    pub fn drain(&mut self) {
+        self.discard_input();
+        for _ in 0..64 {
+            if !self.readable_within(Duration::ZERO) {
+                break;
+            }
+            match self.r.read(&mut self.buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        self.discard_input();
+    }
+
     /// Write every buffered reply.
     pub fn flush(&mut self) -> Result<(), ConnError> {
         let mut done = 0;
