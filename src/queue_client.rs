@@ -119,24 +119,40 @@ fn unable_to_exec() -> Outcome {
     map_exit(120, false, b"")
 }
 
-/// One `queue-inject -s` for the whole session.
+/// One `queue-inject -s` for the whole session. Frames are collected and
+/// written in one piece when 64 KiB have piled up or the message ends, so a
+/// small message costs one write and one read.
 pub struct SessionQueue {
     prog: PathBuf,
     child: Option<(Child, ChildStdin, ChildStdout)>,
-    frame: Vec<u8>,
+    frames: Vec<u8>,
     answer: Vec<u8>,
     /// The current message could not be sent completely.
     broken: bool,
+    /// Some frames of the current message have been written.
+    sent: bool,
 }
 
 impl SessionQueue {
     pub fn new(prog: PathBuf) -> SessionQueue {
-        SessionQueue { prog, child: None, frame: Vec::with_capacity(MAX_FRAME + 16), answer: Vec::new(), broken: false }
+        SessionQueue {
+            prog,
+            child: None,
+            frames: Vec::with_capacity(MAX_FRAME + 64),
+            answer: Vec::new(),
+            broken: false,
+            sent: false,
+        }
     }
 
+    /// Start queue-inject unless one is running; replace one that died
+    /// since the last message.
     fn start(&mut self) -> io::Result<()> {
-        if self.child.is_some() {
-            return Ok(());
+        if let Some((c, _, _)) = &mut self.child {
+            if matches!(c.try_wait(), Ok(None)) {
+                return Ok(());
+            }
+            self.drop_child();
         }
         let mut c = Command::new(&self.prog).arg("-s").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let (Some(i), Some(o)) = (c.stdin.take(), c.stdout.take()) else {
@@ -158,46 +174,44 @@ impl SessionQueue {
         }
     }
 
-    fn send(&mut self, kind: u8, payload: &[u8]) -> io::Result<()> {
-        self.frame.clear();
-        self.frame.extend_from_slice((payload.len() + 1).to_string().as_bytes());
-        self.frame.push(b':');
-        self.frame.push(kind);
-        self.frame.extend_from_slice(payload);
-        self.frame.push(b',');
-        match &mut self.child {
-            Some((_, i, _)) => i.write_all(&self.frame),
+    /// Queue one frame for writing.
+    fn push(&mut self, kind: u8, payload: &[u8]) {
+        self.frames.extend_from_slice((payload.len() + 1).to_string().as_bytes());
+        self.frames.push(b':');
+        self.frames.push(kind);
+        self.frames.extend_from_slice(payload);
+        self.frames.push(b',');
+    }
+
+    /// Write the collected frames.
+    fn flush(&mut self) -> io::Result<()> {
+        self.sent = true;
+        let r = match &mut self.child {
+            Some((_, i, _)) => i.write_all(&self.frames),
             None => Err(io::ErrorKind::BrokenPipe.into()),
-        }
+        };
+        self.frames.clear();
+        r
     }
 
     fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<(), Outcome> {
         self.broken = false;
-        // A queue-inject that died since the last message is replaced here;
-        // one retry, since nothing of this message has been sent yet.
-        for attempt in 0..2 {
-            if self.start().is_err() {
-                return Err(unable_to_exec());
-            }
-            let sent = self
-                .send(b'E', &env.encode())
-                .and_then(|_| if attrs.is_empty() { Ok(()) } else { self.send(b'A', attrs.encode().as_bytes()) });
-            match sent {
-                Ok(()) => return Ok(()),
-                Err(_) => {
-                    self.drop_child();
-                    if attempt == 1 {
-                        return Err(crashed());
-                    }
-                }
-            }
+        self.sent = false;
+        self.frames.clear();
+        if self.start().is_err() {
+            return Err(unable_to_exec());
         }
-        Err(crashed())
+        self.push(b'E', &env.encode());
+        if !attrs.is_empty() {
+            self.push(b'A', attrs.encode().as_bytes());
+        }
+        Ok(())
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), Outcome> {
         for piece in data.chunks(MAX_FRAME - 1) {
-            if self.send(b'D', piece).is_err() {
+            self.push(b'D', piece);
+            if self.frames.len() >= MAX_FRAME && self.flush().is_err() {
                 self.broken = true;
                 self.drop_child();
                 return Err(crashed());
@@ -207,7 +221,8 @@ impl SessionQueue {
     }
 
     fn finish(&mut self) -> Outcome {
-        if self.broken || self.send(b'.', b"").is_err() {
+        self.push(b'.', b"");
+        if self.broken || self.flush().is_err() {
             self.drop_child();
             return crashed();
         }
@@ -257,7 +272,13 @@ impl SessionQueue {
     }
 
     fn abort(&mut self) {
-        if self.send(b'R', b"").is_err() {
+        if self.broken || !self.sent {
+            // Nothing of this message reached queue-inject: nothing to undo.
+            self.frames.clear();
+            return;
+        }
+        self.push(b'R', b"");
+        if self.flush().is_err() {
             self.drop_child();
         }
     }

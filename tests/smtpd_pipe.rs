@@ -377,3 +377,65 @@ fn bad_configuration_gives_421() {
     assert_eq!(r.code, Some(111));
     assert!(r.log.contains("DATABYTES"), "{}", r.log);
 }
+
+#[test]
+fn session_mode_abandons_a_refused_message() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    script(&bin, "queue-inject", FAKE_QUEUE_INJECT);
+    let out = d.path().join("q");
+    std::fs::create_dir(&out).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let big = "b".repeat(100).repeat(1500); // beyond one 64 KiB batch of frames
+    let input = format!(
+        "EHLO c.test\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<u@x.test>\r\nDATA\r\n{big}\r\nbare\nlf\r\n.\r\n\
+         MAIL FROM:<s@x.test>\r\nRCPT TO:<u@x.test>\r\nDATA\r\nfine\r\n.\r\nQUIT\r\n"
+    );
+    let r = converse(
+        command(&[("PATH", &path), ("FAKEQI_DIR", out.to_str().unwrap()), ("RELAYCLIENT", "")]),
+        input.as_bytes(),
+    );
+    let rep = r.replies();
+    assert!(rep[5].starts_with("554 5.6.0"), "{}", r.out);
+    assert_eq!(rep[9], "250 2.0.0 ok: queued as id.2", "{}", r.out);
+    assert!(out.join("aborted").exists(), "R frame sent");
+    assert!(!out.join("data.1").exists(), "refused message not stored");
+    assert_eq!(strip_received(&std::fs::read(out.join("data.2")).unwrap()), b"fine\n");
+}
+
+#[test]
+fn eof_in_the_middle_of_a_message() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let r = run_with(&env, &[], format!("{HEAD}half a message\r\n").as_bytes());
+    assert_eq!(r.code, Some(1));
+    assert!(r.log.contains("end: client closed the connection during a message"), "{}", r.log);
+    assert!(files(&d.path().join("q"), "env.").iter().all(|e| e.is_empty()), "nothing queued");
+}
+
+#[test]
+fn helo_check_and_syntax() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let input = "HELO bad_name!\r\nHELO nonexistent.invalid\r\nHELO [127.0.0.1]\r\nEHLO localhost\r\nQUIT\r\n";
+    let r = run_with(&env, &[("HELO_CHECK", "")], input.as_bytes());
+    assert_eq!(r.codes(), ["220", "501", "450", "250", "250", "221"], "{}", r.out);
+    let r = run_with(&env, &[], input.as_bytes());
+    assert_eq!(r.codes(), ["220", "501", "250", "250", "250", "221"], "{}", r.out);
+}
+
+#[test]
+fn smtputf8_addresses() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let input = "EHLO c.test\r\nMAIL FROM:<jöe@bücher.example>\r\nMAIL FROM:<jöe@bücher.example> SMTPUTF8\r\n\
+        RCPT TO:<ü@ex\u{FF20}mple.com>\r\nRCPT TO:<ü@example.com>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
+    let r = run_with(&env, &[], input.as_bytes());
+    assert_eq!(r.codes(), ["220", "250", "553", "250", "553", "250", "354", "250", "221"], "{}", r.out);
+    assert!(r.replies()[2].starts_with("553 5.6.7"));
+    let envs = files(&d.path().join("q"), "env.");
+    assert_eq!(envs[0], "Fjöe@bücher.example\0Tü@example.com\0\0".as_bytes());
+    let msg = String::from_utf8(files(&d.path().join("q"), "msg.").remove(0)).unwrap();
+    assert!(msg.contains("with UTF8SMTP"), "{msg}");
+}
