@@ -195,3 +195,52 @@ fn memory_stays_bounded() {
     eprintln!("peak RSS: {before} kB after the greeting, {peak} kB after 30 MB + 100,000 commands");
     assert!(peak < before + 2048, "peak RSS grew from {before} kB to {peak} kB");
 }
+
+/// systemd `Accept=yes` style (inetd fd passing): without TCPREMOTEIP the
+/// address comes from REMOTE_ADDR or, as here, from getpeername(2).
+#[test]
+fn under_systemd_socket_activate() {
+    let d = tempfile::tempdir().unwrap();
+    let qq = script(d.path(), "fakeqq", FAKE_QMAIL_QUEUE);
+    let q = d.path().join("q");
+    std::fs::create_dir(&q).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("systemd-socket-activate")
+        .args(["-a", "--inetd", "-l", &format!("127.0.0.1:{port}")])
+        .args(["-E", "SMTPD_HOSTNAME=mx.test", "-E", "RELAYCLIENT="])
+        .arg("-E")
+        .arg(format!("QMAILQUEUE={}", qq.display()))
+        .arg("-E")
+        .arg(format!("FAKEQQ_DIR={}", q.display()))
+        .arg(BIN)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("systemd-socket-activate (Debian package systemd) is needed: {e}"));
+    let result = std::panic::catch_unwind(|| {
+        let mut s = None;
+        for _ in 0..100 {
+            if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                s = Some(c);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut s = s.expect("systemd-socket-activate listens");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert!(read_until(&mut s, "\r\n").starts_with("220 mx.test"));
+        s.write_all(b"HELO c.test\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<u@x.test>\r\nDATA\r\n").unwrap();
+        assert!(read_until(&mut s, "354 ").contains("250 2.1.5"));
+        s.write_all(b"hi\r\n.\r\nQUIT\r\n").unwrap();
+        assert!(read_until(&mut s, "221 ").contains("250 2.0.0 ok"));
+        let msg = String::from_utf8_lossy(&files(&q, "msg.")[0]).into_owned();
+        assert!(msg.starts_with("Received: from c.test ([127.0.0.1])\n\tby mx.test (smtpd-rs) with SMTP"), "{msg}");
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

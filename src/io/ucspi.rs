@@ -310,7 +310,8 @@ mod tests {
     fn lines() {
         let long = [vec![b'x'; 600], b"\r\nNOOP\r\n".to_vec()].concat();
         let edge = [vec![b'x'; 510], b"\r\n".to_vec(), vec![b'y'; 511], b"\r\n".to_vec()].concat();
-        let t: &[(&[u8], &[Result<&[u8], &str>])] = &[
+        type Want<'a> = &'a [Result<&'a [u8], &'a str>];
+        let t: &[(&[u8], Want)] = &[
             (b"HELO a\r\nNOOP\r\n", &[Ok(b"HELO a"), Ok(b"NOOP")]),
             (b"HELO a\nNOOP\r\n", &[Err(reply::BARE_LF_CMD), Ok(b"NOOP")]),
             (b"HE\rLO a\r\nNOOP\r\n", &[Err(reply::BARE_CR_CMD), Ok(b"NOOP")]),
