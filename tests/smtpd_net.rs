@@ -244,3 +244,18 @@ fn under_systemd_socket_activate() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn socket_client_that_never_reads_times_out() {
+    let (client, server) = UnixStream::pair().unwrap();
+    let mut child = spawn_on(&server, &[("SMTPD_TIMEOUT", "1"), ("RELAYCLIENT", "")]);
+    drop(server);
+    let t = std::time::Instant::now();
+    let mut w = client.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = w.write_all(&b"NOOP\r\n".repeat(300_000));
+    });
+    assert_eq!(wait_bounded(&mut child, Duration::from_secs(15)), Some(1));
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    drop(client);
+}

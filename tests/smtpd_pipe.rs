@@ -439,3 +439,27 @@ fn smtputf8_addresses() {
     let msg = String::from_utf8(files(&d.path().join("q"), "msg.").remove(0)).unwrap();
     assert!(msg.contains("with UTF8SMTP"), "{msg}");
 }
+
+#[test]
+fn client_that_never_reads_times_out() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    vars.push(("SMTPD_TIMEOUT", "1"));
+    let t = std::time::Instant::now();
+    let mut c = command(&vars).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let _unread = c.stdout.take();
+    let w = std::thread::spawn(move || {
+        let _ = stdin.write_all(&b"NOOP\r\n".repeat(200_000));
+    });
+    let code = wait_bounded(&mut c, std::time::Duration::from_secs(15));
+    let _ = w.join();
+    assert_eq!(code, Some(1));
+    assert!(t.elapsed() < std::time::Duration::from_secs(6), "{:?}", t.elapsed());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("end: timeout"), "{log}");
+}

@@ -34,8 +34,8 @@ pub enum End {
     TooManyErrors,
     /// The client talked before the greeting.
     Pregreet,
-    /// Writing to the client failed.
-    WriteError,
+    /// Reading from or writing to the client failed.
+    IoError,
 }
 
 impl End {
@@ -47,7 +47,7 @@ impl End {
             End::Timeout => "timeout",
             End::TooManyErrors => "too many errors",
             End::Pregreet => "client talked before the greeting",
-            End::WriteError => "write error",
+            End::IoError => "connection error",
         }
     }
 
@@ -85,11 +85,14 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
     }
     s.greeting(&mut conn.out);
     let end = run(conn, &mut s, queue, hooks);
-    if end == End::Timeout {
+    // After a write timeout replies are still pending: writing more would
+    // only wait once again; after a read timeout, say why we close.
+    let stuck = end == End::Timeout && !conn.out.is_empty();
+    if end == End::Timeout && !stuck {
         conn.out.extend_from_slice(reply::TIMEOUT.as_bytes());
     }
-    let end = match conn.flush() {
-        Err(_) if end == End::Quit || end == End::TooManyErrors => End::WriteError,
+    let end = match if stuck { Ok(()) } else { conn.flush() } {
+        Err(_) if end == End::Quit || end == End::TooManyErrors => End::IoError,
         _ => end,
     };
     if end != End::Eof && end != End::EofInMessage {
@@ -149,7 +152,7 @@ fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mu
             }
         }
         if conn.out.len() > OUT_HIGH && conn.flush().is_err() {
-            return End::WriteError;
+            return End::IoError;
         }
     }
 }
@@ -159,7 +162,7 @@ fn conn_end(e: ConnError, in_message: bool) -> End {
         ConnError::Eof if in_message => End::EofInMessage,
         ConnError::Eof => End::Eof,
         ConnError::Timeout => End::Timeout,
-        ConnError::Io(_) => End::WriteError,
+        ConnError::Io(_) => End::IoError,
     }
 }
 

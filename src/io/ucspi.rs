@@ -20,6 +20,8 @@ pub const MAX_LINE: usize = 512;
 const IN_BUF: usize = 16 * 1024;
 /// Replies beyond this are written even before a read would block.
 pub const OUT_HIGH: usize = 64 * 1024;
+/// POSIX PIPE_BUF on Linux: a pipe that polls writable takes this much.
+const PIPE_BUF: usize = 4096;
 
 #[derive(Debug)]
 pub enum ConnError {
@@ -49,6 +51,8 @@ pub struct Conn {
     end: usize,
     /// A line longer than `MAX_LINE` is being skipped up to its LF.
     skipping: bool,
+    /// The write side is a socket (send with MSG_DONTWAIT) or not.
+    w_socket: bool,
     /// Replies not yet written.
     pub out: Vec<u8>,
     timeout: Duration,
@@ -56,9 +60,11 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(r: File, w: File, timeout: Duration) -> Conn {
+        let w_socket = w.metadata().is_ok_and(|m| m.file_type().is_socket());
         Conn {
             r,
             w,
+            w_socket,
             buf: vec![0; IN_BUF].into_boxed_slice(),
             start: 0,
             end: 0,
@@ -76,6 +82,7 @@ impl Conn {
     /// Put a new fd pair in place (e.g. after a TLS helper moved its fds),
     /// dropping whatever input was buffered (CVE-2011-0411).
     pub fn replace_fds(&mut self, r: File, w: File) {
+        self.w_socket = w.metadata().is_ok_and(|m| m.file_type().is_socket());
         self.r = r;
         self.w = w;
         self.discard_input();
@@ -138,15 +145,25 @@ impl Conn {
         self.discard_input();
     }
 
-    /// Write every buffered reply.
+    /// Write every buffered reply. A blocking write could wait forever for
+    /// a client that does not read, so each write is one that cannot block
+    /// after poll said "writable": on a socket a send with MSG_DONTWAIT, on a
+    /// pipe at most PIPE_BUF octets (the room POLLOUT promises).
     pub fn flush(&mut self) -> Result<(), ConnError> {
+        use nix::sys::socket::{send, MsgFlags};
         let mut done = 0;
         while done < self.out.len() {
             wait_for(&self.w, PollFlags::POLLOUT, self.timeout)?;
-            match self.w.write(&self.out[done..]) {
+            let rest = &self.out[done..];
+            let r = if self.w_socket {
+                send(self.w.as_raw_fd(), rest, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+            } else {
+                self.w.write(&rest[..rest.len().min(PIPE_BUF)])
+            };
+            match r {
                 Ok(0) => return Err(ConnError::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {}
                 Err(e) => return Err(ConnError::Io(e)),
             }
         }
