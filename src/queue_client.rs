@@ -34,6 +34,15 @@ impl QueueClient {
         }
     }
 
+    /// Start the session-mode queue-inject now rather than at the first
+    /// message (for a worker waiting for its next connection). Errors are
+    /// left for the first message to report.
+    pub fn prepare(&mut self) {
+        if let QueueClient::Session(q) = self {
+            let _ = q.start();
+        }
+    }
+
     /// Start a message. On failure the message cannot be queued: the caller
     /// reads the rest of it and gives the outcome as the reply.
     pub fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<(), Outcome> {

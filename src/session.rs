@@ -1210,4 +1210,29 @@ mod tests {
         assert_eq!(attrs.get("CLIENT_SOURCE"), Some(&b"REMOTE"[..]));
         assert_eq!(attrs.get("CLIENT_PORT"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_line_gets_one_well_formed_reply(lines in proptest::collection::vec(
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 1..30)) {
+            let mut cfg = config();
+            cfg.xclient = true;
+            cfg.xforward = true;
+            let cfg: &'static Config = Box::leak(Box::new(cfg));
+            let mut s = Session::new(cfg, Peer::default());
+            let mut h = fake();
+            let prefixes: [&[u8]; 6] = [b"MAIL FROM:<", b"RCPT TO:<", b"EHLO ", b"XCLIENT ", b"XFORWARD ", b"BDAT "];
+            for (i, l) in lines.iter().enumerate() {
+                let line = [prefixes[i % prefixes.len()], l.as_slice()].concat();
+                let mut out = Vec::new();
+                let a = s.handle_line(&line, &mut h, &mut out);
+                let bdat_taken = matches!(a, Action::Bdat { accept: true, .. });
+                proptest::prop_assert!(out.ends_with(b"\r\n") || bdat_taken);
+                proptest::prop_assert!(out.len() < 2000);
+                if a == Action::Close {
+                    break;
+                }
+            }
+        }
+    }
 }
