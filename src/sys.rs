@@ -40,3 +40,13 @@ pub fn child_fd(cmd: &mut Command, from: RawFd, to: RawFd) {
         });
     }
 }
+
+/// Restore the default SIGCHLD disposition. A parent that set it to SIG_IGN
+/// (swaks --pipe does) would make the kernel reap our children itself, and
+/// waiting for the queue program's exit code would fail.
+pub fn default_sigchld() {
+    // SAFETY: installing SIG_DFL runs no handler code; no memory is shared.
+    unsafe {
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
+}

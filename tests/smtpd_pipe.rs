@@ -463,3 +463,18 @@ fn client_that_never_reads_times_out() {
     std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut log).unwrap();
     assert!(log.contains("end: timeout"), "{log}");
 }
+
+/// swaks --pipe starts its child with SIGCHLD ignored: the queue program's
+/// exit code must still be read.
+#[test]
+fn sigchld_ignored_by_the_parent() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let mut c = std::process::Command::new("/bin/sh");
+    c.args(["-c", &format!("trap '' CHLD; exec {BIN}")]).env_clear().env("SMTPD_HOSTNAME", "mx.test");
+    for (k, v) in &env {
+        c.env(k, v);
+    }
+    let r = converse(c, format!("{HEAD}x\r\n.\r\nQUIT\r\n").as_bytes());
+    assert!(r.replies()[5].starts_with("250 2.0.0 ok: queued as"), "{}", r.out);
+}

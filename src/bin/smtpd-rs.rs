@@ -11,6 +11,7 @@ use std::io::Write;
 const PROG: &str = "smtpd-rs";
 
 fn main() {
+    smtpd::sys::default_sigchld();
     let cfg = Config::from_env().unwrap_or_else(|e| {
         // Tell the client to come back later rather than leave it hanging.
         let _ = std::io::stdout().write_all(reply::CONFIG_ERROR.as_bytes());
