@@ -6,7 +6,7 @@
 //! a session on fds it was handed (doc/PROTOCOLS.md section 4).
 
 use crate::die;
-use crate::io::ucspi::{Conn, ConnError, OUT_HIGH};
+use crate::io::ucspi::{Conn, ConnError, IN_BUF, OUT_HIGH};
 use crate::queue_client::QueueClient;
 use crate::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
 use crate::smtp::data::{ChunkDecoder, DataError, DotDecoder};
@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 
 const PROG: &str = "smtpd-rs";
 /// Message bytes are handed to the queue in pieces of this size.
-const CHUNK: usize = 32 * 1024;
+const CHUNK: usize = 16 * 1024;
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +179,9 @@ impl Message {
     /// Start the queue message and put the Received header first.
     fn start(s: &Session<'_>, queue: &mut QueueClient) -> Message {
         let (env, attrs) = s.queue_request();
-        let mut m = Message { buf: Vec::with_capacity(CHUNK + 4096), active: false, failed: None };
+        // Room for a piece, one input buffer's worth of decoded bytes and the
+        // Received header: the buffer never grows.
+        let mut m = Message { buf: Vec::with_capacity(CHUNK + IN_BUF + 4096), active: false, failed: None };
         match queue.begin(&env, &attrs) {
             Ok(()) => {
                 m.active = true;

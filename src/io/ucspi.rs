@@ -17,9 +17,9 @@ use std::time::Duration;
 /// RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
 pub const MAX_LINE: usize = 512;
 /// Input buffer: many pipelined commands, or a piece of a message.
-const IN_BUF: usize = 16 * 1024;
+pub const IN_BUF: usize = 16 * 1024;
 /// Replies beyond this are written even before a read would block.
-pub const OUT_HIGH: usize = 64 * 1024;
+pub const OUT_HIGH: usize = 16 * 1024;
 /// POSIX PIPE_BUF on Linux: a pipe that polls writable takes this much.
 const PIPE_BUF: usize = 4096;
 
