@@ -151,8 +151,10 @@ fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mu
                 }
             }
         }
-        if conn.out.len() > OUT_HIGH && conn.flush().is_err() {
-            return End::IoError;
+        if conn.out.len() > OUT_HIGH {
+            if let Err(e) = conn.flush() {
+                return conn_end(e, false);
+            }
         }
     }
 }
