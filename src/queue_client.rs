@@ -219,12 +219,13 @@ impl SessionQueue {
 
     fn write(&mut self, data: &[u8]) -> Result<(), Outcome> {
         for piece in data.chunks(MAX_FRAME - 1) {
-            self.push(b'D', piece);
-            if self.frames.len() >= MAX_FRAME && self.flush().is_err() {
+            // Write what is collected before it would outgrow its buffer.
+            if !self.frames.is_empty() && self.frames.len() + piece.len() + 16 > MAX_FRAME && self.flush().is_err() {
                 self.broken = true;
                 self.drop_child();
                 return Err(crashed());
             }
+            self.push(b'D', piece);
         }
         Ok(())
     }
