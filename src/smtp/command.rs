@@ -305,8 +305,8 @@ pub fn check_literal(d: &[u8]) -> Result<(), AddrError> {
         .and_then(|x| x.strip_suffix(b"]"))
         .ok_or(AddrError::Domain)?;
     let s = std::str::from_utf8(inner).map_err(|_| AddrError::Domain)?;
-    if s.len() > 5 && s[..5].eq_ignore_ascii_case("IPv6:") {
-        return s[5..].parse::<Ipv6Addr>().map(|_| ()).map_err(|_| AddrError::Domain);
+    if let Some(v6) = s.get(..5).filter(|p| p.eq_ignore_ascii_case("IPv6:")).and_then(|_| s.get(5..)) {
+        return v6.parse::<Ipv6Addr>().map(|_| ()).map_err(|_| AddrError::Domain);
     }
     s.parse::<Ipv4Addr>().map(|_| ()).map_err(|_| AddrError::Domain)
 }
@@ -460,6 +460,8 @@ mod tests {
             ("jöe@x.jp".as_bytes(), false, AddrError::Utf8),
             ("a@ex\u{FF20}mple.com".as_bytes(), true, AddrError::Domain),
             (b"a@b.c\xff", true, AddrError::Domain),
+            ("a@[abcd\u{e9}]".as_bytes(), true, AddrError::Domain),
+            ("a@[IPv\u{e9}:1]".as_bytes(), true, AddrError::Domain),
         ];
         for (a, u, e) in bad {
             assert_eq!(check_mailbox(a, *u), Err(*e), "{}", String::from_utf8_lossy(a));
@@ -490,6 +492,12 @@ mod tests {
             let _ = parse(&line);
             let _ = check_mailbox(&line, true);
             let _ = check_helo(&line);
+        }
+
+        #[test]
+        fn utf8_literals_never_panic(inner in "\\PC{0,12}") {
+            let _ = check_mailbox(format!("a@[{inner}]").as_bytes(), true);
+            let _ = check_helo(format!("[{inner}]").as_bytes());
         }
 
         #[test]
