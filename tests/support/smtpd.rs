@@ -85,6 +85,9 @@ while True:
 /// Write `text` as an executable file `dir/name`.
 pub fn script(dir: &Path, name: &str, text: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
+    if text.starts_with("#!/usr/bin/python3") {
+        assert!(Path::new("/usr/bin/python3").exists(), "/usr/bin/python3 (Debian package python3) is needed");
+    }
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
