@@ -8,6 +8,7 @@ pub mod envfile;
 pub mod handoff;
 pub mod io;
 pub mod netstring;
+pub mod passwd;
 pub mod proxy;
 pub mod supervise;
 pub mod policy;
