@@ -6,5 +6,6 @@ pub mod die;
 pub mod envelope;
 pub mod io;
 pub mod netstring;
+pub mod queue;
 pub mod sys;
 pub mod xtext;
