@@ -232,7 +232,8 @@ fn step(cfg: &Config, q: &mut Queue, state: State, kind: u8, payload: &[u8]) -> 
             Some(a) => Step::Next(State::Meta(env, Some(a))),
             None => protocol("bad attribute block"),
         },
-        (State::Meta(env, attrs), b'D' | b'.' | b'R') => {
+        (State::Meta(..), b'R') => Step::Next(State::Idle),
+        (State::Meta(env, attrs), b'D' | b'.') => {
             let attrs = attrs.as_ref().unwrap_or(&cfg.attrs);
             match q.begin(&env, attrs) {
                 Ok(w) => step(cfg, q, State::Body(w), kind, payload),
@@ -382,6 +383,7 @@ mod tests {
         assert_eq!(run(&[&e, b"Dhi\n", b"."]), ["0"]);
         assert_eq!(run(&[&e, b"ABODY=7BIT\n", b"Dhi\n", b".", &e, b"."]), ["0", "0"]);
         assert_eq!(run(&[&e, b"Dx", b"R", &e, b"."]), ["0"]);
+        assert_eq!(run(&[&e, b"R", &e, b"R"]), Vec::<String>::new());
         assert_eq!(run(&[b"Dx"]), ["fatal 91"]);
         assert_eq!(run(&[b"."]), ["fatal 91"]);
         assert_eq!(run(&[b"Ebad"]), ["fatal 91"]);
