@@ -296,4 +296,40 @@ mod tests {
             Err(ReadError::Format(FormatError::LineTooLong))
         ));
     }
+
+    use proptest::prelude::*;
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..max)
+    }
+
+    proptest! {
+        #[test]
+        fn any_envelope_attrs_and_body_round_trip(
+            sender in bytes(40),
+            recipients in proptest::collection::vec(bytes(40), 1..5),
+            attrs in proptest::collection::vec(("[A-Za-z0-9_.-]{1,12}", bytes(30)), 0..4),
+            body in bytes(200),
+            time in any::<u64>(),
+        ) {
+            let env = Envelope { sender, recipients };
+            let attrs = Attrs(attrs);
+            let mut file = encode_header("1.2.3", time, &env, &attrs);
+            let hlen = file.len();
+            file.extend_from_slice(&body);
+            let (h, off) = parse_header(&file).unwrap();
+            prop_assert_eq!(off, hlen);
+            prop_assert_eq!(&file[off..], &body[..]);
+            prop_assert_eq!(h, Header { id: "1.2.3".into(), time, envelope: env, attrs });
+        }
+
+        #[test]
+        fn parser_never_panics(junk in bytes(300)) {
+            let mut input = b"smtpd-queue 1\n".to_vec();
+            input.extend_from_slice(&junk);
+            let _ = parse_header(&input);
+            let _ = parse_header(&junk);
+            let _ = read_header(&mut io::Cursor::new(&input));
+        }
+    }
 }
