@@ -182,6 +182,8 @@ fn clean_removes_only_old_regular_files_in_tmp() {
     assert!(q.join("tmp/new1").exists());
     assert!(q.join("tmp/olddir").exists());
     assert!(q.join("new/1.2.3").exists());
+    let o = Command::new(BIN).arg("-c").env("QUEUE_DIR", &q).output().unwrap();
+    assert_eq!((o.status.code(), o.stderr.len()), (Some(0), 0), "quiet when nothing was removed");
     let o = Command::new(BIN).arg("-c").env("QUEUE_DIR", q.join("absent")).output().unwrap();
     assert_eq!(o.status.code(), Some(55));
 }

@@ -23,7 +23,9 @@ fn main() {
     let cfg = inject::Config::from_env().unwrap_or_else(|e| fail(e));
     if m.opt_present("c") {
         let n = inject::clean(&cfg).unwrap_or_else(|e| fail(e));
-        die::info(PROG, format_args!("removed {n} leftover work files from {}/tmp", cfg.dir.display()));
+        if n > 0 {
+            die::info(PROG, format_args!("removed {n} leftover work files from {}/tmp", cfg.dir.display()));
+        }
     } else if m.opt_present("s") {
         let mut q = Queue::open(&cfg.dir).unwrap_or_else(|e| fail(e));
         match q.clean(LEFTOVER_AGE) {
