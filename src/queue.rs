@@ -87,26 +87,36 @@ impl Queue {
     pub fn open(dir: &Path) -> Result<Queue, Error> {
         match fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(Error::new(EXIT_QUEUE_DIR, format_args!("{} is not a directory", dir.display()))),
+            Ok(_) => {
+                return Err(Error::new(EXIT_QUEUE_DIR, format_args!("{} is not a directory", dir.display())))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::new(EXIT_CONFIG, format_args!("no queue at {}", dir.display())))
             }
-            Err(e) => return Err(Error::new(EXIT_QUEUE_DIR, format_args!("unable to stat {}: {e}", dir.display()))),
+            Err(e) => {
+                return Err(Error::new(EXIT_QUEUE_DIR, format_args!("unable to stat {}: {e}", dir.display())))
+            }
         }
         let tmp = dir.join("tmp");
         let new = dir.join("new");
-        ensure_dir(&tmp).map_err(|e| Error::new(EXIT_TMP_DIR, format_args!("unable to create {}: {e}", tmp.display())))?;
-        ensure_dir(&new).map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to create {}: {e}", new.display())))?;
-        let new_dir =
-            File::open(&new).map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to open {}: {e}", new.display())))?;
+        ensure_dir(&tmp)
+            .map_err(|e| Error::new(EXIT_TMP_DIR, format_args!("unable to create {}: {e}", tmp.display())))?;
+        ensure_dir(&new)
+            .map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to create {}: {e}", new.display())))?;
+        let new_dir = File::open(&new)
+            .map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to open {}: {e}", new.display())))?;
         Ok(Queue { tmp, new, new_dir, pid: std::process::id(), seq: 0 })
     }
 
     /// An anonymous file in `tmp/` (O_TMPFILE where the kernel has it): it
     /// has no name, so a crash leaves nothing behind.
     pub fn spool(&self) -> Result<File, Error> {
-        tempfile::tempfile_in(&self.tmp)
-            .map_err(|e| Error::new(EXIT_SPOOL, format_args!("unable to create a spool file in {}: {e}", self.tmp.display())))
+        tempfile::tempfile_in(&self.tmp).map_err(|e| {
+            Error::new(
+                EXIT_SPOOL,
+                format_args!("unable to create a spool file in {}: {e}", self.tmp.display()),
+            )
+        })
     }
 
     /// Start a message: a new work file in `tmp/` holding its header.
@@ -118,7 +128,12 @@ impl Queue {
             .prefix(&format!("{id}."))
             .permissions(fs::Permissions::from_mode(0o640))
             .tempfile_in(&self.tmp)
-            .map_err(|e| Error::new(EXIT_WORK_FILE, format_args!("unable to create a work file in {}: {e}", self.tmp.display())))?;
+            .map_err(|e| {
+                Error::new(
+                    EXIT_WORK_FILE,
+                    format_args!("unable to create a work file in {}: {e}", self.tmp.display()),
+                )
+            })?;
         let mut work = Work { id, w: BufWriter::with_capacity(BUF_SIZE, file) };
         work.write(&encode_header(&work.id, time, env, attrs))?;
         Ok(work)
@@ -132,11 +147,14 @@ impl Queue {
         file.as_file().sync_all().map_err(|e| write_error(&e))?;
         let target = self.new.join(&id);
         if let Err(e) = file.persist_noclobber(&target) {
-            return Err(Error::new(EXIT_LINK, format_args!("unable to link {}: {}", target.display(), e.error)));
+            return Err(Error::new(
+                EXIT_LINK,
+                format_args!("unable to link {}: {}", target.display(), e.error),
+            ));
         }
-        self.new_dir
-            .sync_all()
-            .map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to fsync {}: {e}", self.new.display())))?;
+        self.new_dir.sync_all().map_err(|e| {
+            Error::new(EXIT_NEW_DIR, format_args!("unable to fsync {}: {e}", self.new.display()))
+        })?;
         Ok(id)
     }
 
@@ -145,8 +163,9 @@ impl Queue {
     /// skipped (and counted in the error text only when nothing else works).
     pub fn clean(&self, age: Duration) -> Result<usize, Error> {
         let cutoff = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
-        let dir = fs::read_dir(&self.tmp)
-            .map_err(|e| Error::new(EXIT_TMP_DIR, format_args!("unable to read {}: {e}", self.tmp.display())))?;
+        let dir = fs::read_dir(&self.tmp).map_err(|e| {
+            Error::new(EXIT_TMP_DIR, format_args!("unable to read {}: {e}", self.tmp.display()))
+        })?;
         let mut removed = 0;
         for entry in dir.flatten() {
             let Ok(m) = entry.metadata() else { continue };

@@ -46,7 +46,13 @@ fn check_new(q: &Path, msg: &[u8]) -> usize {
         let bytes = fs::read(&p).expect("read");
         let (h, off) = parse_header(&bytes).unwrap_or_else(|err| panic!("{}: {err}", p.display()));
         assert_eq!(h.envelope.recipients, vec![b"c@d".to_vec()]);
-        assert!(&bytes[off..] == msg, "{}: message incomplete ({} of {} octets)", p.display(), bytes.len() - off, msg.len());
+        assert!(
+            &bytes[off..] == msg,
+            "{}: message incomplete ({} of {} octets)",
+            p.display(),
+            bytes.len() - off,
+            msg.len()
+        );
         n += 1;
     }
     n
@@ -108,10 +114,9 @@ fn kill_9_never_leaves_a_partial_message_visible() {
     fs::create_dir(q.join("new")).unwrap();
     fs::create_dir(q.join("tmp")).unwrap();
     let msg = message();
-    let seed = std::env::var("QUEUE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+    let seed = std::env::var("QUEUE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
     eprintln!("QUEUE_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
 
@@ -177,7 +182,11 @@ fn clean_removes_only_old_regular_files_in_tmp() {
     assert!(st.success());
     let o = Command::new(BIN).arg("-c").env("QUEUE_DIR", &q).output().unwrap();
     assert_eq!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("removed 1 "), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("removed 1 "),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(!q.join("tmp/old1").exists());
     assert!(q.join("tmp/new1").exists());
     assert!(q.join("tmp/olddir").exists());

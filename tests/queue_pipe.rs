@@ -14,13 +14,15 @@ fn testdata_round_trip_byte_exact() {
     let msgs = testdata();
     for (i, (name, msg)) in msgs.iter().enumerate() {
         let rcpt = format!("r{i}@example.org");
-        let o = qmail_style(inject_cmd(&q), msg, &envelope("sender@example.com", &[&rcpt, "second@example.net"]));
+        let o =
+            qmail_style(inject_cmd(&q), msg, &envelope("sender@example.com", &[&rcpt, "second@example.net"]));
         assert_eq!(o.code, 0, "{name}: {}", o.stderr);
         assert_eq!(qmail_reply(o.code), "250 ok");
     }
     let queued = read_queue(&q);
     assert_eq!(queued.len(), msgs.len());
-    let mut bodies: Vec<_> = queued.iter().map(|(_, h, b)| (h.envelope.recipients[0].clone(), b.clone())).collect();
+    let mut bodies: Vec<_> =
+        queued.iter().map(|(_, h, b)| (h.envelope.recipients[0].clone(), b.clone())).collect();
     bodies.sort();
     for (i, (_, msg)) in msgs.iter().enumerate() {
         let rcpt = format!("r{i}@example.org").into_bytes();
@@ -89,8 +91,8 @@ fn bad_envelopes() {
     let cases: &[(&[u8], i32)] = &[
         (b"Xa@b\0Tc@d\0\0", 91),
         (b"Fa@b\0Xc@d\0\0", 91),
-        (b"Fa@b\0\0", 91), // no recipient: refused, unlike qmail-queue
-        (b"Fa@b\0Tc@d", 54),  // EOF inside the envelope
+        (b"Fa@b\0\0", 91),     // no recipient: refused, unlike qmail-queue
+        (b"Fa@b\0Tc@d", 54),   // EOF inside the envelope
         (b"Fa@b\0Tc@d\0", 54), // EOF before the final \0
         (b"", 54),
     ];
@@ -98,7 +100,11 @@ fn bad_envelopes() {
         let (_d, q) = scratch();
         let o = qmail_style(inject_cmd(&q), b"Subject: x\n\nhi\n", env);
         assert_eq!(o.code, *code, "{:?}: {}", String::from_utf8_lossy(env), o.stderr);
-        assert!(o.stderr.starts_with("queue-inject: fatal: ") && o.stderr.lines().count() == 1, "{}", o.stderr);
+        assert!(
+            o.stderr.starts_with("queue-inject: fatal: ") && o.stderr.lines().count() == 1,
+            "{}",
+            o.stderr
+        );
         assert_eq!(count(&q.join("new")), 0);
         assert_eq!(count(&q.join("tmp")), 0);
     }
@@ -180,7 +186,11 @@ fn disk_full_is_53_and_leaves_nothing() {
     for size in [200_000usize, 20_000] {
         let (_d, q) = scratch();
         let mut c = Command::new("sh");
-        c.arg("-c").arg("ulimit -f 16 && exec \"$0\"").arg(BIN).env("QUEUE_DIR", &q).env_remove("QUEUE_ATTRS");
+        c.arg("-c")
+            .arg("ulimit -f 16 && exec \"$0\"")
+            .arg(BIN)
+            .env("QUEUE_DIR", &q)
+            .env_remove("QUEUE_ATTRS");
         let msg = vec![b'z'; size];
         let o = qmail_style(c, &msg, &envelope("a@b", &["c@d"]));
         assert_eq!(o.code, 53, "{size}: {}", o.stderr);

@@ -117,7 +117,11 @@ fn eof_mid_message_leaves_nothing() {
 #[test]
 fn attributes_from_a_frame_or_queue_attrs() {
     let (_d, q) = scratch();
-    let mut input = message_frames(&envelope("a@b", &["c@d"]), Some(b"BODY=8BITMIME\nRCPT.0.NOTIFY=SUCCESS,FAILURE\n"), b"1\n");
+    let mut input = message_frames(
+        &envelope("a@b", &["c@d"]),
+        Some(b"BODY=8BITMIME\nRCPT.0.NOTIFY=SUCCESS,FAILURE\n"),
+        b"1\n",
+    );
     input.extend(message_frames(&envelope("a@b", &["c@d"]), None, b"2\n"));
     let mut c = inject_cmd(&q);
     c.env("QUEUE_ATTRS", "CLIENT_ADDR=192.0.2.1\n");
@@ -150,7 +154,11 @@ fn refused_message_then_session_goes_on() {
 fn disk_full_answers_53_and_goes_on() {
     let (_d, q) = scratch();
     let mut c = Command::new("sh");
-    c.arg("-c").arg("ulimit -f 16 && exec \"$0\" \"$@\"").arg(BIN).env("QUEUE_DIR", &q).env_remove("QUEUE_ATTRS");
+    c.arg("-c")
+        .arg("ulimit -f 16 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .env("QUEUE_DIR", &q)
+        .env_remove("QUEUE_ATTRS");
     let mut input = message_frames(&envelope("a@b", &["c@d"]), None, &vec![b'z'; 300_000]);
     input.extend(message_frames(&envelope("a@b", &["c@d"]), None, b"small\n"));
     let (ans, o) = session(c, &input);
@@ -167,7 +175,10 @@ fn disk_full_answers_53_and_goes_on() {
 #[test]
 fn missing_queue_dir_ends_session_with_55() {
     let (d, _q) = scratch();
-    let (ans, o) = session(inject_cmd(&d.path().join("absent")), &message_frames(&envelope("a@b", &["c@d"]), None, b"x\n"));
+    let (ans, o) = session(
+        inject_cmd(&d.path().join("absent")),
+        &message_frames(&envelope("a@b", &["c@d"]), None, b"x\n"),
+    );
     assert_eq!(o.code, 55, "{}", o.stderr);
     assert!(ans.is_empty());
 }

@@ -121,7 +121,11 @@ pub fn parse_header(buf: &[u8]) -> Result<(Header, usize), FormatError> {
     loop {
         let rest = buf.get(off..).unwrap_or_default();
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(if rest.len() >= MAX_LINE { FormatError::LineTooLong } else { FormatError::Truncated });
+            return Err(if rest.len() >= MAX_LINE {
+                FormatError::LineTooLong
+            } else {
+                FormatError::Truncated
+            });
         };
         if nl >= MAX_LINE {
             return Err(FormatError::LineTooLong);
@@ -187,7 +191,11 @@ impl HeaderParser {
                 if self.id.is_some() {
                     return Err(FormatError::Duplicate("id"));
                 }
-                if value.is_empty() || !value.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_') {
+                if value.is_empty()
+                    || !value
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+                {
                     return Err(FormatError::BadValue("id"));
                 }
                 self.id = Some(String::from_utf8_lossy(value).into_owned());
@@ -236,7 +244,11 @@ mod tests {
     fn sample() -> (Envelope, Attrs) {
         let env = Envelope {
             sender: b"".to_vec(),
-            recipients: vec![b"a@b.example".to_vec(), "jöe+x=y @例え.jp".as_bytes().to_vec(), b"\n\0".to_vec()],
+            recipients: vec![
+                b"a@b.example".to_vec(),
+                "jöe+x=y @例え.jp".as_bytes().to_vec(),
+                b"\n\0".to_vec(),
+            ],
         };
         let mut attrs = Attrs::default();
         attrs.push("BODY", "8BITMIME");

@@ -3,7 +3,10 @@
 //! fd 0, one answer per message on fd 1, doc/PROTOCOLS.md section 2), and the
 //! clean-up of leftovers. Every read waits at most a set time (poll first).
 
-use super::{Error, Queue, Work, BUF_SIZE, EXIT_ADDR_TOO_LONG, EXIT_CONFIG, EXIT_ENVELOPE, EXIT_READ, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_WRITE, LEFTOVER_AGE};
+use super::{
+    Error, Queue, Work, BUF_SIZE, EXIT_ADDR_TOO_LONG, EXIT_CONFIG, EXIT_ENVELOPE, EXIT_READ, EXIT_REFUSED,
+    EXIT_TIMEOUT, EXIT_WRITE, LEFTOVER_AGE,
+};
 use crate::envelope::{self, Attrs, Envelope};
 use crate::netstring;
 use nix::errno::Errno;
@@ -38,8 +41,14 @@ pub struct Config {
 impl Config {
     /// `QUEUE_DIR`, `QUEUE_ATTRS` (a bad block is exit 91), `QUEUE_TIMEOUT`
     /// (seconds, 1..=86400; anything else is exit 55).
-    pub fn from_vars(dir: Option<OsString>, attrs: Option<OsString>, timeout: Option<OsString>) -> Result<Config, Error> {
-        let dir = dir.filter(|d| !d.is_empty()).map_or_else(|| PathBuf::from(super::DEFAULT_QUEUE_DIR), PathBuf::from);
+    pub fn from_vars(
+        dir: Option<OsString>,
+        attrs: Option<OsString>,
+        timeout: Option<OsString>,
+    ) -> Result<Config, Error> {
+        let dir = dir
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| PathBuf::from(super::DEFAULT_QUEUE_DIR), PathBuf::from);
         let attrs = match attrs {
             None => Attrs::default(),
             Some(a) => Attrs::parse(a.as_encoded_bytes())
@@ -52,13 +61,19 @@ impl Config {
                 .and_then(|s| s.parse::<u64>().ok())
                 .filter(|s| (1..=86400).contains(s))
                 .map(Duration::from_secs)
-                .ok_or_else(|| Error::new(EXIT_CONFIG, "QUEUE_TIMEOUT is not a number of seconds from 1 to 86400"))?,
+                .ok_or_else(|| {
+                    Error::new(EXIT_CONFIG, "QUEUE_TIMEOUT is not a number of seconds from 1 to 86400")
+                })?,
         };
         Ok(Config { dir, attrs, timeout })
     }
 
     pub fn from_env() -> Result<Config, Error> {
-        Config::from_vars(std::env::var_os("QUEUE_DIR"), std::env::var_os("QUEUE_ATTRS"), std::env::var_os("QUEUE_TIMEOUT"))
+        Config::from_vars(
+            std::env::var_os("QUEUE_DIR"),
+            std::env::var_os("QUEUE_ATTRS"),
+            std::env::var_os("QUEUE_TIMEOUT"),
+        )
     }
 }
 
@@ -287,7 +302,11 @@ impl Frames {
 
     /// The next frame's type and the range of the rest of its payload in
     /// `self.buf`; `None` at EOF on a frame boundary.
-    fn next(&mut self, fd: BorrowedFd<'_>, wait: Duration) -> Result<Option<(u8, std::ops::Range<usize>)>, Error> {
+    fn next(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        wait: Duration,
+    ) -> Result<Option<(u8, std::ops::Range<usize>)>, Error> {
         loop {
             let pending = self.buf.get(self.start..self.end).unwrap_or_default();
             match netstring::parse(pending, MAX_META_FRAME) {
@@ -341,7 +360,8 @@ mod tests {
         let c = Config::from_vars(None, None, None).unwrap();
         assert_eq!(c.dir, PathBuf::from(crate::queue::DEFAULT_QUEUE_DIR));
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
-        let c = Config::from_vars(Some("q".into()), Some("BODY=8BITMIME\n".into()), Some("5".into())).unwrap();
+        let c =
+            Config::from_vars(Some("q".into()), Some("BODY=8BITMIME\n".into()), Some("5".into())).unwrap();
         assert_eq!(c.attrs.get("BODY"), Some(&b"8BITMIME"[..]));
         assert_eq!(c.timeout, Duration::from_secs(5));
         assert_eq!(Config::from_vars(None, Some("bad name=x".into()), None).unwrap_err().code, EXIT_ENVELOPE);

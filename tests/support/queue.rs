@@ -23,7 +23,8 @@ pub fn scratch() -> (tempfile::TempDir, PathBuf) {
 }
 
 pub fn envelope(sender: &str, rcpts: &[&str]) -> Vec<u8> {
-    Envelope { sender: sender.into(), recipients: rcpts.iter().map(|r| r.as_bytes().to_vec()).collect() }.encode()
+    Envelope { sender: sender.into(), recipients: rcpts.iter().map(|r| r.as_bytes().to_vec()).collect() }
+        .encode()
 }
 
 /// What the run of one queue-inject gave.
