@@ -146,6 +146,7 @@ fn refused_message_then_session_goes_on() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(ans.len(), 2);
     assert!(ans[0].starts_with("11 "), "{}", ans[0]);
+    assert!(o.stderr.starts_with("queue-inject: warning: message not queued: 11 "), "{}", o.stderr);
     assert!(ans[1].starts_with("0 "), "{}", ans[1]);
     assert_eq!(read_queue(&q).len(), 1);
 }

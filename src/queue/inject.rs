@@ -18,6 +18,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Name in diagnostics.
+const PROG: &str = "queue-inject";
 /// Default wait for one read inside a message (`QUEUE_TIMEOUT`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1200);
 /// Wait for the next message in session mode (qmail-queue's overall limit).
@@ -196,6 +198,9 @@ pub fn session(cfg: &Config, q: &mut Queue) -> Outcome {
         state = match step(cfg, q, state, kind, payload) {
             Step::Next(s) => s,
             Step::Answer(a) => {
+                if let Err(e) = &a {
+                    crate::die::warn(PROG, format_args!("message not queued: {} {e}", e.code));
+                }
                 answer(stdout.as_fd(), &a)?;
                 State::Idle
             }
