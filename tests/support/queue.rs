@@ -87,7 +87,7 @@ pub fn qmail_reply(code: i32) -> &'static str {
         61 => "451 qq trouble in home directory (#4.3.0)",
         62..=66 => "451 qq trouble creating files in queue (#4.3.0)",
         81 | 91 => "451 qq internal bug (#4.3.0)",
-        11..=40 => "554 qq permanent problem (#5.3.0)",
+        c if (11..=40).contains(&c) => "554 qq permanent problem (#5.3.0)",
         _ => "451 qq temporary problem (#4.3.0)",
     }
 }
