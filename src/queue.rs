@@ -210,6 +210,9 @@ fn write_error(e: &io::Error) -> Error {
 }
 
 fn ensure_dir(p: &Path) -> io::Result<()> {
+    if p.is_dir() {
+        return Ok(());
+    }
     match fs::DirBuilder::new().mode(0o700).create(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => Ok(()),

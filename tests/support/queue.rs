@@ -159,7 +159,8 @@ pub fn answers(mut out: &[u8]) -> Vec<String> {
 /// Run `queue-inject -s` with all of `input` on fd 0; returns the answers and
 /// the outcome.
 pub fn session(mut cmd: Command, input: &[u8]) -> (Vec<String>, Outcome) {
-    cmd.arg("-s").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("-s");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn queue-inject -s");
     let mut stdin = child.stdin.take().expect("stdin");
     let input = input.to_vec();
