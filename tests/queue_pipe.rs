@@ -208,3 +208,18 @@ fn usage_errors() {
     let o = Command::new(BIN).args(["-s", "-c"]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(o.status.code(), Some(100));
 }
+
+#[test]
+fn default_queue_dir_is_documented_one() {
+    let default = smtpd::queue::DEFAULT_QUEUE_DIR;
+    let page = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/queue-inject.8")).unwrap();
+    assert!(page.contains(default), "queue-inject(8) names the default {default}");
+    if std::path::Path::new(default).exists() {
+        return; // a real queue on this machine: do not write into it
+    }
+    let mut c = Command::new(BIN);
+    c.env_remove("QUEUE_DIR");
+    let o = qmail_style(c, b"hi\n", &envelope("a@b", &["c@d"]));
+    assert_eq!(o.code, 55, "{}", o.stderr);
+    assert!(o.stderr.contains(default), "{}", o.stderr);
+}
