@@ -87,4 +87,5 @@ echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-se
 
 apt-get update
 # shellcheck disable=SC2086 # word splitting of the package list is wanted
-apt-get install -y --no-install-recommends $missing </dev/null
+# --no-upgrade: only install what is missing, never upgrade what is there.
+apt-get install -y --no-install-recommends --no-upgrade $missing </dev/null
