@@ -86,6 +86,6 @@ chmod 755 "$policy"
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 
 apt-get update
-# shellcheck disable=SC2086 # word splitting of the package list is wanted
 # --no-upgrade: only install what is missing, never upgrade what is there.
+# shellcheck disable=SC2086 # word splitting of the package list is wanted
 apt-get install -y --no-install-recommends --no-upgrade $missing </dev/null
