@@ -69,8 +69,8 @@ fn python_smtplib_session() {
     assert!(o.status.success(), "smtplib session: {}\n--- smtpd-rs log\n{}", o.text(), srv.log_text());
 
     let msgs: Vec<QueueFile> = {
-        let files = s.wait_new(4, Duration::from_secs(5));
-        assert_eq!(files.len(), 4, "four messages queued");
+        let files = s.wait_new(5, Duration::from_secs(5));
+        assert_eq!(files.len(), 5, "five messages queued");
         files.iter().map(|p| QueueFile::read(p)).collect()
     };
     let by_rcpt = |r: &str| {
