@@ -17,7 +17,13 @@ fn activate(s: &Scratch, extra: &[&str]) -> (Group, u16, std::sync::Arc<std::syn
     let port = free_port();
     let mut c = Command::new(prog);
     s.env(&mut c);
-    c.args(["-a", "--inetd", "-l", &format!("127.0.0.1:{port}")]).args(extra).arg(SMTPD);
+    c.args(["-a", "--inetd", "-l", &format!("127.0.0.1:{port}")]);
+    // It hands the program only PATH, HOME, TERM and what -E names (as
+    // systemd gives a unit only its Environment=): pass the scratch settings.
+    for var in ["QUEUE_DIR", "RCPTHOSTS", "SMTPD_HOSTNAME", "SMTPD_TIMEOUT", "LANG"] {
+        c.args(["-E", var]);
+    }
+    c.args(extra).arg(SMTPD);
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut g = Group::spawn(&mut c);
     let log = collect(g.0.stderr.take().expect("stderr"));
