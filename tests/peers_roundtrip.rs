@@ -43,6 +43,10 @@ fn roundtrip(extra_env: &[(&str, Option<&str>)]) {
             .iter()
             .find(|m| m.to_strings() == [rcpt.as_str()])
             .unwrap_or_else(|| panic!("{}: no queue file for {rcpt}", f.display()));
+        // The attribute block reaches the queue in both hand-off modes (an
+        // A frame in session mode, QUEUE_ATTRS per message).
+        assert_eq!(m.attr("CLIENT_ADDR"), Some("127.0.0.1"), "{}: {:?}", m.path.display(), m.attrs);
+        assert_eq!(m.attr("CLIENT_HELO"), Some("client.test.example"), "{}: {:?}", m.path.display(), m.attrs);
         let want = as_stored(&std::fs::read(f).expect("read message"));
         let body = m.body();
         if body != &want[..] {
