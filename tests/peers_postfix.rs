@@ -206,3 +206,24 @@ fn smtp_source_preformatted_dots_and_long_lines() {
         assert!(m.body().starts_with(text.as_bytes()), "{}", m.path.display());
     }
 }
+
+#[test]
+fn smtp_source_large_messages_with_dots_everywhere() {
+    // About 300 KB per message: crosses every buffer and the 64 KB session
+    // frames many times, with leading dots at all kinds of offsets.
+    let s = Scratch::new();
+    let mut text = String::from("From: sender@example.org\nSubject: large\n\n");
+    for i in 0..6000 {
+        match i % 3 {
+            0 => text.push_str(&format!(".{i}\n")),
+            1 => text.push_str(&format!("..x{i}\n")),
+            _ => text.push_str(&format!("line {i} {}\n", "y".repeat(i % 97))),
+        }
+    }
+    let f = s.dir.path().join("msg");
+    std::fs::write(&f, &text).expect("write");
+    source(&s, &[], &["-s", "1", "-d", "-F", f.to_str().expect("utf8 path")], 2, 1, 1);
+    for m in s.messages() {
+        assert!(m.body().starts_with(text.as_bytes()), "{}", m.path.display());
+    }
+}
