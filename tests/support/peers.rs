@@ -252,6 +252,11 @@ pub struct TcpServer {
 impl TcpServer {
     /// `extra` adds to (or, with None, removes from) the scratch environment.
     pub fn start(s: &Scratch, extra: &[(&str, Option<&str>)], prog: &[&str]) -> TcpServer {
+        TcpServer::start_with(s, extra, &[], prog)
+    }
+
+    /// As `start`, with more tcpserver options (e.g. `-x rules.cdb`).
+    pub fn start_with(s: &Scratch, extra: &[(&str, Option<&str>)], opts: &[&str], prog: &[&str]) -> TcpServer {
         let tcpserver = peer("tcpserver", "ucspi-tcp");
         let mut cmd = Command::new(tcpserver);
         s.env(&mut cmd);
@@ -261,7 +266,7 @@ impl TcpServer {
                 None => cmd.env_remove(k),
             };
         }
-        cmd.args(["-1", "-v", "-R", "-H", "-l", "0", "-c", "40", "127.0.0.1", "0"]).args(prog);
+        cmd.args(["-1", "-v", "-R", "-H", "-l", "0", "-c", "40"]).args(opts).args(["127.0.0.1", "0"]).args(prog);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut group = Group::spawn(&mut cmd);
         let log = collect(group.0.stderr.take().expect("stderr"));
