@@ -3,6 +3,8 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
+# .cargo/config.toml names the target (static binaries), so cargo puts them here.
+TARGET_DIR := target/x86_64-unknown-linux-gnu/release
 BINS := $(patsubst src/bin/%.rs,%,$(wildcard src/bin/*.rs))
 MAN8 := $(wildcard man/*.8)
 MAN5 := $(wildcard man/*.5)
@@ -15,7 +17,7 @@ all: build
 build:
 	$(CARGO) build --release --locked
 	mkdir -p bin
-	for b in $(BINS); do cp -f target/release/$$b bin/$$b || exit 1; done
+	for b in $(BINS); do cp -f $(TARGET_DIR)/$$b bin/$$b || exit 1; done
 
 # Real peers the tests drive (Debian packages); quick when all are present.
 peers:
@@ -32,7 +34,7 @@ check-man:
 	done
 
 install: build
-	for b in $(BINS); do install -Dm755 target/release/$$b $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; done
+	for b in $(BINS); do install -Dm755 $(TARGET_DIR)/$$b $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; done
 	for m in $(MAN8); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/$${m#man/} || exit 1; done
 	for m in $(MAN5); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man5/$${m#man/} || exit 1; done
 
