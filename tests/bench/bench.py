@@ -4,6 +4,9 @@
 Receivers (BENCH_SYSTEMS, all by default):
   smtpd-rs         smtpd-rs under tcpserver, queue-inject in session mode (fsync'd)
   smtpd-rs-permsg  the same with QMAILQUEUE=queue-inject: one process per message
+  supervise-m1     smtpd-rs under smtpd-supervise -W (hand-off workers, already
+                   smtpd-rs with queue-inject started), one session per process
+  supervise-m100   the same, each worker serving up to 100 sessions in turn
   postfix          a private Postfix instance on a loopback port that keeps what
                    it receives in its own queue (no qmgr: nothing ever leaves)
   smtp-sink        Postfix's smtp-sink: no disk, the protocol-only upper bound
@@ -67,6 +70,8 @@ SCENARIOS = {
 SYSTEMS = {
     "smtpd-rs": "smtpd-rs + queue-inject (session)",
     "smtpd-rs-permsg": "smtpd-rs, queue-inject per message",
+    "supervise-m1": "smtpd-supervise -W -m 1",
+    "supervise-m100": "smtpd-supervise -W -m 100",
     "postfix": "Postfix (own queue)",
     "smtp-sink": "smtp-sink (no disk)",
 }
@@ -142,9 +147,10 @@ class Receiver:
 class Tcpserver(Receiver):
     """smtpd-rs under tcpserver -1 (it prints the port it bound)."""
 
-    def __init__(self, root, name, permsg, rss=False):
-        need("tcpserver", "ucspi-tcp")
-        for b in ("smtpd-rs", "queue-inject"):
+    def __init__(self, root, name, permsg, rss=False, max_use=0):
+        if not max_use:
+            need("tcpserver", "ucspi-tcp")
+        for b in ("smtpd-rs", "queue-inject") + (("smtpd-supervise",) if max_use else ()):
             if not os.access(os.path.join(BIN, b), os.X_OK):
                 sys.exit("bench: %s/%s missing: run make" % (BIN, b))
         self.dir = os.path.join(root, name)
@@ -184,8 +190,15 @@ class Tcpserver(Receiver):
         if permsg:
             env["QMAILQUEUE"] = os.path.join(bindir, "queue-inject")
         self.log = open(os.path.join(self.dir, "smtpd-rs.log"), "ab")
+        if max_use:
+            # -C 100: every client is 127.0.0.1, and smtp-source reconnects
+            # before the supervisor has reaped the previous session.
+            server = [os.path.join(BIN, "smtpd-supervise"), "-1", "-W", "-m", str(max_use),
+                      "-c", "100", "-C", "100", "127.0.0.1", "0"]
+        else:
+            server = ["tcpserver", "-1", "-R", "-H", "-l", "0", "-c", "100", "127.0.0.1", "0"]
         self.proc = subprocess.Popen(
-            ["tcpserver", "-1", "-R", "-H", "-l", "0", "-c", "100", "127.0.0.1", "0"] + prog,
+            server + prog,
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
             start_new_session=True)
         line = self.proc.stdout.readline().strip()
@@ -344,6 +357,10 @@ def start(name, root):
         return Tcpserver(root, name, permsg=False)
     if name == "smtpd-rs-permsg":
         return Tcpserver(root, name, permsg=True)
+    if name == "supervise-m1":
+        return Tcpserver(root, name, permsg=False, max_use=1)
+    if name == "supervise-m100":
+        return Tcpserver(root, name, permsg=False, max_use=100)
     if name == "postfix":
         return Postfix(root)
     return Sink(root)
@@ -388,6 +405,7 @@ def main():
     receivers = {}
     results = {}  # (system, scenario) -> list of seconds, or an error string
     rss = None
+    latency = {}
     try:
         for name in want_sys:
             try:
@@ -410,7 +428,13 @@ def main():
                     except (RuntimeError, subprocess.TimeoutExpired) as e:
                         results[key] = "failed: %s" % e
                         log("%s %s: %s" % (name, scen, e))
-        for rcv in receivers.values():
+        for name, rcv in receivers.items():
+            rcv.clear()
+            if name != "smtp-sink" and os.environ.get("BENCH_LATENCY", "1") != "0":
+                try:
+                    latency[name] = greet_latency(rcv.port, 50 if SMALL else 500)
+                except (OSError, RuntimeError) as e:
+                    log("%s latency: %s" % (name, e))
             rcv.clear()
         if "c" in want_scen and "smtpd-rs" in want_sys:
             rss = measure_rss(root)
@@ -420,7 +444,7 @@ def main():
                 rcv.stop()
             except Exception as e:  # keep stopping the others
                 log("stop: %s" % e)
-    table = render(results, rss)
+    table = render(results, rss, latency)
     print(table)
     with open(os.path.join(root, "results.md"), "w") as f:
         f.write(table + "\n")
@@ -449,7 +473,29 @@ def measure_rss(root):
         rcv.stop()
 
 
-def render(results, rss):
+def greet_latency(port, n):
+    """Connect, read the greeting, QUIT: n times in turn. Milliseconds from
+    connect() to the first byte of the greeting: (median, 99th percentile)."""
+    ms = []
+    for _ in range(n):
+        s = socket.socket()
+        s.settimeout(10)
+        t0 = time.monotonic()
+        s.connect(("127.0.0.1", port))
+        if not s.recv(512).startswith(b"220"):
+            raise RuntimeError("no greeting")
+        ms.append((time.monotonic() - t0) * 1000)
+        s.sendall(b"QUIT\r\n")
+        try:
+            s.recv(512)
+        except OSError:
+            pass
+        s.close()
+    ms.sort()
+    return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+
+
+def render(results, rss, latency=None):
     cols = [s for s in SYSTEMS if s in want_sys]
     lines = []
     lines.append("| scenario | messages | " + " | ".join(SYSTEMS[c] for c in cols) + " | smtpd-rs / Postfix |")
@@ -481,6 +527,11 @@ def render(results, rss):
         lines.append("Postfix: a private receive-only instance (smtpd, cleanup, trivial-rewrite; no qmgr, so "
                      "nothing leaves its queue and cleanup logs one warning per message); it fsyncs each queue "
                      "file, not the folder. smtpd-rs: queue-inject fsyncs the file, then the folder.")
+    if latency:
+        lines.append("Connect to greeting, %s sequential connections: %s." % (
+            "50" if SMALL else "500",
+            "; ".join("%s median %.2f ms, p99 %.2f ms" % (SYSTEMS[k], v[0], v[1])
+                      for k, v in latency.items())))
     if isinstance(rss, list):
         f = lambda v: "%d KB" % v if v is not None else "n/a (not seen)"
         lines.append("Peak RSS in scenario c: smtpd-rs session %s, queue-inject %s (/usr/bin/time, max over processes)."
