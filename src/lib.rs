@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod die;
+pub mod dns;
 pub mod envelope;
 pub mod io;
 pub mod netstring;
