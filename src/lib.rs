@@ -7,5 +7,6 @@ pub mod dns;
 pub mod envelope;
 pub mod io;
 pub mod netstring;
+pub mod remote;
 pub mod sys;
 pub mod xtext;
