@@ -4,8 +4,10 @@
 //! `tls` (rustls set-up), `deliver` (routing and the dialogue).
 
 pub mod auth;
+pub mod dane;
 pub mod message;
 pub mod reply;
 pub mod report;
 pub mod routes;
 pub mod smtp;
+pub mod tls;
