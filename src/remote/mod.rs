@@ -4,10 +4,13 @@
 //! `tls` (rustls set-up), `deliver` (routing and the dialogue).
 
 pub mod auth;
+pub mod conn;
 pub mod dane;
+pub mod deliver;
 pub mod message;
 pub mod reply;
 pub mod report;
 pub mod routes;
 pub mod smtp;
+pub mod spool;
 pub mod tls;

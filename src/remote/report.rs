@@ -43,6 +43,10 @@ impl Outcome {
     pub fn perm(text: impl Into<String>) -> Outcome {
         Outcome { kind: Kind::Perm, text: text.into(), reply: None }
     }
+    /// `Z` with the remote text, whatever the reply's class.
+    pub fn temp_reply(reply: &Reply, text: impl Into<String>) -> Outcome {
+        Outcome { kind: Kind::Temp, text: text.into(), reply: Some(reply.clone()) }
+    }
     /// `Z`/`D` from a reply's class (qmail: >= 500 permanent, else temporary).
     pub fn from_reply(reply: &Reply, text: impl Into<String>) -> Outcome {
         let kind = if reply.code >= 500 { Kind::Perm } else { Kind::Temp };
