@@ -95,9 +95,10 @@ fn said(out: &mut Vec<u8>, reply: &Reply) {
     }
 }
 
-/// Printable ASCII only, as qmail-remote's outsafe.
+/// Printable ASCII and space only, others as `?` (qmail-remote's outsafe,
+/// which also keeps our one-line texts one line).
 pub fn safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
+    s.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
 }
 
 #[cfg(test)]
@@ -121,6 +122,6 @@ K127.0.0.1 accepted message.\nRemote host said: 250 ok 123 qp 4\n\0"
         assert_eq!(encode("", &[], &z), b"ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n\0");
         let d = Outcome::from_reply(&Reply::new(554, "no"), "Connected to 192.0.2.1 but sender was rejected.");
         assert_eq!(encode("", &[], &d), b"DConnected to 192.0.2.1 but sender was rejected.\nRemote host said: 554 no\n\0");
-        assert_eq!(safe("a b\u{e9}"), "a?b?");
+        assert_eq!(safe("a b\u{e9}\n"), "a b??");
     }
 }
