@@ -136,7 +136,8 @@ pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> De
                 Ok(c) => c,
                 Err(_) => break,
             };
-            let creds = creds_text.as_deref().and_then(|text| t.name.as_deref().and_then(|n| auth::lookup(text, n)));
+            let key = t.name.clone().unwrap_or_else(|| t.addr.ip().to_string());
+            let creds = creds_text.as_deref().and_then(|text| auth::lookup(text, &key));
             let mut s = Session { cfg, job, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
             let end = s.run(conn);
             let r = Delivery { partner: s.partner, rcpts: s.rcpts, outcome: end.outcome };

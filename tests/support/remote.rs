@@ -427,3 +427,40 @@ fn dns_answer(zone: &Zone, q: &[u8], log: &Mutex<Vec<String>>, udp: bool) -> Opt
     }
     Some(out)
 }
+
+/// A CA and a leaf for `name` (and 127.0.0.1) signed by it, made by openssl
+/// in `dir`: (ca cert, leaf cert, leaf key, chain file = leaf then ca).
+pub fn ca_and_leaf(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let p = |f: &str| dir.join(f);
+    let sh = |args: &[&str]| {
+        let st = Command::new("openssl").args(args).current_dir(dir).stderr(Stdio::null()).status().expect("openssl (Debian package openssl)");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    sh(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+        "-subj", "/CN=Test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+        "-keyout", "ca.key", "-out", "ca.crt"]);
+    sh(&["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-subj", &format!("/CN={name}"), "-keyout", "leaf.key", "-out", "leaf.csr"]);
+    std::fs::write(p("ext.cnf"), format!("subjectAltName=DNS:{name},IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")).unwrap();
+    sh(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", "ext.cnf", "-out", "leaf.crt"]);
+    let chain = [std::fs::read(p("leaf.crt")).unwrap(), std::fs::read(p("ca.crt")).unwrap()].concat();
+    std::fs::write(p("chain.crt"), chain).unwrap();
+    (p("ca.crt"), p("leaf.crt"), p("leaf.key"), p("chain.crt"))
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo (TLSA selector 1, matching 1).
+pub fn spki_sha256(cert: &Path) -> Vec<u8> {
+    let der = cert_der(cert);
+    let spki = smtpd::remote::dane::spki(&der).expect("spki");
+    ring::digest::digest(&ring::digest::SHA256, spki).as_ref().to_vec()
+}
+
+pub fn cert_sha256(cert: &Path) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, &cert_der(cert)).as_ref().to_vec()
+}
+
+/// A port free on 127.0.0.1 at the time of asking.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
