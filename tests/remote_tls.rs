@@ -117,3 +117,25 @@ fn auth_failure_is_temporary_and_no_password_in_plaintext() {
     assert_eq!(r.report, "ZConnected to 127.0.0.1 but TLS is not active and I send no password without it. (#4.7.0)\n|");
     assert!(!f.log().iter().any(|l| l.starts_with("AUTH")));
 }
+
+#[test]
+fn auth_login_over_tls() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "mx.test");
+    let f = tls_fake(
+        &c,
+        &k,
+        &["AUTH LOGIN"],
+        Box::new(|cmd| match cmd {
+            "AUTH LOGIN" => send("334 VXNlcm5hbWU6\r\n"),
+            "dXNlcg==" => send("334 UGFzc3dvcmQ6\r\n"),
+            "cGFzcw==" => send("235 2.7.0 ok\r\n"),
+            _ => Act::Default,
+        }),
+    );
+    let creds = d.path().join("auth");
+    std::fs::write(&creds, "127.0.0.1 user pass\n").unwrap();
+    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap())]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    assert_eq!(&f.log()[4..7], ["AUTH LOGIN", "dXNlcg==", "cGFzcw=="]);
+}
