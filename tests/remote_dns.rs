@@ -22,6 +22,8 @@ fn zone(ad: bool) -> Zone {
         .add("plain.test", Rr::A(ip("127.0.0.4")))
         .add("nomail.test", Rr::Mx(0, "."))
         .add("relay.test", Rr::A(ip("127.0.0.4")))
+        .add("empty.test", Rr::Mx(10, "nohost.test"))
+        .add("nohost.test", Rr::Mx(5, "x.test"))
 }
 
 fn go(dns: &FakeDns, port: u16, host: &str, env: &[(&str, &str)]) -> Run {
@@ -77,6 +79,11 @@ fn implicit_mx_null_mx_nxdomain_servfail() {
     assert_eq!(r.report, "DSorry, nomail.test does not accept mail (null MX). (#5.1.10)\n|");
     let r = go(&dns, port, "nosuch.test", &[]);
     assert_eq!(r.report, "DSorry, I couldn't find any host named nosuch.test. (#5.1.2)\n|");
+    // Exchangers without any address (one exists, one does not).
+    let r = go(&dns, port, "empty.test", &[]);
+    assert_eq!(r.report, "DSorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n|");
+    let r = go(&dns, port, "nohost.test", &[]);
+    assert_eq!(r.report, "DSorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n|");
     let r = go(&dns, port, "broken.test", &[]);
     assert_eq!(r.report, "ZSorry, I couldn't find any host by that name. (#4.1.2)\n|");
 }

@@ -248,3 +248,17 @@ fn big_message_streams() {
     assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
     assert_eq!(f.messages()[0].len(), msg.len() + 50_000);
 }
+
+#[test]
+fn unreadable_stdin_is_temporary() {
+    let out = std::process::Command::new(BIN)
+        .args(["[127.0.0.1]", "a@b", "c@d"])
+        .env_clear()
+        .stdin(std::fs::File::open("/").unwrap())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).replace('\0', "|");
+    assert!(report.starts_with("ZUnable to read message: "), "{report}");
+    assert!(report.ends_with("(#4.3.0)\n|"), "{report}");
+    assert_eq!(out.status.code(), Some(0));
+}

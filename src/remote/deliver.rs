@@ -210,7 +210,7 @@ fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outco
         }
     }
     if out.is_empty() {
-        return Err(if soft { temp_dns() } else if mx.records.is_empty() { perm_dns(host) } else { perm_nomx() });
+        return Err(if soft { temp_dns() } else { perm_nomx() });
     }
     Ok(out)
 }
