@@ -26,7 +26,7 @@ pub fn lookup(text: &str, host: &str) -> Option<Credentials> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut it = line.splitn(3, |c: char| c == ' ' || c == '\t');
+        let mut it = line.splitn(3, [' ', '\t']);
         let (Some(h), Some(user), Some(pw)) = (it.next(), it.next(), it.next()) else { continue };
         let c = Credentials { user: user.to_string(), password: pw.trim_start().trim_end_matches(['\r', '\n']).to_string() };
         if h.eq_ignore_ascii_case(host.trim_end_matches('.')) {

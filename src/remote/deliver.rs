@@ -270,7 +270,7 @@ fn tls_mode(cfg: &Config, t: &Target, dns: &Resolver, plaintext: bool) -> Result
         None => ServerName::IpAddress(t.addr.ip().into()),
     };
     let mut m = TlsMode { verifier: None, required: false, dane: false, name, cafile_error: None };
-    let any = || Some(tls::AnyCert::new());
+    let any = || Some(tls::AnyCert::verifier());
     match cfg.policy {
         Policy::None => {}
         Policy::May => m.verifier = if plaintext { None } else { any() },
@@ -292,7 +292,7 @@ fn tls_mode(cfg: &Config, t: &Target, dns: &Resolver, plaintext: bool) -> Result
                         m.required = true;
                         m.dane = true;
                         // Secure but unusable records: encrypt without authentication.
-                        m.verifier = Some(tls::Dane::new(a.records).unwrap_or_else(tls::AnyCert::new));
+                        m.verifier = Some(tls::Dane::verifier(a.records).unwrap_or_else(tls::AnyCert::verifier));
                     }
                     Ok(_) | Err(dns::Error::NoName) => {}
                     Err(dns::Error::Temp(_)) => {
@@ -312,7 +312,7 @@ enum Next {
     /// The outcome stands.
     Done,
     /// Try the next address (RFC 5321 5.1: connection-level failure).
-    NextHost,
+    Another,
     /// Opportunistic TLS failed in the handshake: same host once more, in plaintext.
     PlaintextRetry,
 }
@@ -354,7 +354,7 @@ impl Session<'_> {
             conn::Error::Reply(r) => format!("it sent a bad reply ({r})."),
             conn::Error::Tls(t) => format!("TLS failed ({t})."),
         };
-        let next = if critical || !self.rcpts.is_empty() { Next::Done } else { Next::NextHost };
+        let next = if critical || !self.rcpts.is_empty() { Next::Done } else { Next::Another };
         End { outcome: Outcome::temp(format!("{} {dup}(#4.4.2)", self.connected(&why))), next }
     }
 
@@ -375,9 +375,9 @@ impl Session<'_> {
             if r.code == 250 {
                 return Ok(Ok(Extensions::default()));
             }
-            return Ok(Err(End { outcome: Outcome::temp_reply(&r, self.connected("my name was rejected.")), next: Next::NextHost }));
+            return Ok(Err(End { outcome: Outcome::temp_reply(&r, self.connected("my name was rejected.")), next: Next::Another }));
         }
-        Ok(Err(End { outcome: Outcome::temp_reply(&r, self.connected("my name was rejected.")), next: Next::NextHost }))
+        Ok(Err(End { outcome: Outcome::temp_reply(&r, self.connected("my name was rejected.")), next: Next::Another }))
     }
 
     fn dialogue(&mut self, slot: &mut Option<Conn>) -> End {
@@ -400,7 +400,7 @@ impl Session<'_> {
         let greeting = io!(conn.read_reply());
         if greeting.code != 220 {
             // qmail-remote: a temporary failure whatever the code; try the next MX.
-            keep!(End { outcome: Outcome::temp_reply(&greeting, self.connected("greeting failed.")), next: Next::NextHost });
+            keep!(End { outcome: Outcome::temp_reply(&greeting, self.connected("greeting failed.")), next: Next::Another });
         }
         let mut ext = match io!(self.ehlo(&mut conn)) {
             Ok(e) => e,
@@ -424,7 +424,7 @@ impl Session<'_> {
                         Ok(c) => c,
                         Err(e) => {
                             let why = format!("the TLS handshake failed ({e}).");
-                            let next = if self.tls.required { Next::NextHost } else { Next::PlaintextRetry };
+                            let next = if self.tls.required { Next::Another } else { Next::PlaintextRetry };
                             let code = if self.tls.dane { "(#4.7.5)" } else { "(#4.7.0)" };
                             return End { outcome: Outcome::temp(format!("{} {code}", self.connected(&why))), next };
                         }
@@ -434,13 +434,13 @@ impl Session<'_> {
                         Err(end) => keep!(end),
                     };
                 } else if self.tls.required {
-                    keep!(End { outcome: Outcome::temp_reply(&r, self.connected("STARTTLS was refused. (#4.7.0)")), next: Next::NextHost });
+                    keep!(End { outcome: Outcome::temp_reply(&r, self.connected("STARTTLS was refused. (#4.7.0)")), next: Next::Another });
                 }
             }
             if self.tls.required && !conn.is_tls() {
                 keep!(End {
                     outcome: Outcome::temp(self.connected("it does not offer STARTTLS, which my policy requires. (#4.7.0)")),
-                    next: Next::NextHost
+                    next: Next::Another
                 });
             }
         }
@@ -471,17 +471,17 @@ impl Session<'_> {
             if !conn.is_tls() {
                 keep!(End {
                     outcome: Outcome::temp(self.connected("TLS is not active and I send no password without it. (#4.7.0)")),
-                    next: Next::NextHost
+                    next: Next::Another
                 });
             }
             let Some(mech) = auth::choose(&ext.auth) else {
-                keep!(End { outcome: Outcome::temp(self.connected("it offers no AUTH mechanism I know. (#4.7.0)")), next: Next::NextHost });
+                keep!(End { outcome: Outcome::temp(self.connected("it offers no AUTH mechanism I know. (#4.7.0)")), next: Next::Another });
             };
             let r = io!(self.authenticate(&mut conn, mech, &creds));
             if r.code != 235 {
                 // A wrong password is the operator's to fix: mail waits (as
                 // Postfix's smtp_sasl_auth_soft_bounce).
-                keep!(End { outcome: Outcome::temp_reply(&r, self.connected("authentication failed.")), next: Next::NextHost });
+                keep!(End { outcome: Outcome::temp_reply(&r, self.connected("authentication failed.")), next: Next::Another });
             }
         }
 
@@ -634,7 +634,7 @@ impl Session<'_> {
     }
 
     fn any_accepted(&self) -> bool {
-        self.rcpts.iter().any(|r| *r == RcptResult::Accepted)
+        self.rcpts.contains(&RcptResult::Accepted)
     }
 
     fn authenticate(&self, conn: &mut Conn, mech: auth::Mechanism, c: &auth::Credentials) -> Result<Reply, conn::Error> {

@@ -140,19 +140,18 @@ mod tests {
 
     fn parse(lines: &[&[u8]]) -> Result<Option<Reply>, Error> {
         let mut p = Parser::new();
-        let mut last = Ok(None);
+        let mut last = None;
         for l in lines {
-            last = p.push(l);
-            if last.is_err() {
-                return last;
-            }
+            last = p.push(l)?;
         }
-        last
+        Ok(last)
     }
+
+    type Case<'a> = (&'a [u8], Result<(u16, bool), Error>);
 
     #[test]
     fn line_table() {
-        let t: &[(&[u8], Result<(u16, bool), Error>)] = &[
+        let t: &[Case] = &[
             (b"250 ok", Ok((250, true))),
             (b"250", Ok((250, true))),
             (b"250-PIPELINING", Ok((250, false))),

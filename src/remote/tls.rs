@@ -86,7 +86,7 @@ pub fn webpki_verifier(roots: RootCertStore) -> Result<Arc<dyn ServerCertVerifie
 pub struct AnyCert(Arc<CryptoProvider>);
 
 impl AnyCert {
-    pub fn new() -> Arc<dyn ServerCertVerifier> {
+    pub fn verifier() -> Arc<dyn ServerCertVerifier> {
         Arc::new(AnyCert(provider()))
     }
 }
@@ -125,7 +125,7 @@ pub struct Dane {
 impl Dane {
     /// `None` when no record is usable (then the caller uses mandatory
     /// unauthenticated TLS, RFC 7672 2.2).
-    pub fn new(records: Vec<TlsaRecord>) -> Option<Arc<dyn ServerCertVerifier>> {
+    pub fn verifier(records: Vec<TlsaRecord>) -> Option<Arc<dyn ServerCertVerifier>> {
         let records: Vec<TlsaRecord> = records.into_iter().filter(dane::usable).collect();
         if records.is_empty() {
             return None;
@@ -185,8 +185,8 @@ mod tests {
         assert_eq!(Policy::parse("dane"), Some(Policy::Dane));
         assert_eq!(Policy::parse("secure"), None);
         assert!(Policy::Verify.required() && !Policy::Dane.required());
-        assert!(Dane::new(vec![TlsaRecord { usage: 1, selector: 1, matching: 1, data: vec![] }]).is_none());
-        assert!(config(AnyCert::new()).is_ok());
+        assert!(Dane::verifier(vec![TlsaRecord { usage: 1, selector: 1, matching: 1, data: vec![] }]).is_none());
+        assert!(config(AnyCert::verifier()).is_ok());
         assert!(roots(Some("/nonexistent")).is_err());
     }
 }
