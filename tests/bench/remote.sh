@@ -3,11 +3,11 @@
 # 1 KB message (as qmail-rspawn and queue-run use smtp-remote), to Postfix's
 # smtp-sink on loopback; and the peak RSS of one run of each.
 #   usage: tests/bench/remote.sh [N]        (N messages each, default 1000)
-#   SMTP_REMOTE=path (default target/release/smtp-remote), PORT (default 25250)
+#   SMTP_REMOTE=path (default bin/smtp-remote, made by `make build`), PORT (default 25250)
 # Needs: postfix (smtp-sink), msmtp, time (/usr/bin/time).
 set -eu
 N=${1:-1000}
-BIN=${SMTP_REMOTE:-target/release/smtp-remote}
+BIN=${SMTP_REMOTE:-bin/smtp-remote}
 PORT=${PORT:-25250}
 for p in /usr/sbin/smtp-sink /usr/bin/msmtp /usr/bin/time "$BIN"; do
     [ -x "$p" ] || { echo "remote.sh: missing $p (smtp-sink: postfix; msmtp: msmtp; time: time)" >&2; exit 111; }
