@@ -22,6 +22,7 @@ fn zone(ad: bool) -> Zone {
         .add("plain.test", Rr::A(ip("127.0.0.4")))
         .add("nomail.test", Rr::Mx(0, "."))
         .add("relay.test", Rr::A(ip("127.0.0.4")))
+        .add("xn--bcher-kva.test", Rr::A(ip("127.0.0.4")))
         .add("empty.test", Rr::Mx(10, "nohost.test"))
         .add("nohost.test", Rr::Mx(5, "x.test"))
 }
@@ -75,6 +76,9 @@ fn implicit_mx_null_mx_nxdomain_servfail() {
     let r = go(&dns, port, "plain.test", &[]);
     assert!(r.report.contains("K127.0.0.4 accepted"), "{}", r.report);
     assert_eq!(a.messages().len(), 1);
+    // A U-label domain is looked up by its A-label.
+    let r = go(&dns, port, "b\u{fc}cher.test", &[]);
+    assert!(r.report.contains("K127.0.0.4 accepted"), "{}", r.report);
     let r = go(&dns, port, "nomail.test", &[]);
     assert_eq!(r.report, "DSorry, nomail.test does not accept mail (null MX). (#5.1.10)\n|");
     let r = go(&dns, port, "nosuch.test", &[]);

@@ -262,3 +262,16 @@ fn unreadable_stdin_is_temporary() {
     assert!(report.ends_with("(#4.3.0)\n|"), "{report}");
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn utf8_domains_become_a_labels_without_smtputf8() {
+    let f = fake(&["8BITMIME"], |_| Act::Default);
+    let r = go(&f, &["x@b\u{fc}cher.example"], &[], MSG);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    assert_eq!(f.log()[2], "RCPT TO:<x@xn--bcher-kva.example>");
+    // With SMTPUTF8 offered, the address goes as it is.
+    let f = fake(&["SMTPUTF8"], |_| Act::Default);
+    go(&f, &["x@b\u{fc}cher.example"], &[], MSG);
+    assert_eq!(f.log()[1], "MAIL FROM:<a@example.org> SMTPUTF8");
+    assert_eq!(f.log()[2], "RCPT TO:<x@b\u{fc}cher.example>");
+}

@@ -161,6 +161,14 @@ pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> De
 /// no such domain, null MX).
 fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outcome> {
     let host = job.host.trim_end_matches('.');
+    // A U-label domain is looked up by its A-label (RFC 5890).
+    let ascii;
+    let host = if host.is_ascii() {
+        host
+    } else {
+        ascii = idna::domain_to_ascii_strict(host).map_err(|_| perm_dns(host))?;
+        ascii.as_str()
+    };
     let route = cfg.routes.lookup(host);
     let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
     if let Some(relay) = route.and_then(|r| r.relay.as_deref()) {
@@ -506,8 +514,17 @@ impl Session<'_> {
                 });
             }
         }
-        let wants_utf8 = smtp::envelope_needs_utf8(&self.job.sender, &self.job.rcpts)
-            || (attrs.get("SMTPUTF8").is_some() && scan.header_eight_bit);
+        let header_utf8 = attrs.get("SMTPUTF8").is_some() && scan.header_eight_bit;
+        let mut sender = self.job.sender.clone();
+        let mut rcpts = self.job.rcpts.clone();
+        let mut wants_utf8 = header_utf8 || smtp::envelope_needs_utf8(&sender, &rcpts);
+        if wants_utf8 && !ext.smtputf8 && !header_utf8 {
+            // RFC 6531 3.2: only the domains are non-ASCII? Their A-labels
+            // need no SMTPUTF8.
+            if let Some((s, r)) = smtp::ascii_envelope(&sender, &rcpts) {
+                (sender, rcpts, wants_utf8) = (s, r, false);
+            }
+        }
         if wants_utf8 && !ext.smtputf8 {
             keep!(End {
                 outcome: Outcome::perm(self.connected("it does not support SMTPUTF8, which this message needs. (#5.6.7)")),
@@ -523,10 +540,8 @@ impl Session<'_> {
             ret: ret.filter(|_| ext.dsn),
             envid: envid.filter(|_| ext.dsn),
         };
-        let mail = smtp::mail_command(&self.job.sender, &mp);
-        let rcpt_cmds: Vec<Vec<u8>> = self
-            .job
-            .rcpts
+        let mail = smtp::mail_command(&sender, &mp);
+        let rcpt_cmds: Vec<Vec<u8>> = rcpts
             .iter()
             .zip(rparams)
             .map(|(r, p)| smtp::rcpt_command(r, &if ext.dsn { p } else { smtp::RcptParams::default() }))

@@ -263,6 +263,24 @@ fn is_dot_atom(s: &[u8]) -> bool {
         })
 }
 
+/// The envelope with each non-ASCII domain as its A-label, if every local
+/// part is ASCII and every domain converts (RFC 5890, strict form).
+pub fn ascii_envelope(sender: &[u8], rcpts: &[Vec<u8>]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let one = |a: &[u8]| -> Option<Vec<u8>> {
+        if a.is_ascii() {
+            return Some(a.to_vec());
+        }
+        let at = a.iter().rposition(|&b| b == b'@')?;
+        let (local, domain) = (&a[..at], &a[at + 1..]);
+        if !local.is_ascii() {
+            return None;
+        }
+        let d = idna::domain_to_ascii_strict(std::str::from_utf8(domain).ok()?).ok()?;
+        Some([local, b"@", d.as_bytes()].concat())
+    };
+    Some((one(sender)?, rcpts.iter().map(|r| one(r)).collect::<Option<Vec<_>>>()?))
+}
+
 /// Is anything in the envelope non-ASCII (then SMTPUTF8 is needed)?
 pub fn envelope_needs_utf8(sender: &[u8], rcpts: &[Vec<u8>]) -> bool {
     !sender.is_ascii() || rcpts.iter().any(|r| !r.is_ascii())
@@ -319,6 +337,9 @@ mod tests {
             assert_eq!(quote_address(i), o.to_vec(), "{}", String::from_utf8_lossy(i));
         }
         assert!(envelope_needs_utf8(b"a@b", &[b"j\xc3\xb6rg@c".to_vec()]));
+        let (s, r) = ascii_envelope(b"a@b\xc3\xbccher.example", &[b"x@y".to_vec()]).unwrap();
+        assert_eq!((s, r), (b"a@xn--bcher-kva.example".to_vec(), vec![b"x@y".to_vec()]));
+        assert_eq!(ascii_envelope(b"a@b", &[b"j\xc3\xb6rg@c".to_vec()]), None);
         assert!(!envelope_needs_utf8(b"a@b", &[b"c@d".to_vec()]));
     }
 
