@@ -173,4 +173,35 @@ mod tests {
         let e = enc(&[m]);
         assert_eq!(scan(m).size as usize, e.len() - 3);
     }
+
+    /// What a server does with DATA: CR LF to LF, leading dot removed, up to ".".
+    fn decode(wire: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in wire.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line == b"." {
+                break;
+            }
+            out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+            out.push(b'\n');
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn round_trip(lines in proptest::collection::vec("[.a-z\\x80-\\xff ]{0,20}", 0..20), cut in 0usize..400) {
+            let msg: Vec<u8> = lines.iter().flat_map(|l| l.bytes().chain(std::iter::once(b'\n'))).collect();
+            let cut = cut.min(msg.len());
+            let wire = enc(&[&msg[..cut], &msg[cut..]]);
+            proptest::prop_assert_eq!(decode(&wire), msg.clone());
+            let mut s = Scan::new();
+            s.feed(&msg);
+            s.finish();
+            let stuffed = lines.iter().filter(|l| l.starts_with('.')).count() as u64;
+            proptest::prop_assert_eq!(s.size + stuffed, wire.len() as u64 - 3);
+            // No bare LF and no bare "." line before the end.
+            proptest::prop_assert!(!wire.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+        }
+    }
 }

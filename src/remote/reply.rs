@@ -197,4 +197,22 @@ mod tests {
         let r = p.push(b"250 end").unwrap().unwrap();
         assert_eq!(r.report_text().len(), MAX_TEXT);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_stays_bounded(lines in proptest::collection::vec("(250-|250 |451 |2x5|)[^\n]{0,40}", 0..250)) {
+            let mut p = Parser::new();
+            for l in &lines {
+                match p.push(l.as_bytes()) {
+                    Ok(Some(r)) => {
+                        proptest::prop_assert!((200..600).contains(&r.code));
+                        proptest::prop_assert!(r.lines.len() <= MAX_LINES);
+                        proptest::prop_assert!(r.report_text().len() <= MAX_TEXT);
+                    }
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
 }
