@@ -6,19 +6,17 @@ use smtpd::remote::spool::Spool;
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 
-const PROG: &str = "smtp-remote";
+// Nothing is ever written to fd 2: qmail-rspawn makes it a copy of fd 1,
+// so a diagnostic there would corrupt the report. The report says it all.
 
 fn main() {
     let args: Vec<Vec<u8>> = std::env::args_os().skip(1).map(|a| a.into_vec()).collect();
     let outcome_only = |o: Outcome| report::encode("", &[], &o);
     let out = match args.as_slice() {
         [host, sender, rcpts @ ..] if !rcpts.is_empty() => match Config::from_env() {
-            Err(e) => {
-                smtpd::die::warn(PROG, &e);
-                outcome_only(Outcome::temp(format!("Unable to read configuration: {}. (#4.3.0)", report::safe(&e))))
-            }
+            Err(e) => outcome_only(Outcome::temp(format!("Unable to read configuration: {}. (#4.3.0)", report::safe(&e)))),
             Ok(cfg) => match Spool::from_stdin() {
-                Err(e) => outcome_only(Outcome::temp(format!("Unable to read message: {e}. (#4.3.0)"))),
+                Err(e) => outcome_only(Outcome::temp(format!("Unable to read message: {}. (#4.3.0)", report::safe(&e.to_string())))),
                 Ok(mut spool) => {
                     let job = Job { host: String::from_utf8_lossy(host).into_owned(), sender: sender.clone(), rcpts: rcpts.to_vec() };
                     let d = deliver::deliver(&cfg, &job, &mut spool, &Resolver::from_env());
@@ -26,10 +24,7 @@ fn main() {
                 }
             },
         },
-        _ => {
-            smtpd::die::warn(PROG, "usage: smtp-remote host sender recip [recip ...]");
-            outcome_only(Outcome::perm("I (smtp-remote) was invoked improperly. (#5.3.5)"))
-        }
+        _ => outcome_only(Outcome::perm("I (smtp-remote) was invoked improperly. (#5.3.5)")),
     };
     // qmail-remote exits 0 whatever happened: the report says it all.
     let mut so = std::io::stdout().lock();

@@ -48,6 +48,8 @@ pub fn run(args: &[&str], env: &[(&str, &str)], msg: &[u8]) -> Run {
     }
     let _ = w.join();
     let out = child.wait_with_output().unwrap();
+    // qmail-rspawn makes fd 2 a copy of fd 1: nothing may ever go there.
+    assert!(out.stderr.is_empty(), "smtp-remote wrote on stderr: {}", String::from_utf8_lossy(&out.stderr));
     Run {
         report: String::from_utf8_lossy(&out.stdout).replace('\0', "|"),
         code: out.status.code().unwrap_or(-1),
