@@ -275,3 +275,25 @@ fn utf8_domains_become_a_labels_without_smtputf8() {
     assert_eq!(f.log()[1], "MAIL FROM:<a@example.org> SMTPUTF8");
     assert_eq!(f.log()[2], "RCPT TO:<x@b\u{fc}cher.example>");
 }
+
+#[test]
+fn connect_timeout_is_temporary() {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn};
+    // A listener with a full accept queue: Linux drops further SYNs, so a
+    // connect hangs until the client gives up.
+    let s = socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+    bind(std::os::fd::AsRawFd::as_raw_fd(&s), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+    listen(&s, Backlog::new(0).unwrap()).unwrap();
+    let l = std::net::TcpListener::from(s);
+    let port = l.local_addr().unwrap().port();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        if let Ok(c) = std::net::TcpStream::connect_timeout(&l.local_addr().unwrap(), std::time::Duration::from_millis(300)) {
+            fill.push(c);
+        }
+    }
+    let t = std::time::Instant::now();
+    let r = run(&["[127.0.0.1]", "a@b", "c@d"], &[("SMTP_PORT", &port.to_string()), ("TIMEOUTCONNECT", "1")], MSG);
+    assert_eq!(r.report, "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n|");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "took {:?}", t.elapsed());
+}
