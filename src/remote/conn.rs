@@ -157,6 +157,8 @@ impl Conn {
         self.send(b"QUIT\r\n");
         let _ = self.flush();
         if let Stream::Tls(t) = &mut self.stream {
+            // complete_io only writes here, but never let it wait long.
+            let _ = t.sock.set_read_timeout(Some(Duration::from_secs(1)));
             t.conn.send_close_notify();
             let _ = t.conn.complete_io(&mut t.sock);
         }
