@@ -297,3 +297,34 @@ fn connect_timeout_is_temporary() {
     assert_eq!(r.report, "ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n|");
     assert!(t.elapsed() < std::time::Duration::from_secs(5), "took {:?}", t.elapsed());
 }
+
+#[test]
+fn random_garbage_at_every_step_is_clean() {
+    // A small xorshift so the test is repeatable without a new dependency.
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let steps = ["CONNECT", "EHLO", "MAIL", "RCPT", "DATA", "DATA-END"];
+    for round in 0..24 {
+        let step = steps[round % steps.len()];
+        let len = (next() % 3000) as usize;
+        let mut junk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if round % 2 == 0 {
+            // Sometimes something that looks like a reply start.
+            junk.splice(0..0, b"250-".iter().copied());
+        }
+        let junk2 = junk.clone();
+        let f = fake(&["PIPELINING", "SIZE 100000"], move |c| {
+            if c.starts_with(step) { Act::Send(junk2.clone()) } else { Act::Default }
+        });
+        let r = go(&f, &["x@example.net"], &[("TIMEOUTREMOTE", "1")], MSG);
+        assert_eq!(r.code, 0);
+        assert!(r.report.ends_with('|'), "round {round}: {:?}", r.report);
+        let last = r.report.trim_end_matches('|').rsplit('|').next().unwrap_or("").chars().next();
+        assert!(matches!(last, Some('K' | 'Z' | 'D')), "round {round} at {step}: {:?}", r.report);
+    }
+}
