@@ -5,8 +5,14 @@
 pub mod die;
 pub mod dns;
 pub mod envelope;
+pub mod envfile;
+pub mod handoff;
 pub mod io;
 pub mod netstring;
+pub mod proxy;
 pub mod remote;
+pub mod supervise;
 pub mod sys;
+pub mod systemd;
+pub mod tcprules;
 pub mod xtext;
