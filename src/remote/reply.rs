@@ -199,6 +199,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         #[test]
         fn never_panics_and_stays_bounded(lines in proptest::collection::vec("(250-|250 |451 |2x5|)[^\n]{0,40}", 0..250)) {
             let mut p = Parser::new();
