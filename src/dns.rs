@@ -98,16 +98,18 @@ impl Resolver {
     }
 
     /// A and AAAA addresses of `name` (IPv4 first, as most MTAs still do).
-    pub fn addrs(&self, name: &str) -> Result<Vec<IpAddr>, Error> {
+    /// Secure when every answer used had AD.
+    pub fn addrs(&self, name: &str) -> Result<Answer<IpAddr>, Error> {
         let a = self.query(name, Rtype::A).and_then(|b| parse_addrs(&b));
         let aaaa = self.query(name, Rtype::AAAA).and_then(|b| parse_addrs(&b));
         match (a, aaaa) {
             (Ok(mut x), Ok(y)) => {
-                x.extend(y);
+                x.records.extend(y.records);
+                x.secure &= y.secure;
                 Ok(x)
             }
-            (Ok(x), Err(_)) if !x.is_empty() => Ok(x),
-            (Err(_), Ok(y)) if !y.is_empty() => Ok(y),
+            (Ok(x), Err(_)) if !x.records.is_empty() => Ok(x),
+            (Err(_), Ok(y)) if !y.records.is_empty() => Ok(y),
             (Err(Error::NoName), _) | (_, Err(Error::NoName)) => Err(Error::NoName),
             (Err(e), _) | (_, Err(e)) => Err(e),
         }
@@ -288,16 +290,17 @@ pub fn parse_mx(buf: &[u8]) -> Result<Answer<(u16, String)>, Error> {
     Ok(Answer { records, secure })
 }
 
-pub fn parse_addrs(buf: &[u8]) -> Result<Vec<IpAddr>, Error> {
+pub fn parse_addrs(buf: &[u8]) -> Result<Answer<IpAddr>, Error> {
     let msg = Message::from_octets(buf).map_err(|_| malformed())?;
-    let mut out = Vec::new();
+    let secure = msg.header().ad();
+    let mut records = Vec::new();
     for rr in msg.answer().map_err(|_| malformed())?.limit_to::<A>() {
-        out.push(IpAddr::V4(rr.map_err(|_| malformed())?.data().addr()));
+        records.push(IpAddr::V4(rr.map_err(|_| malformed())?.data().addr()));
     }
     for rr in msg.answer().map_err(|_| malformed())?.limit_to::<Aaaa>() {
-        out.push(IpAddr::V6(rr.map_err(|_| malformed())?.data().addr()));
+        records.push(IpAddr::V6(rr.map_err(|_| malformed())?.data().addr()));
     }
-    Ok(out)
+    Ok(Answer { records, secure })
 }
 
 pub fn parse_tlsa(buf: &[u8]) -> Result<Answer<TlsaRecord>, Error> {
@@ -406,6 +409,6 @@ mod tests {
         let buf = answer_with(1, "h.example", Rtype::A, false, Rcode::NOERROR, |a, n| {
             a.push((n, Class::IN, 300, A::from_octets(192, 0, 2, 1))).unwrap();
         });
-        assert_eq!(parse_addrs(&buf).unwrap(), vec![IpAddr::from([192, 0, 2, 1])]);
+        assert_eq!(parse_addrs(&buf).unwrap(), Answer { records: vec![IpAddr::from([192, 0, 2, 1])], secure: false });
     }
 }

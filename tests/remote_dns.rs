@@ -195,3 +195,37 @@ fn dane_ta_with_ad() {
     assert!(r.report.contains("K127.0.0.2 accepted"), "{}", r.report);
     assert_eq!(mx1.messages().len(), 1);
 }
+
+#[test]
+fn dane_needs_secure_addresses_too() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "mx1.example.test");
+    let port = free_port();
+    let mut z = tlsa_zone(true, port, Rr::Tlsa(3, 1, 1, vec![0u8; 32]));
+    z.insecure.push("mx1.example.test".into());
+    let dns = fake_dns(z);
+    let mx1 = fake_on("127.0.0.2", port, &[], Some(server_config(&c, &k)), ok());
+    let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane")]);
+    // The mismatching TLSA is never asked for: opportunistic TLS, delivered.
+    assert!(r.report.contains("K127.0.0.2 accepted"), "{}", r.report);
+    assert!(!dns.queries.lock().unwrap().iter().any(|q| q.contains("TLSA")));
+    assert_eq!(mx1.messages().len(), 1);
+}
+
+#[test]
+fn dane_for_a_relay_with_secure_addresses() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "relay.test");
+    let port = free_port();
+    let good = Zone::new(true)
+        .add("relay.test", Rr::A(ip("127.0.0.4")))
+        .add(Box::leak(format!("_{port}._tcp.relay.test").into_boxed_str()), Rr::Tlsa(3, 1, 1, spki_sha256(&c)));
+    let dns = fake_dns(good);
+    let relay = fake_on("127.0.0.4", port, &[], Some(server_config(&c, &k)), ok());
+    let routes = d.path().join("smtproutes");
+    std::fs::write(&routes, ":relay.test\n").unwrap();
+    let r = go(&dns, port, "anywhere.example", &[("SMTP_TLS", "dane"), ("SMTPROUTES", routes.to_str().unwrap())]);
+    assert!(r.report.contains("K127.0.0.4 accepted"), "{}", r.report);
+    assert!(dns.queries.lock().unwrap().iter().any(|q| q.starts_with(&format!("_{port}._tcp.relay.test TLSA"))));
+    assert!(relay.log().contains(&"TLS".to_string()));
+}

@@ -176,10 +176,14 @@ fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outco
         if let Some(ip) = literal(relay) {
             return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false }]);
         }
+        // RFC 7672 2.2.2: a relay named by a secure A/AAAA answer is its own
+        // TLSA base domain.
         return match dns.addrs(relay) {
-            Ok(a) if !a.is_empty() => {
-                Ok(a.into_iter().map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(relay.to_string()), secure: false }).collect())
-            }
+            Ok(a) if !a.records.is_empty() => Ok(a
+                .records
+                .into_iter()
+                .map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(relay.to_string()), secure: a.secure })
+                .collect()),
             Ok(_) => Err(perm_nomx()),
             Err(dns::Error::NoName) => Err(perm_dns(relay)),
             Err(dns::Error::Temp(_)) => Err(temp_dns()),
@@ -212,7 +216,13 @@ fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outco
     let mut soft = false;
     for (_, name) in &exchangers {
         match dns.addrs(name) {
-            Ok(a) => out.extend(a.into_iter().map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(name.clone()), secure: mx.secure })),
+            // RFC 7672 2.2.1-2: DANE only when the MX and the address
+            // answers were both validated.
+            Ok(a) => out.extend(a.records.into_iter().map(|ip| Target {
+                addr: SocketAddr::new(ip, port),
+                name: Some(name.clone()),
+                secure: mx.secure && a.secure,
+            })),
             Err(dns::Error::Temp(_)) => soft = true,
             Err(dns::Error::NoName) => {}
         }

@@ -323,12 +323,14 @@ pub struct Zone {
     pub names: HashMap<String, Vec<Rr>>,
     pub ad: bool,
     pub servfail: Vec<String>,
+    /// Names answered without AD even when `ad` is set.
+    pub insecure: Vec<String>,
     pub truncate: bool,
 }
 
 impl Zone {
     pub fn new(ad: bool) -> Zone {
-        Zone { names: HashMap::new(), ad, servfail: Vec::new(), truncate: false }
+        Zone { names: HashMap::new(), ad, servfail: Vec::new(), insecure: Vec::new(), truncate: false }
     }
     pub fn add(mut self, name: &str, rr: Rr) -> Zone {
         self.names.entry(name.to_string()).or_default().push(rr);
@@ -393,11 +395,10 @@ fn dns_answer(zone: &Zone, q: &[u8], log: &Mutex<Vec<String>>, udp: bool) -> Opt
     } else {
         Rcode::NXDOMAIN
     };
-    let mut b = MessageBuilder::new_vec();
-    b.header_mut().set_ra(true);
-    b.header_mut().set_ad(zone.ad && rcode == Rcode::NOERROR);
-    let mut a = b.start_answer(&msg, rcode).ok()?;
-    a.header_mut().set_ad(zone.ad && rcode == Rcode::NOERROR);
+    let ad = zone.ad && rcode == Rcode::NOERROR && !zone.insecure.contains(&qname);
+    let mut a = MessageBuilder::new_vec().start_answer(&msg, rcode).ok()?;
+    a.header_mut().set_ra(true);
+    a.header_mut().set_ad(ad);
     if rcode == Rcode::NOERROR {
         for rr in zone.names.get(&qname).into_iter().flatten() {
             match (rr, qtype) {
