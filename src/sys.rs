@@ -2,7 +2,11 @@
 //! do not cover. Every block carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+use std::fs::File;
+use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 /// Take ownership of an fd inherited by number (`HANDOFF_FD`, systemd's
 /// `LISTEN_FDS`), after checking with `F_GETFD` that it is open. `None` if not.
@@ -76,4 +80,41 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> std::io::Result<OwnedFd> {
         }
     }
     Ok(rd)
+}
+
+/// Take ownership of an inherited descriptor (fd 0 or 1 of a UCSPI program)
+/// as a `File`, after checking that it is open.
+pub fn take_fd(fd: RawFd) -> io::Result<File> {
+    take_inherited_fd(fd).map(File::from).ok_or_else(io::Error::last_os_error)
+}
+
+/// Make the child started by `cmd` find the descriptor `from` as `to`
+/// (e.g. notqmail's error pipe on fd 6). The caller keeps `from` open until
+/// the spawn has returned.
+pub fn child_fd(cmd: &mut Command, from: RawFd, to: RawFd) {
+    // SAFETY: the closure runs between fork and exec and calls only dup2 and
+    // fcntl, which are async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if from == to {
+                let flags = libc::fcntl(to, libc::F_GETFD);
+                if flags == -1 || libc::fcntl(to, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(from, to) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Restore the default SIGCHLD disposition. A parent that set it to SIG_IGN
+/// (swaks --pipe does) would make the kernel reap our children itself, and
+/// waiting for the queue program's exit code would fail.
+pub fn default_sigchld() {
+    // SAFETY: installing SIG_DFL runs no handler code; no memory is shared.
+    unsafe {
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
 }
