@@ -82,3 +82,16 @@ fn smtpd_rs_refusals() {
     assert!(r.report.starts_with("DConnected to 127.0.0.1 but the message (29 bytes) is larger than its SIZE limit of 10. (#5.3.4)"), "{}", r.report);
     assert!(!d.path().join("msg").exists());
 }
+
+#[test]
+fn smtpd_rs_xclient() {
+    let d = tempfile::tempdir().unwrap();
+    let s = smtpd(d.path(), &[("XCLIENT", "1")]);
+    let attrs = "CLIENT_ADDR=198.51.100.7\nCLIENT_HELO=far.example\nCLIENT_LOGIN=alice\n";
+    let r = run(&["[127.0.0.1]", "a@example.org", "b@example.net"], &[("SMTP_PORT", &s.port.to_string()), ("QUEUE_ATTRS", attrs)], b"Subject: x\n\nbody\n");
+    assert!(r.report.starts_with("r|K127.0.0.1 accepted message."), "{}", r.report);
+    let stored = std::fs::read_to_string(d.path().join("attrs")).unwrap();
+    for want in ["CLIENT_ADDR=198.51.100.7", "CLIENT_HELO=far.example", "CLIENT_LOGIN=alice"] {
+        assert!(stored.lines().any(|l| l == want), "{want} not in {stored}");
+    }
+}
