@@ -139,3 +139,11 @@ fn auth_login_over_tls() {
     assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
     assert_eq!(&f.log()[4..7], ["AUTH LOGIN", "dXNlcg==", "cGFzcw=="]);
 }
+
+#[test]
+fn verify_with_an_unreadable_ca_file_is_a_config_error() {
+    let f = fake(&["STARTTLS"], |_| Act::Default);
+    let r = go(f.port(), &[("SMTP_TLS", "verify"), ("TLS_CAFILE", "/nonexistent/ca.pem")]);
+    assert!(r.report.starts_with("ZUnable to read configuration: unable to read /nonexistent/ca.pem"), "{}", r.report);
+    assert!(f.log().is_empty());
+}

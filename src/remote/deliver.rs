@@ -24,7 +24,8 @@ pub struct Config {
     pub helo: String,
     pub routes: Routes,
     pub policy: Policy,
-    pub cafile: Option<String>,
+    /// The WebPKI verifier (roots plus `TLS_CAFILE`), built once for `verify`.
+    pub webpki: Option<Arc<dyn ServerCertVerifier>>,
     pub auth_file: Option<String>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -69,11 +70,18 @@ impl Config {
             Some(v) => Attrs::parse(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())).ok_or("bad QUEUE_ATTRS")?,
         };
         let port = num("SMTP_PORT", 25)?;
+        let webpki = match policy {
+            Policy::Verify => {
+                let cafile = var("TLS_CAFILE").filter(|s| !s.is_empty());
+                Some(tls::roots(cafile.as_deref()).and_then(tls::webpki_verifier)?)
+            }
+            _ => None,
+        };
         Ok(Config {
             helo,
             routes,
             policy,
-            cafile: var("TLS_CAFILE").filter(|s| !s.is_empty()),
+            webpki,
             auth_file: var("SMTP_AUTHFILE").filter(|s| !s.is_empty()),
             connect_timeout: Duration::from_secs(num("TIMEOUTCONNECT", 60)?),
             timeout: Duration::from_secs(num("TIMEOUTREMOTE", 1200)?),
@@ -279,7 +287,6 @@ struct TlsMode {
     required: bool,
     dane: bool,
     name: ServerName<'static>,
-    cafile_error: Option<String>,
 }
 
 fn tls_mode(cfg: &Config, t: &Target, dns: &Resolver, plaintext: bool) -> Result<TlsMode, Outcome> {
@@ -287,19 +294,13 @@ fn tls_mode(cfg: &Config, t: &Target, dns: &Resolver, plaintext: bool) -> Result
         Some(n) => ServerName::try_from(n.trim_end_matches('.').to_string()).unwrap_or_else(|_| ServerName::IpAddress(t.addr.ip().into())),
         None => ServerName::IpAddress(t.addr.ip().into()),
     };
-    let mut m = TlsMode { verifier: None, required: false, dane: false, name, cafile_error: None };
+    let mut m = TlsMode { verifier: None, required: false, dane: false, name };
     let any = || Some(tls::AnyCert::verifier());
     match cfg.policy {
         Policy::None => {}
         Policy::May => m.verifier = if plaintext { None } else { any() },
         Policy::Encrypt => (m.verifier, m.required) = (any(), true),
-        Policy::Verify => {
-            m.required = true;
-            match tls::roots(cfg.cafile.as_deref()).and_then(tls::webpki_verifier) {
-                Ok(v) => m.verifier = Some(v),
-                Err(e) => m.cafile_error = Some(e),
-            }
-        }
+        Policy::Verify => (m.verifier, m.required) = (cfg.webpki.clone(), true),
         Policy::Dane => {
             m.verifier = if plaintext { None } else { any() };
             // RFC 7672 2.2: only names reached through validated DNS get
@@ -427,9 +428,6 @@ impl Session<'_> {
 
         // STARTTLS (RFC 3207).
         if let Some(verifier) = self.tls.verifier.clone() {
-            if let Some(e) = &self.tls.cafile_error {
-                keep!(End { outcome: Outcome::temp(format!("{e}. (#4.3.0)")), next: Next::Done });
-            }
             if ext.starttls {
                 conn.send(b"STARTTLS\r\n");
                 let r = io!(conn.read_reply());
@@ -455,12 +453,12 @@ impl Session<'_> {
                     keep!(End { outcome: Outcome::temp_reply(&r, self.connected("STARTTLS was refused. (#4.7.0)")), next: Next::Another });
                 }
             }
-            if self.tls.required && !conn.is_tls() {
-                keep!(End {
-                    outcome: Outcome::temp(self.connected("it does not offer STARTTLS, which my policy requires. (#4.7.0)")),
-                    next: Next::Another
-                });
-            }
+        }
+        if self.tls.required && !conn.is_tls() {
+            keep!(End {
+                outcome: Outcome::temp(self.connected("it does not offer STARTTLS, which my policy requires. (#4.7.0)")),
+                next: Next::Another
+            });
         }
 
         let attrs = &self.cfg.attrs;
