@@ -563,11 +563,9 @@ impl Session<'_> {
             }
             conn.send(b"DATA\r\n");
             let m = io!(conn.read_reply());
-            let mut last = None;
             for _ in &rcpt_cmds {
                 let r = io!(conn.read_reply());
                 self.record_rcpt(&r);
-                last = Some(r);
             }
             let d = io!(conn.read_reply());
             if d.code == 354 && (!m.is_positive() || !self.any_accepted()) {
@@ -576,7 +574,6 @@ impl Session<'_> {
                 conn.send(b".\r\n");
                 let _ = io!(conn.read_reply());
             }
-            let _ = last;
             (m, Some(d))
         } else {
             conn.send(&mail);
