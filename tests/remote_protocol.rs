@@ -328,3 +328,12 @@ fn random_garbage_at_every_step_is_clean() {
         assert!(matches!(last, Some('K' | 'Z' | 'D')), "round {round} at {step}: {:?}", r.report);
     }
 }
+
+#[test]
+fn pipelined_data_accepted_without_recipients_sends_an_empty_message() {
+    // RFC 2920 3.1: a server that says 354 though every RCPT failed gets a lone dot.
+    let f = fake(&["PIPELINING"], |c| if c.starts_with("RCPT") { send("550 no\r\n") } else { Act::Default });
+    let r = go(&f, &["x@example.net"], &[], MSG);
+    assert_eq!(r.report, "h127.0.0.1 does not like recipient.\nRemote host said: 550 no\n|DGiving up on 127.0.0.1.\nRemote host said: 550 no\n|");
+    assert_eq!(f.messages(), vec![Vec::<u8>::new()]);
+}
