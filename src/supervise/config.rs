@@ -6,9 +6,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
 
 use crate::envfile;
+use crate::passwd;
 use crate::tcprules::{self, Rules};
 
 pub const USAGE: &str = "usage: smtpd-supervise [-1DHRWXadqsv] [-c limit] [-C perip] [-x rules] [-e envfile] \
@@ -198,14 +199,15 @@ impl Config {
     }
 }
 
-/// A user by name or number: (uid, primary gid when known).
+/// A user by name or number: (uid, primary gid when known). Read from
+/// /etc/passwd directly (`crate::passwd`: no NSS in a static binary).
 fn lookup_user(u: &str) -> Result<(Uid, Option<Gid>), UsageError> {
     if let Ok(n) = u.parse::<u32>() {
-        let gid = User::from_uid(Uid::from_raw(n)).ok().flatten().map(|p| p.gid);
+        let gid = passwd::user_by_uid(n).ok().flatten().map(|p| Gid::from_raw(p.gid));
         return Ok((Uid::from_raw(n), gid));
     }
-    match User::from_name(u) {
-        Ok(Some(p)) => Ok((p.uid, Some(p.gid))),
+    match passwd::user_by_name(u) {
+        Ok(Some(p)) => Ok((Uid::from_raw(p.id), Some(Gid::from_raw(p.gid)))),
         Ok(None) => Err(UsageError(format!("unknown user: {u}"))),
         Err(e) => Err(UsageError(format!("unable to look up user {u}: {e}"))),
     }
@@ -215,8 +217,8 @@ fn lookup_group(g: &str) -> Result<Gid, UsageError> {
     if let Ok(n) = g.parse::<u32>() {
         return Ok(Gid::from_raw(n));
     }
-    match Group::from_name(g) {
-        Ok(Some(gr)) => Ok(gr.gid),
+    match passwd::group_by_name(g) {
+        Ok(Some(gr)) => Ok(Gid::from_raw(gr.id)),
         Ok(None) => Err(UsageError(format!("unknown group: {g}"))),
         Err(e) => Err(UsageError(format!("unable to look up group {g}: {e}"))),
     }
