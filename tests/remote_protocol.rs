@@ -337,3 +337,24 @@ fn pipelined_data_accepted_without_recipients_sends_an_empty_message() {
     assert_eq!(r.report, "h127.0.0.1 does not like recipient.\nRemote host said: 550 no\n|DGiving up on 127.0.0.1.\nRemote host said: 550 no\n|");
     assert_eq!(f.messages(), vec![Vec::<u8>::new()]);
 }
+
+#[test]
+fn regular_file_read_from_its_current_offset() {
+    // As queue-run may hand over a queue file positioned after its header.
+    use std::io::{Seek, SeekFrom};
+    let f = fake(&[], |_| Act::Default);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("queued");
+    std::fs::write(&p, b"smtpd-queue 1\nid x\n\nSubject: q\n\nbody\n").unwrap();
+    let mut file = std::fs::File::open(&p).unwrap();
+    file.seek(SeekFrom::Start(20)).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["[127.0.0.1]", "a@b", "c@d"])
+        .env_clear()
+        .env("SMTP_PORT", f.port().to_string())
+        .stdin(file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("K127.0.0.1 accepted"));
+    assert_eq!(f.messages()[0], b"Subject: q\r\n\r\nbody\r\n");
+}
