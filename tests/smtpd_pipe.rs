@@ -3,6 +3,8 @@
 
 #[path = "support/smtpd.rs"]
 mod support;
+#[path = "support/remote.rs"]
+mod remote_support;
 
 use support::*;
 use std::path::Path;
@@ -428,9 +430,27 @@ fn eof_in_the_middle_of_a_message() {
 fn helo_check_and_syntax() {
     let d = tempfile::tempdir().unwrap();
     let env = qq_env(d.path());
+    // A fake DNS on loopback: a.example has an address, m.example only an
+    // MX, anything else is NXDOMAIN.
+    let dns = remote_support::fake_dns(
+        remote_support::Zone::new(false)
+            .add("a.example", remote_support::Rr::A("192.0.2.1".parse().unwrap()))
+            .add("m.example", remote_support::Rr::Mx(10, "a.example".into())),
+    );
+    let server = dns.addr.to_string();
+    let input = "HELO bad_name!\r\nHELO nonexistent.invalid\r\nHELO [127.0.0.1]\r\nEHLO a.example\r\nHELO m.example\r\nQUIT\r\n";
+    let r = run_with(&env, &[("HELO_CHECK", ""), ("DNS_SERVER", &server)], input.as_bytes());
+    assert_eq!(r.codes(), ["220", "501", "450", "250", "250", "250", "221"], "{}", r.out);
+    let q = dns.queries.lock().unwrap().join(" ");
+    assert!(q.contains("nonexistent.invalid") && q.contains("m.example"), "{q}");
+    // No name server answering: a temporary refusal, never an acceptance.
+    let r = run_with(
+        &env,
+        &[("HELO_CHECK", ""), ("DNS_SERVER", "127.0.0.1:9"), ("DNS_TIMEOUT", "1")],
+        b"HELO a.example\r\nQUIT\r\n",
+    );
+    assert_eq!(r.codes(), ["220", "450", "221"], "{}", r.out);
     let input = "HELO bad_name!\r\nHELO nonexistent.invalid\r\nHELO [127.0.0.1]\r\nEHLO localhost\r\nQUIT\r\n";
-    let r = run_with(&env, &[("HELO_CHECK", "")], input.as_bytes());
-    assert_eq!(r.codes(), ["220", "501", "450", "250", "250", "221"], "{}", r.out);
     let r = run_with(&env, &[], input.as_bytes());
     assert_eq!(r.codes(), ["220", "501", "250", "250", "250", "221"], "{}", r.out);
 }

@@ -342,7 +342,7 @@ fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) -> s
 }
 
 /// The real hooks: RCPTCHECK as a child process, HELO_CHECK through the
-/// system resolver, log lines on stderr.
+/// suite's resolver, log lines on stderr.
 pub struct ProcessHooks<'c> {
     cfg: &'c Config,
     pid: u32,
@@ -379,13 +379,18 @@ impl Hooks for ProcessHooks<'_> {
         }
     }
 
+    /// HELO_CHECK: the name has an address (A or AAAA) or an MX, asked of
+    /// the suite's own resolver (`crate::dns`: /etc/resolv.conf, or
+    /// `DNS_SERVER`), not of getaddrinfo, which in a static binary may load
+    /// NSS modules. A DNS failure counts as unresolved: the reply is a
+    /// temporary 450, so a client retries after an outage.
     fn helo_resolves(&mut self, name: &[u8]) -> bool {
-        use std::net::ToSocketAddrs;
         if name.first() == Some(&b'[') {
             return true; // an address literal needs no lookup
         }
         let Ok(name) = std::str::from_utf8(name) else { return false };
-        (name, 25).to_socket_addrs().is_ok_and(|mut a| a.next().is_some())
+        let dns = crate::dns::Resolver::from_env();
+        dns.addrs(name).is_ok_and(|a| !a.records.is_empty()) || dns.mx(name).is_ok_and(|m| !m.records.is_empty())
     }
 
     fn log(&mut self, line: fmt::Arguments<'_>) {
