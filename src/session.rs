@@ -880,6 +880,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             pregreet: Duration::ZERO,
             helo_check: false,
+            rcptcheck_timeout: Duration::from_secs(60),
             xclient: false,
             xforward: false,
             policy: Policy { rcpthosts: Some(parse_list(b"example.com\n")), ..Policy::default() },
