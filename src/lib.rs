@@ -8,3 +8,4 @@ pub mod io;
 pub mod netstring;
 pub mod sys;
 pub mod xtext;
+pub mod queuerun;
