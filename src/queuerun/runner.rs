@@ -559,7 +559,6 @@ impl Runner {
                         // Nothing is acted on: the recipients stay as they
                         // were on disk and are tried again later.
                         die::warn(PROG, format_args!("{}: unable to record the outcome ({e}); will retry", j.id));
-                        let retry = self.local_retry(now);
                         for &i in &j.idxs {
                             if let Some(r) = a.state.rcpts.get_mut(i) {
                                 r.next = now + self.local_retry(now);
