@@ -55,10 +55,19 @@ impl Queue {
         self.dir.join("new")
     }
 
-    /// Create `state/` and `bad/` (and `new/`, `tmp/` if queue-inject has not yet).
+    /// Create `state/` and `bad/` (and `new/`, `tmp/` if queue-inject has
+    /// not yet), mode 0700 as queue-inject makes its folders. `QUEUE_DIR`
+    /// itself must exist.
     pub fn prepare(&self) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        if !self.dir.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such queue folder"));
+        }
         for d in ["new", "tmp", "state", "bad"] {
-            fs::create_dir_all(self.dir.join(d))?;
+            let p = self.dir.join(d);
+            if !p.is_dir() {
+                fs::DirBuilder::new().mode(0o700).create(&p)?;
+            }
         }
         Ok(())
     }
