@@ -42,7 +42,7 @@ fn delivers_by_domain_byte_exact() {
     assert!(attrs.iter().any(|a| a == "BODY=8BITMIME\n"), "{attrs:?}");
     assert!(w.bounces().is_empty());
     assert!(fs::read_dir(w.queue().join("state")).unwrap().next().is_none(), "state left behind");
-    let log = k.stderr();
+    let log = w.log_after(k);
     assert!(log.contains("100.1.1: delivery to x.test: <a@x.test> delivered: Remote host said: 250 2.1.5 ok/"), "{log}");
     assert!(log.contains("100.1.2: done, removed from the queue"), "{log}");
 }
@@ -92,7 +92,7 @@ fn temporary_then_delivered_on_retry() {
     assert_eq!(fs::read_to_string(w.out().join("count.c@y.test")).unwrap().trim(), "2");
     assert_eq!((w.accepted("g@x.test"), w.accepted("c@y.test")), (1, 1));
     assert!(w.bounces().is_empty());
-    let log = k.stderr();
+    let log = w.log_after(k);
     assert!(log.contains("<g@x.test> deferred: Remote host said: 451 4.7.1 greylisted"), "{log}");
     assert!(log.contains("<c@y.test> deferred: smtp-remote crashed (signal 9)"), "{log}");
 }
@@ -181,7 +181,7 @@ fn corrupt_and_foreign_files_set_aside() {
     assert!(w.queue().join("bad/777.1.1").exists());
     assert_eq!(w.accepted("a@x.test"), 1);
     assert_eq!(k.0.try_wait_is_running(), true);
-    let log = k.stderr();
+    let log = w.log_after(k);
     assert!(log.contains("777.1.1: corrupt queue file: line 3: bad time: set aside"), "{log}");
 }
 
@@ -257,6 +257,6 @@ fn state_not_recorded_nothing_acted_on() {
     fs::remove_dir(&blocker).unwrap();
     wait_for(120, "bounced after repair", || w.queued().is_empty());
     assert_eq!(w.bounces().len(), 1);
-    let log = k.stderr();
+    let log = w.log_after(k);
     assert!(log.contains("950.1.1: unable to record the outcome"), "{log}");
 }

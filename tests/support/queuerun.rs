@@ -96,8 +96,18 @@ impl World {
             .env("SCAN_INTERVAL", "1")
             .env("BOUNCE_HOST", "mx.test")
             .stdin(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(self.log_file());
         c
+    }
+    /// The log of every queue-run started with `command` (a file, never a
+    /// pipe that nobody reads while the test waits).
+    fn log_file(&self) -> fs::File {
+        fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("queue-run.log")).unwrap()
+    }
+    /// Stop `k` and return the log.
+    pub fn log_after(&self, k: Kid) -> String {
+        drop(k);
+        fs::read_to_string(self.dir.path().join("queue-run.log")).unwrap_or_default()
     }
     /// Files in out/ whose names start with `prefix`, sorted.
     pub fn recorded(&self, prefix: &str) -> Vec<PathBuf> {
@@ -129,6 +139,25 @@ impl World {
             .filter(|p| p.extension().is_some_and(|e| e == "env"))
             .map(|p| (fs::read(p).unwrap(), fs::read_to_string(p.with_extension("msg")).unwrap()))
             .collect()
+    }
+}
+
+impl World {
+    /// The most runs to one host (`Some(host)`) or to any host at once, from
+    /// the start/end lines the fake remote appends (runs of hosts in mode
+    /// `slow` overlap for 0.3 s).
+    pub fn max_parallel(&self, host: Option<&str>) -> usize {
+        let text = fs::read_to_string(self.out().join("spans")).unwrap_or_default();
+        let (mut cur, mut max) = (0i64, 0i64);
+        for l in text.lines() {
+            let (h, what) = l.split_once(' ').unwrap();
+            if host.is_some_and(|x| x != h) {
+                continue;
+            }
+            cur += if what == "start" { 1 } else { -1 };
+            max = max.max(cur);
+        }
+        max as usize
     }
 }
 
@@ -164,16 +193,6 @@ impl Kid {
     pub fn pid(&self) -> i32 {
         self.0.id() as i32
     }
-    pub fn stderr(mut self) -> String {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let mut s = String::new();
-        if let Some(mut e) = self.0.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
 }
 
 /// A fake smtp-remote: records its arguments, QUEUE_ATTRS and the message,
@@ -189,9 +208,11 @@ cat > "$out/msg.$n"
 printf '%s\n' "$host" "$sender" "$@" > "$out/args.$n"
 printf '%s' "$QUEUE_ATTRS" > "$out/attrs.$n"
 hmode=$(grep "^@$host " "$out/rules" | cut -d' ' -f2)
+echo "$host start" >> "$out/spans"
 case "$hmode" in
-  Z) printf 'Z421 4.3.2 service not available\0'; exit 0 ;;
-  D) printf 'DSorry, I could not find a mail exchanger for %s. (#5.1.2)\0' "$host"; exit 0 ;;
+  slow) sleep 0.3 ;;
+  Z) echo "$host end" >> "$out/spans"; printf 'Z421 4.3.2 service not available\0'; exit 0 ;;
+  D) echo "$host end" >> "$out/spans"; printf 'DSorry, I could not find a mail exchanger for %s. (#5.1.2)\0' "$host"; exit 0 ;;
 esac
 ok=""
 for r in "$@"; do
@@ -207,6 +228,7 @@ for r in "$@"; do
   esac
 done
 for r in $ok; do echo "$r" >> "$out/accepted"; done
+echo "$host end" >> "$out/spans"
 printf 'K127.0.0.1 accepted message./Remote host said: 250 2.0.0 queued\0'
 "#;
 
