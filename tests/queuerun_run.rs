@@ -104,7 +104,7 @@ fn lifetime_exceeded_bounces_and_list_shows_state() {
     write_queue_file(&w.queue(), "400.1.1", now(), "s@src.test", &["a@z.test"], &[("RET", "HDRS")], BODY);
     let _k = start(&w, &[("QUEUE_LIFETIME", "3"), ("RETRY_SCHEDULE", "1")]);
     // Before giving up, --list shows the deferred recipient.
-    wait_for(10, "a first attempt", || w.deliveries().len() >= 1 && w.queue().join("state/400.1.1").exists());
+    wait_for(10, "a first attempt", || !w.deliveries().is_empty() && w.queue().join("state/400.1.1").exists());
     let out = w.command(BIN).arg("--list").output().unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
     if !w.queued().is_empty() {
@@ -180,7 +180,7 @@ fn corrupt_and_foreign_files_set_aside() {
     assert!(w.queue().join("bad/garbage").exists());
     assert!(w.queue().join("bad/777.1.1").exists());
     assert_eq!(w.accepted("a@x.test"), 1);
-    assert_eq!(k.0.try_wait_is_running(), true);
+    assert!(k.0.try_wait_is_running());
     let log = w.log_after(k);
     assert!(log.contains("777.1.1: corrupt queue file: line 3: bad time: set aside"), "{log}");
 }
@@ -249,7 +249,7 @@ fn state_not_recorded_nothing_acted_on() {
     let blocker = w.queue().join("state/.950.1.1.tmp");
     fs::create_dir(&blocker).unwrap();
     write_queue_file(&w.queue(), "950.1.1", now(), "s@src.test", &["bad@x.test"], &[], BODY);
-    wait_for(10, "an attempt", || w.deliveries().len() >= 1);
+    wait_for(10, "an attempt", || !w.deliveries().is_empty());
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(w.bounces().is_empty(), "acted on an outcome that was not recorded");
     assert_eq!(w.queued(), vec!["950.1.1".to_string()]);

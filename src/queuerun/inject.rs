@@ -40,7 +40,7 @@ pub fn classify(code: i32) -> Result<(), Refused> {
         55 => "unable to read a configuration file",
         56 => "problem making a network connection",
         61 => "problem with the queue directory",
-        62 | 63 | 64 | 65 | 66 => "trouble with the queue",
+        62..=66 => "trouble with the queue",
         81 => "internal bug",
         82 => "refused by a filter",
         91 => "envelope format error",
