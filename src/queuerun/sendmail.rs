@@ -19,12 +19,16 @@ fn env(k: &str) -> Option<String> {
     std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
-/// The local user's name: `MAILUSER`, `USER`, `LOGNAME`, else from the uid.
+/// The local user's name: `MAILUSER`, `USER`, `LOGNAME`, else the real
+/// uid's name in /etc/passwd.
 fn user() -> String {
     env("MAILUSER")
         .or_else(|| env("USER"))
         .or_else(|| env("LOGNAME"))
-        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
+        .or_else(|| {
+            let pw = std::fs::read_to_string("/etc/passwd").ok()?;
+            mailmsg::passwd_name(&pw, nix::unistd::getuid().as_raw())
+        })
         .unwrap_or_else(|| "root".into())
 }
 
