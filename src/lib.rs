@@ -4,8 +4,22 @@
 
 pub mod die;
 pub mod envelope;
+pub mod envfile;
+pub mod handoff;
 pub mod io;
 pub mod netstring;
+pub mod passwd;
+pub mod policy;
+pub mod proxy;
+pub mod queue;
+pub mod queue_client;
+pub mod received;
+pub mod session;
+pub mod smtp;
+pub mod smtpd_config;
+pub mod supervise;
 pub mod sys;
+pub mod systemd;
+pub mod tcprules;
 pub mod xtext;
 pub mod queuerun;

@@ -6,9 +6,6 @@ use super::backoff::Schedule;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-/// queue-inject's default queue (smtpd-queue(5)).
-pub const DEFAULT_QUEUE_DIR: &str = "/var/spool/smtpd-rs/queue";
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `QUEUE_DIR`, default `/var/spool/smtpd-rs/queue` (as queue-inject).
@@ -70,7 +67,7 @@ impl Config {
             return Err(format!("bad host name for DSNs: {host:?} (set BOUNCE_HOST)"));
         }
         Ok(Config {
-            queue_dir: PathBuf::from(get("QUEUE_DIR").unwrap_or_else(|| DEFAULT_QUEUE_DIR.into())),
+            queue_dir: PathBuf::from(get("QUEUE_DIR").unwrap_or_else(|| crate::queue::DEFAULT_QUEUE_DIR.into())),
             remote: get("SMTP_REMOTE").or_else(|| get("QMAILREMOTE")).map(OsString::from),
             queue_prog: get("QMAILQUEUE").map(OsString::from),
             concurrency: num("CONCURRENCY", 20, 1, 1000)? as usize,

@@ -310,17 +310,6 @@ pub fn addresses(value: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// The name of `uid` in an /etc/passwd text (`name:pw:uid:...` lines).
-/// Read by hand: getpwuid in a static glibc build can crash in NSS modules.
-pub fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        f.next()?;
-        (f.next()?.parse::<u32>().ok()? == uid && !name.is_empty()).then(|| name.to_owned())
-    })
-}
-
 /// `user` becomes `user@host`; other addresses stay.
 pub fn qualify(addr: &[u8], host: &str) -> Vec<u8> {
     if addr.contains(&b'@') || addr.is_empty() {
@@ -404,10 +393,6 @@ mod tests {
         assert_eq!(t("\"q,uoted\"@x"), vec!["\"q,uoted\"@x"]);
         assert_eq!(t("undisclosed-recipients:;"), Vec::<String>::new());
         assert_eq!(qualify(b"root", "h.test"), b"root@h.test");
-        let pw = "root:x:0:0:root:/root:/bin/sh\n# junk\nbad\ncron:x:1000:1000::/home/c:/bin/sh\n";
-        assert_eq!(passwd_name(pw, 1000).as_deref(), Some("cron"));
-        assert_eq!(passwd_name(pw, 0).as_deref(), Some("root"));
-        assert_eq!(passwd_name(pw, 5), None);
         assert_eq!(qualify(b"a@b", "h.test"), b"a@b");
     }
 }

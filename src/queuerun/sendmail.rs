@@ -25,10 +25,7 @@ fn user() -> String {
     env("MAILUSER")
         .or_else(|| env("USER"))
         .or_else(|| env("LOGNAME"))
-        .or_else(|| {
-            let pw = std::fs::read_to_string("/etc/passwd").ok()?;
-            mailmsg::passwd_name(&pw, nix::unistd::getuid().as_raw())
-        })
+        .or_else(|| crate::passwd::user_by_uid(nix::unistd::getuid().as_raw()).ok().flatten().map(|e| e.name))
         .unwrap_or_else(|| "root".into())
 }
 
