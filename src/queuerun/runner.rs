@@ -678,11 +678,17 @@ impl Runner {
             attrs.push("SMTPUTF8", "1");
         }
         let env = Envelope { sender: env_sender.to_vec(), recipients: vec![to.clone()] };
-        let kinds: Vec<&str> = owed.iter().map(|(_, a)| match a {
-            Action::Failed => "failure",
-            Action::Delayed => "delay",
-            Action::Relayed => "success",
-        }).collect();
+        let mut kinds: Vec<&str> = Vec::new();
+        for (_, a) in &owed {
+            let k = match a {
+                Action::Failed => "failure",
+                Action::Delayed => "delay",
+                Action::Relayed => "success",
+            };
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
         match inject(&self.queue_prog, &built.text, &env, &attrs) {
             Ok(()) => {
                 die::info(PROG, format_args!("{id}: DSN ({}) queued for <{}>", kinds.join(","), String::from_utf8_lossy(&to)));

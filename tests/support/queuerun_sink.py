@@ -7,6 +7,7 @@ received, dot-unstuffed, CRLF line ends) with DIR/env.<n> (MAIL FROM, then
 one RCPT TO per line). Per recipient, by local part:
   fail...  -> 550 5.1.1 at RCPT
   grey...  -> 451 4.7.1 at RCPT the first time, then 250
+  slow...  -> 250, and the reply to DATA comes 3 s late
 anything else -> 250.
 """
 import asyncio, os, sys
@@ -28,6 +29,8 @@ class Handler:
         return "250 2.1.5 ok"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(r.startswith("slow") for r in envelope.rcpt_tos):
+            await asyncio.sleep(3)
         count[0] += 1
         n = "%06d.%d" % (count[0], os.getpid())
         with open(os.path.join(DIR, "msg.tmp"), "wb") as f:
