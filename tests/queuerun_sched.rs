@@ -96,3 +96,16 @@ fn many_messages_none_lost_or_duplicated() {
     lines.dedup();
     assert_eq!(lines.len(), N, "duplicates");
 }
+
+#[test]
+fn hung_delivery_killed_and_retried() {
+    let w = World::new();
+    w.rules("slow@x.test sleep1\n");
+    write_queue_file(&w.queue(), "5.1.1", now(), "s@src.test", &["slow@x.test"], &[], b"S: x\n\nb\n");
+    let k = Kid(w.command(BIN).env("ATTEMPT_TIMEOUT", "1").spawn().unwrap());
+    wait_for(20, "killed, retried and delivered", || w.queued().is_empty());
+    assert_eq!(w.accepted("slow@x.test"), 1);
+    let log = w.log_after(k);
+    assert_eq!(log.matches("ran over 1 s: killed").count(), 1, "{log}");
+    assert!(log.contains("<slow@x.test> deferred: smtp-remote crashed (signal 9)"), "{log}");
+}

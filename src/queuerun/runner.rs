@@ -98,6 +98,8 @@ struct Job {
     pid: u32,
     started: Instant,
     abandoned: bool,
+    /// Killed by the watchdog (its outcome, a temporary failure, is recorded).
+    timed_out: bool,
 }
 
 pub struct Runner {
@@ -521,7 +523,7 @@ impl Runner {
         *self.per_domain.entry(dom.clone()).or_default() += 1;
         a.jobs += 1;
         a.in_flight.extend(&idxs);
-        self.jobs.insert(job, Job { id: id.to_owned(), domain: dom, idxs, pid, started: Instant::now(), abandoned: false });
+        self.jobs.insert(job, Job { id: id.to_owned(), domain: dom, idxs, pid, started: Instant::now(), abandoned: false, timed_out: false });
     }
 
     /// A delivery program ended: record its outcomes, then look again.
@@ -604,8 +606,9 @@ impl Runner {
 
     fn watchdog(&mut self) {
         let limit = Duration::from_secs(self.cfg.attempt_timeout);
-        for j in self.jobs.values() {
-            if j.pid != 0 && j.started.elapsed() > limit && !j.abandoned {
+        for j in self.jobs.values_mut() {
+            if j.pid != 0 && j.started.elapsed() > limit && !j.abandoned && !j.timed_out {
+                j.timed_out = true;
                 die::warn(PROG, format_args!("{}: delivery to {} ran over {} s: killed", j.id, j.domain, limit.as_secs()));
                 let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(j.pid as i32), Signal::SIGKILL);
             }
