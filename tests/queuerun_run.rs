@@ -260,3 +260,18 @@ fn state_not_recorded_nothing_acted_on() {
     let log = w.log_after(k);
     assert!(log.contains("950.1.1: unable to record the outcome"), "{log}");
 }
+
+#[test]
+fn dsn_refused_for_good_is_dropped_not_retried_forever() {
+    let w = World::new();
+    w.rules("bad@x.test h\n");
+    let q = w.dir.path().join("refusing-queue");
+    fs::write(&q, "#!/bin/sh\ncat >/dev/null; cat <&1 >/dev/null; exit 31\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&q, fs::Permissions::from_mode(0o755)).unwrap();
+    write_queue_file(&w.queue(), "960.1.1", now(), "s@src.test", &["bad@x.test"], &[], BODY);
+    let k = Kid(w.command(BIN).env("QMAILQUEUE", &q).spawn().unwrap());
+    wait_for(20, "message finished", || w.queued().is_empty());
+    let log = w.log_after(k);
+    assert!(log.contains("960.1.1: DSN for <s@src.test> dropped: message refused (exit 31)"), "{log}");
+}

@@ -708,8 +708,22 @@ impl Runner {
                 true
             }
             Err(e) => {
-                die::warn(PROG, format_args!("{id}: unable to queue a DSN: {e}"));
-                false
+                // Refused for good, or still failing when the message is twice
+                // the queue lifetime old: the DSN is dropped, so that no
+                // message stays forever.
+                let give_up = matches!(e, Refused::Permanent(..)) || now >= h.time.saturating_add(self.cfg.lifetime.saturating_mul(2));
+                if !give_up {
+                    die::warn(PROG, format_args!("{id}: unable to queue a DSN: {e}"));
+                    return false;
+                }
+                die::warn(PROG, format_args!("{id}: DSN for <{}> dropped: {e}", String::from_utf8_lossy(&to)));
+                let mut st = a.state.clone();
+                plan::mark_notified(&mut st, &owed);
+                if (!plan::complete(&st) || a.jobs > 0) && self.q.save_state(id, &st).is_err() {
+                    return false;
+                }
+                a.state = st;
+                true
             }
         }
     }
