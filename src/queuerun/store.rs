@@ -221,3 +221,65 @@ fn remove_quiet(p: &Path) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> (tempfile::TempDir, Queue) {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.prepare().unwrap();
+        (d, q)
+    }
+
+    fn put(q: &Queue, id: &str, text: &[u8]) {
+        fs::write(q.new_dir().join(id), text).unwrap();
+    }
+
+    #[test]
+    fn load_and_state_round_trip() {
+        let (_d, q) = queue();
+        put(&q, "1.2.3", b"smtpd-queue 1\nid 1.2.3\ntime 5\nfrom a@b\nto c@d\n\nSubject: x\n\nbody\n");
+        let (m, _) = q.load("1.2.3").unwrap();
+        assert_eq!(m.header.recipients, vec![b"c@d".to_vec()]);
+        assert_eq!(m.body_offset, 47);
+        assert_eq!(q.load_state("1.2.3", m.ino, 1).unwrap(), None);
+        let mut st = State::new(m.ino, 1);
+        st.rcpts[0].attempts = 3;
+        q.save_state("1.2.3", &st).unwrap();
+        assert_eq!(q.load_state("1.2.3", m.ino, 1).unwrap(), Some(st));
+        // Another file under the same name: the state is stale.
+        assert_eq!(q.load_state("1.2.3", m.ino + 1, 1).unwrap(), None);
+        fs::write(q.dir.join("state/1.2.3"), b"junk").unwrap();
+        assert!(q.load_state("1.2.3", m.ino, 1).is_err());
+        q.remove("1.2.3").unwrap();
+        assert!(matches!(q.load("1.2.3"), Err(LoadError::Gone)));
+        assert!(!q.dir.join("state/1.2.3").exists());
+        q.remove("1.2.3").unwrap();
+    }
+
+    #[test]
+    fn corrupt_files_and_quarantine() {
+        let (_d, q) = queue();
+        put(&q, "9.9.9", b"smtpd-queue 1\nid 9.9.8\ntime 5\nfrom a@b\nto c@d\n\n");
+        assert!(matches!(q.load("9.9.9"), Err(LoadError::Corrupt(_))));
+        put(&q, "7", b"no header end");
+        assert!(matches!(q.load("7"), Err(LoadError::Corrupt(_))));
+        assert!(matches!(q.load(".hidden"), Err(LoadError::Corrupt(_))));
+        assert_eq!(q.quarantine("7").unwrap(), q.dir.join("bad/7"));
+        put(&q, "7", b"again");
+        assert_eq!(q.quarantine("7").unwrap(), q.dir.join("bad/7.1"));
+    }
+
+    #[test]
+    fn leftovers_cleaned() {
+        let (_d, q) = queue();
+        put(&q, "1.1.1", b"x");
+        fs::write(q.dir.join("state/1.1.1"), b"s").unwrap();
+        fs::write(q.dir.join("state/2.2.2"), b"orphan").unwrap();
+        fs::write(q.dir.join("state/.3.3.3.tmp"), b"work").unwrap();
+        assert_eq!(q.clean_state().unwrap(), 2);
+        assert!(q.dir.join("state/1.1.1").exists());
+    }
+}
