@@ -395,4 +395,16 @@ mod tests {
         assert_eq!(qualify(b"root", "h.test"), b"root@h.test");
         assert_eq!(qualify(b"a@b", "h.test"), b"a@b");
     }
+
+    proptest::proptest! {
+        /// The filter's output does not depend on how the input is cut.
+        #[test]
+        fn filter_chunking_invariant(input in proptest::collection::vec(proptest::sample::select(vec![b'a', b'.', b'\r', b'\n']), 0..200),
+                                     cut in 0usize..200, ignore in proptest::bool::ANY) {
+            let cut = cut.min(input.len());
+            let whole = filter(ignore, &[&input]);
+            let split = filter(ignore, &[&input[..cut], &input[cut..]]);
+            proptest::prop_assert_eq!(whole, split);
+        }
+    }
 }

@@ -176,4 +176,20 @@ mod tests {
             assert!(!valid_id(bad), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = parse(&b);
+        }
+
+        #[test]
+        fn round_trip_any_addresses(sender in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                                    rcpts in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 1..5),
+                                    time in 0u64..u64::MAX) {
+            let h = Header { id: "1.2.3".into(), time, sender, recipients: rcpts, attrs: Attrs::default() };
+            let enc = encode(&h);
+            proptest::prop_assert_eq!(parse(&enc), Ok((h, enc.len())));
+        }
+    }
 }

@@ -186,4 +186,17 @@ mod tests {
         assert!(p(&long, 1)[0].text().len() <= MAX_TEXT + 2);
         assert_eq!(clean(b"a\x01b\r\n"), "a?b");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_output_one_outcome_per_recipient(out in proptest::collection::vec(proptest::num::u8::ANY, 0..400), n in 0usize..8, code in -1i32..120) {
+            let exit = if code < 0 { Exit::Signal(9) } else { Exit::Code(code) };
+            let v = parse(&out, exit, n);
+            proptest::prop_assert_eq!(v.len(), n);
+            // Delivered only with a K message record and exit 0.
+            if v.iter().any(|o| matches!(o, Delivered(_))) {
+                proptest::prop_assert!(code == 0 && out.contains(&b'K'));
+            }
+        }
+    }
 }
