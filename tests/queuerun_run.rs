@@ -275,3 +275,32 @@ fn dsn_refused_for_good_is_dropped_not_retried_forever() {
     let log = w.log_after(k);
     assert!(log.contains("960.1.1: DSN for <s@src.test> dropped: message refused (exit 31)"), "{log}");
 }
+
+#[test]
+fn list_shows_each_recipient() {
+    use std::os::unix::fs::MetadataExt;
+    let w = World::new();
+    let t = now() - 3700;
+    write_queue_file(&w.queue(), "970.1.1", t, "s@src.test", &["a@x.test", "b@y.test", "c@z.test"], &[], BODY);
+    fs::write(w.queue().join("new/971.1.1"), b"garbage\n").unwrap();
+    let ino = fs::metadata(w.queue().join("new/970.1.1")).unwrap().ino();
+    fs::create_dir_all(w.queue().join("state")).unwrap();
+    let next = now() + 400;
+    fs::write(
+        w.queue().join("state/970.1.1"),
+        format!("queue-run-state 1\nino {ino}\nr D 1 0 1 0 250+20ok\nr P 0 0 2 {next} 451+20later\nr P 0 0 0 0 \n"),
+    )
+    .unwrap();
+    let out = w.command(BIN).arg("-l").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let size = fs::metadata(w.queue().join("new/970.1.1")).unwrap().len();
+    assert!(text.starts_with(&format!("970.1.1  age 1h01m  {size} bytes  from <s@src.test>\n")), "{text}");
+    assert!(text.contains("  <a@x.test>  delivered  250 ok\n"), "{text}");
+    assert!(text.contains("  <b@y.test>  pending  attempts 2  next in 6m"), "{text}");
+    assert!(text.contains("  <c@z.test>  pending  not tried yet\n"), "{text}");
+    assert!(text.contains("971.1.1  unreadable: corrupt queue file"), "{text}");
+    assert!(text.ends_with("1 messages\n"), "{text}");
+    // Listing changes nothing.
+    assert_eq!(w.queued(), vec!["970.1.1".to_string(), "971.1.1".to_string()]);
+}
