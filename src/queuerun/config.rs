@@ -18,7 +18,8 @@ pub struct Config {
     pub queue_prog: Option<OsString>,
     /// `CONCURRENCY`: deliveries at once (default 20, qmail's concurrencyremote).
     pub concurrency: usize,
-    /// `CONCURRENCY_DOMAIN`: deliveries at once to one domain (default 10).
+    /// `CONCURRENCY_DOMAIN`: deliveries at once to one domain (default 20, as
+    /// Postfix's default_destination_concurrency_limit).
     pub per_domain: usize,
     /// `QUEUE_LIFETIME`: seconds before temporary failures become permanent (7 days).
     pub lifetime: u64,
@@ -71,7 +72,7 @@ impl Config {
             remote: get("SMTP_REMOTE").or_else(|| get("QMAILREMOTE")).map(OsString::from),
             queue_prog: get("QMAILQUEUE").map(OsString::from),
             concurrency: num("CONCURRENCY", 20, 1, 1000)? as usize,
-            per_domain: num("CONCURRENCY_DOMAIN", 10, 1, 1000)? as usize,
+            per_domain: num("CONCURRENCY_DOMAIN", 20, 1, 1000)? as usize,
             lifetime: num("QUEUE_LIFETIME", 7 * 86400, 0, 100 * 365 * 86400)?,
             schedule,
             scan_interval: num("SCAN_INTERVAL", 60, 1, 86400)?,
