@@ -434,10 +434,11 @@ impl Runner {
         let mut skip = a.in_flight.clone();
         skip.extend(blocked);
         let wake = plan::next_wake(&a.header, &a.state, &skip, &self.policy());
-        // A look is due at once only if something was blocked; never spin.
+        // After a local failure, look again only after the retry delay (a
+        // delay warning already due would otherwise bring it back at once).
         let wake = match (wake, retry_at) {
-            (Some(w), Some(r)) => Some(w.min(r)),
-            (w, r) => w.or(r),
+            (_, Some(r)) => Some(r),
+            (w, None) => w,
         };
         if let Some(w) = wake {
             self.schedule(id, w.max(now + if force { 0 } else { 1 }).max(now));
