@@ -1,7 +1,9 @@
-# smtpd-rs: build, test, install. Logic lives in scripts under tests/ and .ci/.
+# smtpd-rs: build, test, install. Logic lives in scripts under tests/, .ci/
+# and conf-examples/; this file only names the steps.
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
+# .cargo/config.toml names the target (static binaries), so cargo puts them here.
 TARGET_DIR := target/x86_64-unknown-linux-gnu/release
 BINS := $(patsubst src/bin/%.rs,%,$(wildcard src/bin/*.rs))
 MAN8 := $(wildcard man/*.8)
@@ -11,28 +13,36 @@ MAN5 := $(wildcard man/*.5)
 
 all: build
 
+# Release programs, copied into bin/ (git ignores it).
 build:
 	$(CARGO) build --release --locked
 	mkdir -p bin
-	for b in $(BINS); do cp -f $(TARGET_DIR)/$$b bin/$$b; done
+	for b in $(BINS); do cp -f $(TARGET_DIR)/$$b bin/$$b || exit 1; done
 
+# Real peers the tests drive (Debian packages); quick when all are present.
 peers:
 	sh tests/install-peers.sh
 
+# Every test; --no-fail-fast so each test binary prints its summary line.
 test: peers build check-man
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --no-fail-fast
 
+# groff -ww -z must be silent for every page.
 check-man:
-	@for m in $(MAN8) $(MAN5); do groff -man -ww -z $$m || exit 1; done
+	@for m in $(MAN8) $(MAN5); do \
+		out=$$(groff -man -ww -z $$m 2>&1) && [ -z "$$out" ] || { echo "$$m: $$out"; exit 1; }; \
+	done
 
 install: build
-	for b in $(BINS); do install -Dm755 $(TARGET_DIR)/$$b $(DESTDIR)$(PREFIX)/bin/$$b; done
-	for m in $(MAN8); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/$${m#man/}; done
-	for m in $(MAN5); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man5/$${m#man/}; done
+	for b in $(BINS); do install -Dm755 $(TARGET_DIR)/$$b $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; done
+	for m in $(MAN8); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/$${m#man/} || exit 1; done
+	for m in $(MAN5); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man5/$${m#man/} || exit 1; done
 
+# smtpd-rs under tcpserver on 127.0.0.1:2525, queue in ./var/queue.
 run: build
 	sh conf-examples/run-local.sh
 
+# smtp-source against smtpd-rs, a private Postfix and smtp-sink (BENCH_SCALE=small for a quick check).
 bench: build
 	sh tests/bench/run.sh
 

@@ -38,6 +38,8 @@ pub struct Config {
     pub pregreet: Duration,
     /// HELO_CHECK set: the HELO/EHLO name must resolve.
     pub helo_check: bool,
+    /// RCPTCHECK_TIMEOUT: how long the RCPTCHECK program may take.
+    pub rcptcheck_timeout: Duration,
     /// XCLIENT set: this peer may use XCLIENT.
     pub xclient: bool,
     /// XFORWARD set: this peer may use XFORWARD.
@@ -120,6 +122,7 @@ impl Config {
             timeout: Duration::from_secs(timeout),
             pregreet: Duration::from_millis(number("SMTPD_PREGREET", 0)?),
             helo_check: get("HELO_CHECK").is_some(),
+            rcptcheck_timeout: Duration::from_secs(number("RCPTCHECK_TIMEOUT", 60)?.max(1)),
             xclient: get("XCLIENT").is_some(),
             xforward: get("XFORWARD").is_some(),
             policy,

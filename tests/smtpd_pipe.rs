@@ -322,6 +322,16 @@ fn recipient_policy() {
     );
     assert_eq!(r.codes(), ["220", "250", "250", "250", "451", "550", "221"], "{}", r.out);
     assert_eq!(std::fs::read_to_string(&seen).unwrap(), "s@x.test ok@a.test\ns@x.test temp@a.test\ns@x.test no@a.test\n");
+    // A checker that hangs is killed after RCPTCHECK_TIMEOUT: a temporary failure.
+    let hang = script(d.path(), "hang", "#!/bin/sh\nexec sleep 30\n");
+    let t0 = std::time::Instant::now();
+    let r = run_with(
+        &env,
+        &[("RCPTCHECK", hang.to_str().unwrap()), ("RCPTCHECK_TIMEOUT", "1")],
+        b"HELO c.test\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<ok@a.test>\r\nQUIT\r\n",
+    );
+    assert_eq!(r.codes(), ["220", "250", "250", "451", "221"], "{}", r.out);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
 }
 
 #[test]

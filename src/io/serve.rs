@@ -321,6 +321,26 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
+/// Wait for `child` at most `limit`; past it, kill it and report a timeout.
+/// Polls with a growing sleep (1 ms up to 50 ms): a checker usually answers
+/// within a few ms, and this keeps the common case fast without a pidfd.
+fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) -> std::io::Result<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    let mut nap = std::time::Duration::from_millis(1);
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st);
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The real hooks: RCPTCHECK as a child process, HELO_CHECK through the
 /// system resolver, log lines on stderr.
 pub struct ProcessHooks<'c> {
@@ -341,12 +361,13 @@ impl Hooks for ProcessHooks<'_> {
     /// (never the client's connection).
     fn rcpt_check(&mut self, sender: &[u8], rcpt: &[u8]) -> RcptCheck {
         let Some(prog) = &self.cfg.policy.rcptcheck else { return RcptCheck::Accept };
-        let status = Command::new(prog)
+        let child = Command::new(prog)
             .env("SENDER", OsStr::from_bytes(sender))
             .env("RECIPIENT", OsStr::from_bytes(rcpt))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .status();
+            .spawn();
+        let status = child.and_then(|c| wait_bounded(c, self.cfg.rcptcheck_timeout));
         match status.map(|s| s.code()) {
             Ok(Some(100)) => RcptCheck::Reject,
             Ok(Some(111 | 120)) | Ok(None) => RcptCheck::Temp,
