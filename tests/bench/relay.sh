@@ -55,12 +55,11 @@ wait_sink() {
     while :; do
         c=$(count "$1"); c=${c:-0}
         [ "$c" -ge "$N" ] && break
-        el=$(echo "$(now) - $t0" | bc)
-        if [ "$(echo "$el > $TIMEOUT" | bc)" = 1 ]; then echo "relay.sh: timeout: $c of $N messages reached the sink" >&2; break; fi
+        if awk -v a="$(now)" -v b="$t0" -v t="$TIMEOUT" 'BEGIN { exit !(a - b > t) }'; then echo "relay.sh: timeout: $c of $N messages reached the sink" >&2; break; fi
         sleep 0.05
     done
     [ "$c" -le "$N" ] || echo "relay.sh: $c messages reached the sink for $N sent (duplicates)" >&2
-    echo "$(now) - $t0" | bc
+    awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }'
 }
 start_sink() { # $1: name; sets SINKPORT
     SINKPORT=$(port)
@@ -157,7 +156,7 @@ EOT
     PF=$(wait_sink "$root/postfix.count" "$t0")
 }
 
-rate() { echo "scale=1; $N / $1" | bc; }
+rate() { awk -v n="$N" -v s="$1" 'BEGIN { printf "%.1f\n", n / s }'; }
 echo "relay: $N messages of $SIZE bytes, $S sessions"
 OURS=""; PF=""
 [ "$ONLY" = postfix ] || ours
@@ -166,5 +165,5 @@ printf '%-34s %10s %10s\n' chain seconds msgs/s
 [ -z "$OURS" ] || printf '%-34s %10.2f %10s\n' "smtpd-rs ... queue-run, smtp-remote" "$OURS" "$(rate "$OURS")"
 [ -z "$PF" ] || printf '%-34s %10.2f %10s\n' "postfix (smtpd, qmgr, smtp)" "$PF" "$(rate "$PF")"
 if [ -n "$OURS" ] && [ -n "$PF" ]; then
-    echo "ratio ours/postfix: $(echo "scale=2; $PF / $OURS" | bc)x"
+    echo "ratio ours/postfix: $(awk -v p="$PF" -v o="$OURS" 'BEGIN { printf "%.2f\n", p / o }')x"
 fi
