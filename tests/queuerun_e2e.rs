@@ -21,6 +21,7 @@ const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
 const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
 const SMTPD: &str = env!("CARGO_BIN_EXE_smtpd-rs");
 const SENDMAIL: &str = env!("CARGO_BIN_EXE_sendmail");
+const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
 const PY: &str = "/usr/bin/python3";
 
 struct Sink {
@@ -239,4 +240,53 @@ fn queue_one(w: &World, msg: &str, rcpt: &str) {
 
 fn which(p: &str) -> Option<PathBuf> {
     std::env::var("PATH").ok()?.split(':').map(|d| Path::new(d).join(p)).find(|x| x.is_file())
+}
+
+#[test]
+fn swaks_to_smtpd_supervise_whole_chain() {
+    // swaks -> smtpd-supervise (hand-off workers) -> smtpd-rs -> queue-inject
+    // -> queue-run -> smtp-remote -> sink, over loopback TCP.
+    use std::io::{BufRead, BufReader};
+    let w = World::new();
+    let sink = Sink::start(&w);
+    let _qr = queue_run(&w, &[]);
+    let rules = w.dir.path().join("rules");
+    fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
+    let bin = Path::new(QUEUE_INJECT).parent().unwrap();
+    let mut sup = Command::new(SUPERVISE)
+        .args(["-1", "-W", "-w", "2", "-x"])
+        .arg(&rules)
+        .args(["127.0.0.1", "0", SMTPD])
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("QUEUE_DIR", w.queue())
+        .env("SMTPD_HOSTNAME", "relay.test")
+        .env_remove("RELAYCLIENT")
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(w.dir.path().join("supervise.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(sup.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let _sup = Kid(sup);
+    let port = first.trim().to_string();
+    let swaks = which("swaks").expect("swaks missing: install the Debian package swaks");
+    for i in 0..3 {
+        let out = Command::new(&swaks)
+            .args(["--server", &format!("127.0.0.1:{port}"), "--from", "alice@client.test", "--to", &format!("u{i}@dest.test")])
+            .args(["--helo", "client.test", "--header", &format!("Subject: chain {i}"), "--body", &format!("body {i}\n.dot\n")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    wait_for(30, "three messages at the sink", || sink.received().len() == 3 && w.queued().is_empty());
+    for (i, (env, m)) in sink.received().iter().enumerate() {
+        let _ = i;
+        assert_eq!(env[0], "alice@client.test");
+        let t = String::from_utf8_lossy(m);
+        assert!(t.starts_with("Received: from client.test"), "{t}");
+        let n = env[1].trim_start_matches('u').trim_end_matches("@dest.test");
+        assert!(t.contains(&format!("Subject: chain {n}\r\n")) && t.contains(&format!("body {n}\r\n.dot\r\n")), "{t}");
+    }
 }
