@@ -304,3 +304,16 @@ fn list_shows_each_recipient() {
     // Listing changes nothing.
     assert_eq!(w.queued(), vec!["970.1.1".to_string(), "971.1.1".to_string()]);
 }
+
+#[test]
+fn corrupt_state_set_aside_message_delivered() {
+    let w = World::new();
+    write_queue_file(&w.queue(), "980.1.1", now(), "s@src.test", &["a@x.test"], &[], BODY);
+    fs::create_dir_all(w.queue().join("state")).unwrap();
+    fs::write(w.queue().join("state/980.1.1"), b"not a state file\n").unwrap();
+    let k = start(&w, &[]);
+    wait_for(20, "delivered", || w.queued().is_empty());
+    assert!(w.queue().join("bad/980.1.1.state").exists());
+    assert_eq!(w.accepted("a@x.test"), 1);
+    assert!(w.log_after(k).contains("980.1.1: state file unusable"));
+}

@@ -331,6 +331,12 @@ impl Runner {
                 let state = match self.q.load_state(id, m.ino, n) {
                     Ok(Some(st)) => st,
                     Ok(None) => State::new(m.ino, n),
+                    Err(e) if e.kind() != io::ErrorKind::InvalidData => {
+                        // Unreadable for now (not corrupt): never start afresh on a guess.
+                        die::warn(PROG, format_args!("{id}: unable to read the state file: {e}"));
+                        self.schedule(id, unix_now() + self.local_retry(unix_now()));
+                        return None;
+                    }
                     Err(e) => {
                         die::warn(PROG, format_args!("{id}: state file unusable ({e}): set aside, starting afresh"));
                         if let Err(e) = self.q.quarantine_state(id) {
