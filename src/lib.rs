@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod die;
+pub mod dns;
 pub mod envelope;
 pub mod envfile;
 pub mod handoff;
@@ -14,6 +15,7 @@ pub mod proxy;
 pub mod queue;
 pub mod queue_client;
 pub mod received;
+pub mod remote;
 pub mod session;
 pub mod smtp;
 pub mod smtpd_config;

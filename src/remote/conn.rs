@@ -1,0 +1,218 @@
+//! One SMTP connection, plain or after STARTTLS: buffered writes flushed
+//! before each read (so a pipelined batch leaves in one segment), replies
+//! read through `reply::Parser` under a deadline per reply, so a server that
+//! drips bytes or never answers costs at most the reply timeout.
+
+use super::reply::{self, Reply};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub enum Error {
+    /// No complete reply within the reply timeout.
+    Timeout,
+    /// The server closed the connection (in the middle of a reply, maybe).
+    Closed,
+    Io(io::Error),
+    /// A reply that breaks RFC 5321 4.2 (see `reply::Error`).
+    Reply(reply::Error),
+    /// The TLS handshake or a TLS record failed.
+    Tls(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Timeout => f.write_str("timed out"),
+            Error::Closed => f.write_str("connection closed"),
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Reply(e) => write!(f, "{e}"),
+            Error::Tls(e) => write!(f, "TLS: {e}"),
+        }
+    }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.sock,
+        }
+    }
+}
+
+pub struct Conn {
+    stream: Stream,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    timeout: Duration,
+}
+
+/// Read buffer step; a line may be at most `reply::MAX_LINE` plus CR LF.
+const CHUNK: usize = 8192;
+
+impl Conn {
+    pub fn connect(addr: SocketAddr, connect_timeout: Duration, timeout: Duration) -> io::Result<Conn> {
+        let s = TcpStream::connect_timeout(&addr, connect_timeout)?;
+        s.set_nodelay(true)?;
+        s.set_write_timeout(Some(timeout))?;
+        Ok(Conn { stream: Stream::Plain(s), inbuf: Vec::new(), out: Vec::new(), timeout })
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// `TLSv1_3 TLS13_AES_256_GCM_SHA384`, for the log.
+    pub fn tls_info(&self) -> Option<String> {
+        match &self.stream {
+            Stream::Tls(t) => Some(format!(
+                "{:?} {:?}",
+                t.conn.protocol_version()?,
+                t.conn.negotiated_cipher_suite()?.suite()
+            )),
+            Stream::Plain(_) => None,
+        }
+    }
+
+    /// Queue a command; it leaves with the next `flush` or `read_reply`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let r = match &mut self.stream {
+            Stream::Plain(s) => s.write_all(&out).and_then(|_| s.flush()),
+            Stream::Tls(t) => t.write_all(&out).and_then(|_| t.flush()),
+        };
+        self.out = out;
+        self.out.clear();
+        r.map_err(io_error)
+    }
+
+    /// Flush, then read one whole reply.
+    pub fn read_reply(&mut self) -> Result<Reply, Error> {
+        self.flush()?;
+        let deadline = Instant::now() + self.timeout;
+        let mut parser = reply::Parser::new();
+        loop {
+            let line = self.read_line(deadline)?;
+            if let Some(r) = parser.push(&line).map_err(Error::Reply)? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Bytes the server sent that no reply has consumed yet.
+    pub fn has_buffered_input(&self) -> bool {
+        !self.inbuf.is_empty()
+    }
+
+    /// TLS on this connection after a 220 to STARTTLS. Input already
+    /// buffered would be plaintext injected before TLS: refused.
+    pub fn start_tls(self, config: Arc<ClientConfig>, name: ServerName<'static>) -> Result<Conn, Error> {
+        if !self.inbuf.is_empty() {
+            return Err(Error::Tls("server sent data after its STARTTLS reply".into()));
+        }
+        let Stream::Plain(mut sock) = self.stream else {
+            return Err(Error::Tls("TLS already active".into()));
+        };
+        let mut tls = ClientConnection::new(config, name).map_err(|e| Error::Tls(e.to_string()))?;
+        sock.set_read_timeout(Some(self.timeout)).map_err(Error::Io)?;
+        let deadline = Instant::now() + self.timeout;
+        while tls.is_handshaking() {
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            match tls.complete_io(&mut sock) {
+                Ok((0, 0)) if tls.is_handshaking() && !tls.wants_write() => return Err(Error::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(tls_io_error(e)),
+            }
+        }
+        Ok(Conn { stream: Stream::Tls(Box::new(StreamOwned::new(tls, sock))), inbuf: Vec::new(), out: self.out, timeout: self.timeout })
+    }
+
+    /// Send QUIT without waiting for the answer (qmail-remote: "waiting for
+    /// remote side is just too ridiculous"), then close.
+    pub fn quit(mut self) {
+        self.send(b"QUIT\r\n");
+        let _ = self.flush();
+        if let Stream::Tls(t) = &mut self.stream {
+            // complete_io only writes here, but never let it wait long.
+            let _ = t.sock.set_read_timeout(Some(Duration::from_secs(1)));
+            t.conn.send_close_notify();
+            let _ = t.conn.complete_io(&mut t.sock);
+        }
+    }
+
+    /// One line without its CR LF (a bare LF ends a line too).
+    fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, Error> {
+        let mut scanned = 0;
+        loop {
+            if let Some(i) = self.inbuf[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + i;
+                let mut line: Vec<u8> = self.inbuf.drain(..=end).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            scanned = self.inbuf.len();
+            if self.inbuf.len() > reply::MAX_LINE + 2 {
+                return Err(Error::Reply(reply::Error::LineTooLong));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout);
+            }
+            self.stream.tcp().set_read_timeout(Some(left)).map_err(Error::Io)?;
+            let mut buf = [0u8; CHUNK];
+            let n = match &mut self.stream {
+                Stream::Plain(s) => s.read(&mut buf),
+                Stream::Tls(t) => t.read(&mut buf),
+            };
+            match n {
+                Ok(0) => return Err(Error::Closed),
+                Ok(n) => self.inbuf.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+    }
+}
+
+fn io_error(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Error::Closed,
+        io::ErrorKind::InvalidData => Error::Tls(e.to_string()),
+        _ => Error::Io(e),
+    }
+}
+
+fn tls_io_error(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+        _ => Error::Tls(e.to_string()),
+    }
+}

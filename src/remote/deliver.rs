@@ -1,0 +1,723 @@
+//! One delivery: choose the hosts (smtproutes, address literal, MX per RFC
+//! 5321 section 5, null MX per RFC 7505), try each address in turn, and hold
+//! the SMTP dialogue with the first that answers. Returns what the report
+//! says; the main writes it.
+
+use super::auth;
+use super::conn::{self, Conn};
+use super::reply::Reply;
+use super::report::{Kind, Outcome, RcptResult};
+use super::routes::Routes;
+use super::smtp::{self, Extensions, MailParams};
+use super::spool::Spool;
+use super::tls::{self, Policy};
+use crate::dns::{self, Resolver};
+use crate::envelope::Attrs;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::ServerName;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything read from the environment, once.
+pub struct Config {
+    pub helo: String,
+    pub routes: Routes,
+    pub policy: Policy,
+    /// The WebPKI verifier (roots plus `TLS_CAFILE`), built once for `verify`.
+    pub webpki: Option<Arc<dyn ServerCertVerifier>>,
+    pub auth_file: Option<String>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub port: u16,
+    pub attrs: Attrs,
+}
+
+impl Config {
+    /// `Err` is a configuration problem: reported as a temporary failure,
+    /// so mail waits until the operator fixes it.
+    pub fn from_env() -> Result<Config, String> {
+        let var = |n: &str| std::env::var(n).ok();
+        let num = |n: &str, d: u64| -> Result<u64, String> {
+            match var(n) {
+                None => Ok(d),
+                Some(v) => v.trim().parse::<u64>().ok().filter(|&x| x > 0).ok_or(format!("bad {n}: {v:?}")),
+            }
+        };
+        let helo = match var("HELOHOST") {
+            Some(h) if !h.is_empty() => h,
+            // The kernel's host name, as a qmail install's control/me usually is.
+            _ => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into()),
+        };
+        if helo.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(format!("bad HELOHOST: {helo:?}"));
+        }
+        let routes = match var("SMTPROUTES") {
+            Some(p) if !p.is_empty() => {
+                let text = std::fs::read_to_string(&p).map_err(|e| format!("unable to read {p}: {e}"))?;
+                Routes::parse(&text).map_err(|e| format!("{p}: {e}"))?
+            }
+            _ => Routes::default(),
+        };
+        let policy = var("SMTP_TLS").unwrap_or_default();
+        let policy = Policy::parse(policy.trim()).ok_or(format!("bad SMTP_TLS: {policy:?}"))?;
+        let attrs = match std::env::var_os("QUEUE_ATTRS") {
+            None => Attrs::default(),
+            Some(v) => Attrs::parse(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())).ok_or("bad QUEUE_ATTRS")?,
+        };
+        let port = num("SMTP_PORT", 25)?;
+        let webpki = match policy {
+            Policy::Verify => {
+                let cafile = var("TLS_CAFILE").filter(|s| !s.is_empty());
+                Some(tls::roots(cafile.as_deref()).and_then(tls::webpki_verifier)?)
+            }
+            _ => None,
+        };
+        Ok(Config {
+            helo,
+            routes,
+            policy,
+            webpki,
+            auth_file: var("SMTP_AUTHFILE").filter(|s| !s.is_empty()),
+            connect_timeout: Duration::from_secs(num("TIMEOUTCONNECT", 60)?),
+            timeout: Duration::from_secs(num("TIMEOUTREMOTE", 1200)?),
+            port: u16::try_from(port).map_err(|_| "bad SMTP_PORT")?,
+            attrs,
+        })
+    }
+}
+
+pub struct Job {
+    pub host: String,
+    pub sender: Vec<u8>,
+    pub rcpts: Vec<Vec<u8>>,
+}
+
+/// What goes into the report: the partner shown in the records, the
+/// recipient results (empty unless the dialogue reached RCPT), the outcome.
+pub struct Delivery {
+    pub partner: String,
+    pub rcpts: Vec<RcptResult>,
+    pub outcome: Outcome,
+}
+
+/// One address to try, with what TLS needs to know about it.
+#[derive(Debug, Clone)]
+struct Target {
+    addr: SocketAddr,
+    /// The host name (MX or relay) for SNI, verification, TLSA and AUTH;
+    /// `None` for an address literal.
+    name: Option<String>,
+    /// Whether the answer that led here was DNSSEC-validated (AD).
+    secure: bool,
+}
+
+pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> Delivery {
+    let none = |o: Outcome| Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
+    let targets = match targets(cfg, job, dns) {
+        Ok(t) => t,
+        Err(o) => return none(o),
+    };
+    let creds_text = match &cfg.auth_file {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t),
+            Err(e) => return none(Outcome::temp(format!("Unable to read {p}: {e}. (#4.3.0)"))),
+        },
+        None => None,
+    };
+    let mut last: Option<Delivery> = None;
+    for t in &targets {
+        let mut plaintext_retry = false;
+        loop {
+            let tls = match tls_mode(cfg, t, dns, plaintext_retry) {
+                Ok(m) => m,
+                Err(o) => {
+                    last = Some(Delivery { partner: t.addr.ip().to_string(), rcpts: Vec::new(), outcome: o });
+                    break;
+                }
+            };
+            let conn = match Conn::connect(t.addr, cfg.connect_timeout, cfg.timeout) {
+                Ok(c) => c,
+                Err(_) => break,
+            };
+            let key = t.name.clone().unwrap_or_else(|| t.addr.ip().to_string());
+            let creds = creds_text.as_deref().and_then(|text| auth::lookup(text, &key));
+            let mut s = Session { cfg, job, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
+            let end = s.run(conn);
+            let r = Delivery { partner: s.partner, rcpts: s.rcpts, outcome: end.outcome };
+            match end.next {
+                Next::Done => return r,
+                Next::PlaintextRetry if !plaintext_retry => {
+                    plaintext_retry = true;
+                    last = Some(r);
+                }
+                _ => {
+                    last = Some(r);
+                    break;
+                }
+            }
+        }
+    }
+    last.unwrap_or_else(|| none(Outcome::temp("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)")))
+}
+
+/// The addresses to try, in order; `Err` is the final outcome (DNS failure,
+/// no such domain, null MX).
+fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outcome> {
+    let host = job.host.trim_end_matches('.');
+    // A U-label domain is looked up by its A-label (RFC 5890).
+    let ascii;
+    let host = if host.is_ascii() {
+        host
+    } else {
+        ascii = idna::domain_to_ascii_strict(host).map_err(|_| perm_dns(host))?;
+        ascii.as_str()
+    };
+    let route = cfg.routes.lookup(host);
+    let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
+    if let Some(relay) = route.and_then(|r| r.relay.as_deref()) {
+        // qmail: a relay is looked up by address only, never by MX.
+        if let Some(ip) = literal(relay) {
+            return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false }]);
+        }
+        // RFC 7672 2.2.2: a relay named by a secure A/AAAA answer is its own
+        // TLSA base domain.
+        return match dns.addrs(relay) {
+            Ok(a) if !a.records.is_empty() => Ok(a
+                .records
+                .into_iter()
+                .map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(relay.to_string()), secure: a.secure })
+                .collect()),
+            Ok(_) => Err(perm_nomx()),
+            Err(dns::Error::NoName) => Err(perm_dns(relay)),
+            Err(dns::Error::Temp(_)) => Err(temp_dns()),
+        };
+    }
+    if let Some(ip) = literal(host).filter(|_| host.starts_with('[')) {
+        return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false }]);
+    }
+    let mx = match dns.mx(host) {
+        Ok(a) => a,
+        Err(dns::Error::NoName) => return Err(perm_dns(host)),
+        Err(dns::Error::Temp(_)) => return Err(temp_dns()),
+    };
+    // RFC 7505 3: a single MX of "." means the domain accepts no mail.
+    if mx.records.iter().any(|(_, ex)| ex == "." || ex.is_empty()) {
+        return Err(Outcome {
+            kind: Kind::Perm,
+            text: format!("Sorry, {} does not accept mail (null MX). (#5.1.10)", super::report::safe(host)),
+            reply: None,
+        });
+    }
+    let mut exchangers = if mx.records.is_empty() {
+        // RFC 5321 5.1: no MX, the domain itself is the implicit MX.
+        vec![(0u16, host.to_string())]
+    } else {
+        mx.records.clone()
+    };
+    sort_mx(&mut exchangers, seed());
+    let mut out = Vec::new();
+    let mut soft = false;
+    for (_, name) in &exchangers {
+        match dns.addrs(name) {
+            // RFC 7672 2.2.1-2: DANE only when the MX and the address
+            // answers were both validated.
+            Ok(a) => out.extend(a.records.into_iter().map(|ip| Target {
+                addr: SocketAddr::new(ip, port),
+                name: Some(name.clone()),
+                secure: mx.secure && a.secure,
+            })),
+            Err(dns::Error::Temp(_)) => soft = true,
+            Err(dns::Error::NoName) => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(if soft { temp_dns() } else { perm_nomx() });
+    }
+    Ok(out)
+}
+
+/// `[192.0.2.1]`, `[IPv6:2001:db8::1]`, or a bare address.
+fn literal(s: &str) -> Option<IpAddr> {
+    let inner = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(s);
+    let inner = inner.strip_prefix("IPv6:").or_else(|| inner.strip_prefix("ipv6:")).unwrap_or(inner);
+    inner.parse().ok()
+}
+
+/// By preference; equal preferences in random order (RFC 5321 5.1).
+fn sort_mx(v: &mut [(u16, String)], mut seed: u64) {
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in (1..v.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v.sort_by_key(|(p, _)| *p);
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+fn temp_dns() -> Outcome {
+    Outcome::temp("Sorry, I couldn't find any host by that name. (#4.1.2)")
+}
+fn perm_dns(host: &str) -> Outcome {
+    Outcome::perm(format!("Sorry, I couldn't find any host named {}. (#5.1.2)", super::report::safe(host)))
+}
+fn perm_nomx() -> Outcome {
+    Outcome::perm("Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)")
+}
+
+/// How TLS goes for one target.
+struct TlsMode {
+    /// `None`: no STARTTLS at all.
+    verifier: Option<Arc<dyn ServerCertVerifier>>,
+    required: bool,
+    dane: bool,
+    name: ServerName<'static>,
+}
+
+fn tls_mode(cfg: &Config, t: &Target, dns: &Resolver, plaintext: bool) -> Result<TlsMode, Outcome> {
+    let name = match &t.name {
+        Some(n) => ServerName::try_from(n.trim_end_matches('.').to_string()).unwrap_or_else(|_| ServerName::IpAddress(t.addr.ip().into())),
+        None => ServerName::IpAddress(t.addr.ip().into()),
+    };
+    let mut m = TlsMode { verifier: None, required: false, dane: false, name };
+    let any = || Some(tls::AnyCert::verifier());
+    match cfg.policy {
+        Policy::None => {}
+        Policy::May => m.verifier = if plaintext { None } else { any() },
+        Policy::Encrypt => (m.verifier, m.required) = (any(), true),
+        Policy::Verify => (m.verifier, m.required) = (cfg.webpki.clone(), true),
+        Policy::Dane => {
+            m.verifier = if plaintext { None } else { any() };
+            // RFC 7672 2.2: only names reached through validated DNS get
+            // TLSA lookups (an address literal or an insecure MX: `may`).
+            if let (Some(host), true) = (&t.name, t.secure) {
+                match dns.tlsa(host, t.addr.port()) {
+                    Ok(a) if a.secure && !a.records.is_empty() => {
+                        m.required = true;
+                        m.dane = true;
+                        // Secure but unusable records: encrypt without authentication.
+                        m.verifier = Some(tls::Dane::verifier(a.records).unwrap_or_else(tls::AnyCert::verifier));
+                    }
+                    Ok(_) | Err(dns::Error::NoName) => {}
+                    Err(dns::Error::Temp(_)) => {
+                        return Err(Outcome::temp(format!(
+                            "TLSA lookup for {} failed temporarily. (#4.7.5)",
+                            super::report::safe(host)
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
+enum Next {
+    /// The outcome stands.
+    Done,
+    /// Try the next address (RFC 5321 5.1: connection-level failure).
+    Another,
+    /// Opportunistic TLS failed in the handshake: same host once more, in plaintext.
+    PlaintextRetry,
+}
+
+struct End {
+    outcome: Outcome,
+    next: Next,
+}
+
+struct Session<'a> {
+    cfg: &'a Config,
+    job: &'a Job,
+    spool: &'a mut Spool,
+    partner: String,
+    tls: TlsMode,
+    creds: Option<auth::Credentials>,
+    rcpts: Vec<RcptResult>,
+}
+
+impl Session<'_> {
+    fn run(&mut self, conn: Conn) -> End {
+        let mut conn_slot = Some(conn);
+        let end = self.dialogue(&mut conn_slot);
+        if let Some(c) = conn_slot {
+            c.quit();
+        }
+        end
+    }
+
+    fn connected(&self, what: &str) -> String {
+        format!("Connected to {} but {what}", self.partner)
+    }
+
+    fn died(&self, e: &conn::Error, critical: bool) -> End {
+        let dup = if critical { "Possible duplicate! " } else { "" };
+        let why = match e {
+            conn::Error::Closed | conn::Error::Io(_) => "connection died.".to_string(),
+            conn::Error::Timeout => "the connection timed out.".to_string(),
+            conn::Error::Reply(r) => format!("it sent a bad reply ({r})."),
+            conn::Error::Tls(t) => format!("TLS failed ({t})."),
+        };
+        let next = if critical || !self.rcpts.is_empty() { Next::Done } else { Next::Another };
+        End { outcome: Outcome::temp(format!("{} {dup}(#4.4.2)", self.connected(&why))), next }
+    }
+
+    fn fail(&self, reply: &Reply, what: &str, next: Next) -> End {
+        End { outcome: Outcome::from_reply(reply, self.connected(what)), next }
+    }
+
+    fn ehlo(&self, conn: &mut Conn) -> Result<Result<Extensions, End>, conn::Error> {
+        conn.send(format!("EHLO {}\r\n", self.cfg.helo).as_bytes());
+        let r = conn.read_reply()?;
+        if r.code == 250 {
+            return Ok(Ok(Extensions::parse(&r)));
+        }
+        if r.code >= 500 {
+            // RFC 5321 3.2: an old server; HELO instead.
+            conn.send(format!("HELO {}\r\n", self.cfg.helo).as_bytes());
+            let r = conn.read_reply()?;
+            if r.code == 250 {
+                return Ok(Ok(Extensions::default()));
+            }
+            return Ok(Err(End { outcome: Outcome::temp_reply(&r, self.connected("my name was rejected.")), next: Next::Another }));
+        }
+        Ok(Err(End { outcome: Outcome::temp_reply(&r, self.connected("my name was rejected.")), next: Next::Another }))
+    }
+
+    fn dialogue(&mut self, slot: &mut Option<Conn>) -> End {
+        let Some(mut conn) = slot.take() else { return End { outcome: Outcome::temp("internal error"), next: Next::Done } };
+        macro_rules! io {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) => return self.died(&e, false),
+                }
+            };
+        }
+        macro_rules! keep {
+            ($end:expr) => {{
+                let end = $end;
+                *slot = Some(conn);
+                return end;
+            }};
+        }
+        let greeting = io!(conn.read_reply());
+        if greeting.code != 220 {
+            // qmail-remote: a temporary failure whatever the code; try the next MX.
+            keep!(End { outcome: Outcome::temp_reply(&greeting, self.connected("greeting failed.")), next: Next::Another });
+        }
+        let mut ext = match io!(self.ehlo(&mut conn)) {
+            Ok(e) => e,
+            Err(end) => keep!(end),
+        };
+
+        // STARTTLS (RFC 3207).
+        if let Some(verifier) = self.tls.verifier.clone() {
+            if ext.starttls {
+                conn.send(b"STARTTLS\r\n");
+                let r = io!(conn.read_reply());
+                if r.code == 220 {
+                    let config = match tls::config(verifier) {
+                        Ok(c) => c,
+                        Err(e) => keep!(End { outcome: Outcome::temp(format!("TLS set-up failed: {e}. (#4.3.0)")), next: Next::Done }),
+                    };
+                    conn = match conn.start_tls(config, self.tls.name.clone()) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let why = format!("the TLS handshake failed ({e}).");
+                            let next = if self.tls.required { Next::Another } else { Next::PlaintextRetry };
+                            let code = if self.tls.dane { "(#4.7.5)" } else { "(#4.7.0)" };
+                            return End { outcome: Outcome::temp(format!("{} {code}", self.connected(&why))), next };
+                        }
+                    };
+                    ext = match io!(self.ehlo(&mut conn)) {
+                        Ok(e) => e,
+                        Err(end) => keep!(end),
+                    };
+                } else if self.tls.required {
+                    keep!(End { outcome: Outcome::temp_reply(&r, self.connected("STARTTLS was refused. (#4.7.0)")), next: Next::Another });
+                }
+            }
+        }
+        if self.tls.required && !conn.is_tls() {
+            keep!(End {
+                outcome: Outcome::temp(self.connected("it does not offer STARTTLS, which my policy requires. (#4.7.0)")),
+                next: Next::Another
+            });
+        }
+
+        let attrs = &self.cfg.attrs;
+        let forward = smtp::has_client_attrs(attrs);
+        // XCLIENT: the server answers with a new greeting; EHLO again.
+        if let (Some(offered), true) = (ext.xclient.clone(), forward) {
+            let mut ok = true;
+            for c in smtp::xclient_commands(&offered, attrs) {
+                conn.send(&c);
+                let r = io!(conn.read_reply());
+                ok &= r.code == 220;
+                if !ok {
+                    break;
+                }
+            }
+            if ok {
+                ext = match io!(self.ehlo(&mut conn)) {
+                    Ok(e) => e,
+                    Err(end) => keep!(end),
+                };
+            }
+        }
+
+        // AUTH (RFC 4954), only inside TLS.
+        if let Some(creds) = self.creds.clone() {
+            if !conn.is_tls() {
+                keep!(End {
+                    outcome: Outcome::temp(self.connected("TLS is not active and I send no password without it. (#4.7.0)")),
+                    next: Next::Another
+                });
+            }
+            let Some(mech) = auth::choose(&ext.auth) else {
+                keep!(End { outcome: Outcome::temp(self.connected("it offers no AUTH mechanism I know. (#4.7.0)")), next: Next::Another });
+            };
+            let r = io!(self.authenticate(&mut conn, mech, &creds));
+            if r.code != 235 {
+                // A wrong password is the operator's to fix: mail waits (as
+                // Postfix's smtp_sasl_auth_soft_bounce).
+                keep!(End { outcome: Outcome::temp_reply(&r, self.connected("authentication failed.")), next: Next::Another });
+            }
+        }
+
+        if let (Some(offered), true) = (ext.xforward.clone(), forward) {
+            for c in smtp::xforward_commands(&offered, attrs) {
+                conn.send(&c);
+                // A refusal only loses the forwarded facts, not the mail.
+                let _ = io!(conn.read_reply());
+            }
+        }
+
+        // What the message needs against what the server offers.
+        let scan = self.spool.scan.clone();
+        if let Some(limit) = ext.size.filter(|&l| l > 0) {
+            if scan.size > limit {
+                keep!(End {
+                    outcome: Outcome::perm(self.connected(&format!(
+                        "the message ({} bytes) is larger than its SIZE limit of {limit}. (#5.3.4)",
+                        scan.size
+                    ))),
+                    next: Next::Done
+                });
+            }
+        }
+        let header_utf8 = attrs.get("SMTPUTF8").is_some() && scan.header_eight_bit;
+        let mut sender = self.job.sender.clone();
+        let mut rcpts = self.job.rcpts.clone();
+        let mut wants_utf8 = header_utf8 || smtp::envelope_needs_utf8(&sender, &rcpts);
+        if wants_utf8 && !ext.smtputf8 && !header_utf8 {
+            // RFC 6531 3.2: only the domains are non-ASCII? Their A-labels
+            // need no SMTPUTF8.
+            if let Some((s, r)) = smtp::ascii_envelope(&sender, &rcpts) {
+                (sender, rcpts, wants_utf8) = (s, r, false);
+            }
+        }
+        if wants_utf8 && !ext.smtputf8 {
+            keep!(End {
+                outcome: Outcome::perm(self.connected("it does not support SMTPUTF8, which this message needs. (#5.6.7)")),
+                next: Next::Done
+            });
+        }
+        let eight = scan.eight_bit || attrs.get("BODY").is_some_and(|b| b.eq_ignore_ascii_case(b"8BITMIME"));
+        let (ret, envid, rparams) = smtp::dsn_params(attrs, self.job.rcpts.len());
+        let mp = MailParams {
+            size: ext.size.map(|_| scan.size),
+            eight_bit: eight && ext.eight_bit_mime,
+            smtputf8: wants_utf8,
+            ret: ret.filter(|_| ext.dsn),
+            envid: envid.filter(|_| ext.dsn),
+        };
+        let mail = smtp::mail_command(&sender, &mp);
+        let rcpt_cmds: Vec<Vec<u8>> = rcpts
+            .iter()
+            .zip(rparams)
+            .map(|(r, p)| smtp::rcpt_command(r, &if ext.dsn { p } else { smtp::RcptParams::default() }))
+            .collect();
+
+        // The transaction: pipelined (RFC 2920) when offered, else step by step.
+        let (mail_reply, data_reply) = if ext.pipelining {
+            conn.send(&mail);
+            for c in &rcpt_cmds {
+                conn.send(c);
+            }
+            conn.send(b"DATA\r\n");
+            let m = io!(conn.read_reply());
+            for _ in &rcpt_cmds {
+                let r = io!(conn.read_reply());
+                self.record_rcpt(&r);
+            }
+            let d = io!(conn.read_reply());
+            if d.code == 354 && (!m.is_positive() || !self.any_accepted()) {
+                // RFC 2920 3.1: DATA accepted though nothing else was: an
+                // empty message ends it.
+                conn.send(b".\r\n");
+                let _ = io!(conn.read_reply());
+            }
+            (m, Some(d))
+        } else {
+            conn.send(&mail);
+            let m = io!(conn.read_reply());
+            if m.is_positive() {
+                for c in &rcpt_cmds {
+                    conn.send(c);
+                    let r = io!(conn.read_reply());
+                    self.record_rcpt(&r);
+                }
+            }
+            (m, None)
+        };
+        if !mail_reply.is_positive() {
+            self.rcpts.clear();
+            keep!(self.fail(&mail_reply, "sender was rejected.", Next::Done));
+        }
+        if !self.any_accepted() {
+            let last = self.rcpts.iter().rev().find_map(|r| match r {
+                RcptResult::Refused(r) => Some(r.clone()),
+                RcptResult::Accepted => None,
+            });
+            keep!(End {
+                outcome: Outcome { kind: Kind::Perm, text: format!("Giving up on {}.", self.partner), reply: last },
+                next: Next::Done
+            });
+        }
+        let data_reply = match data_reply {
+            Some(d) => d,
+            None => {
+                conn.send(b"DATA\r\n");
+                io!(conn.read_reply())
+            }
+        };
+        if data_reply.code != 354 {
+            let o = Outcome::from_reply(&data_reply, format!("{} failed on DATA command.", self.partner));
+            keep!(End { outcome: o, next: Next::Done });
+        }
+
+        // The message itself.
+        if let Err(e) = self.spool.rewind() {
+            return End { outcome: Outcome::temp(format!("Unable to read message: {e}. (#4.3.0)")), next: Next::Done };
+        }
+        let mut enc = super::message::Encoder::new();
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::with_capacity(70000);
+        loop {
+            let n = match self.spool.read(&mut buf) {
+                Ok(n) => n,
+                // Dropping the connection without the final dot makes the
+                // server discard what it got.
+                Err(e) => return End { outcome: Outcome::temp(format!("Unable to read message: {e}. (#4.3.0)")), next: Next::Done },
+            };
+            out.clear();
+            if n == 0 {
+                enc.finish(&mut out);
+                conn.send(&out);
+                break;
+            }
+            enc.encode(buf.get(..n).unwrap_or_default(), &mut out);
+            conn.send(&out);
+            io!(conn.flush());
+        }
+        let r = match conn.read_reply() {
+            Ok(r) => r,
+            Err(e) => return self.died(&e, true),
+        };
+        let o = if r.is_positive() {
+            Outcome { kind: Kind::Accepted, text: format!("{} accepted message.", self.partner), reply: Some(r) }
+        } else {
+            Outcome::from_reply(&r, format!("{} failed after I sent the message.", self.partner))
+        };
+        keep!(End { outcome: o, next: Next::Done })
+    }
+
+    fn record_rcpt(&mut self, r: &Reply) {
+        self.rcpts.push(if r.is_positive() { RcptResult::Accepted } else { RcptResult::Refused(r.clone()) });
+    }
+
+    fn any_accepted(&self) -> bool {
+        self.rcpts.contains(&RcptResult::Accepted)
+    }
+
+    fn authenticate(&self, conn: &mut Conn, mech: auth::Mechanism, c: &auth::Credentials) -> Result<Reply, conn::Error> {
+        match mech {
+            auth::Mechanism::Plain => {
+                conn.send(auth::plain_command(c).as_bytes());
+                conn.read_reply()
+            }
+            auth::Mechanism::Login => {
+                conn.send(b"AUTH LOGIN\r\n");
+                let r = conn.read_reply()?;
+                if r.code != 334 {
+                    return Ok(r);
+                }
+                conn.send(auth::b64(&c.user).as_bytes());
+                let r = conn.read_reply()?;
+                if r.code != 334 {
+                    return Ok(r);
+                }
+                conn.send(auth::b64(&c.password).as_bytes());
+                conn.read_reply()
+            }
+            auth::Mechanism::CramMd5 => {
+                conn.send(b"AUTH CRAM-MD5\r\n");
+                let r = conn.read_reply()?;
+                if r.code != 334 {
+                    return Ok(r);
+                }
+                let challenge = r.texts().next().unwrap_or_default().to_vec();
+                match auth::cram_md5_response(c, &challenge) {
+                    Some(resp) => conn.send(resp.as_bytes()),
+                    // RFC 4954 4: "*" cancels the exchange.
+                    None => conn.send(b"*\r\n"),
+                }
+                conn.read_reply()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals() {
+        assert_eq!(literal("[192.0.2.1]"), Some(IpAddr::from([192, 0, 2, 1])));
+        assert_eq!(literal("[IPv6:::1]"), Some("::1".parse().unwrap()));
+        assert_eq!(literal("192.0.2.1"), Some(IpAddr::from([192, 0, 2, 1])));
+        assert_eq!(literal("[mx.example]"), None);
+    }
+
+    #[test]
+    fn mx_order() {
+        let mut seen_first = std::collections::HashSet::new();
+        for s in 1..200u64 {
+            let mut v = vec![(20, "c".to_string()), (10, "a".into()), (10, "b".into()), (30, "d".into())];
+            sort_mx(&mut v, s * 7919);
+            let prefs: Vec<u16> = v.iter().map(|x| x.0).collect();
+            assert_eq!(prefs, vec![10, 10, 20, 30]);
+            assert_eq!(v[2].1, "c");
+            seen_first.insert(v[0].1.clone());
+        }
+        assert_eq!(seen_first.len(), 2, "equal preferences are shuffled");
+    }
+}

@@ -1,0 +1,127 @@
+//! The report on stdout, byte for byte as qmail-remote(8) writes it, so that
+//! qmail-rspawn or queue-run can read it: one record per recipient (`r`
+//! accepted; `h` refused permanently; `s` refused temporarily), then one
+//! record for the message (`K` accepted; `Z` temporary failure; `D` permanent
+//! failure), each a letter, human text and a NUL. Remote text follows
+//! `Remote host said: `. Pure: the bytes are built here and written by the main.
+
+use super::reply::Reply;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `K`: the remote host accepted the message.
+    Accepted,
+    /// `Z`: temporary failure; try again later.
+    Temp,
+    /// `D`: permanent failure; bounce.
+    Perm,
+}
+
+impl Kind {
+    pub fn letter(self) -> u8 {
+        match self {
+            Kind::Accepted => b'K',
+            Kind::Temp => b'Z',
+            Kind::Perm => b'D',
+        }
+    }
+}
+
+/// The message-level outcome: kind, our text (one line, no LF), and the last
+/// reply of the remote host if there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub kind: Kind,
+    pub text: String,
+    pub reply: Option<Reply>,
+}
+
+impl Outcome {
+    pub fn temp(text: impl Into<String>) -> Outcome {
+        Outcome { kind: Kind::Temp, text: text.into(), reply: None }
+    }
+    pub fn perm(text: impl Into<String>) -> Outcome {
+        Outcome { kind: Kind::Perm, text: text.into(), reply: None }
+    }
+    /// `Z` with the remote text, whatever the reply's class.
+    pub fn temp_reply(reply: &Reply, text: impl Into<String>) -> Outcome {
+        Outcome { kind: Kind::Temp, text: text.into(), reply: Some(reply.clone()) }
+    }
+    /// `Z`/`D` from a reply's class (qmail: >= 500 permanent, else temporary).
+    pub fn from_reply(reply: &Reply, text: impl Into<String>) -> Outcome {
+        let kind = if reply.code >= 500 { Kind::Perm } else { Kind::Temp };
+        Outcome { kind, text: text.into(), reply: Some(reply.clone()) }
+    }
+}
+
+/// The per-recipient result of RCPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptResult {
+    Accepted,
+    Refused(Reply),
+}
+
+/// The whole report: recipient records (only when the conversation got as
+/// far as RCPT, as qmail-remote) and the final record.
+pub fn encode(host: &str, rcpts: &[RcptResult], outcome: &Outcome) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in rcpts {
+        match r {
+            RcptResult::Accepted => out.extend_from_slice(b"r"),
+            RcptResult::Refused(reply) => {
+                out.push(if reply.code >= 500 { b'h' } else { b's' });
+                out.extend_from_slice(safe(host).as_bytes());
+                out.extend_from_slice(b" does not like recipient.\n");
+                said(&mut out, reply);
+            }
+        }
+        out.push(0);
+    }
+    out.push(outcome.kind.letter());
+    out.extend_from_slice(outcome.text.as_bytes());
+    out.push(b'\n');
+    if let Some(reply) = &outcome.reply {
+        said(&mut out, reply);
+    }
+    out.push(0);
+    out
+}
+
+fn said(out: &mut Vec<u8>, reply: &Reply) {
+    let t = reply.report_text();
+    if !t.is_empty() {
+        out.extend_from_slice(b"Remote host said: ");
+        out.extend_from_slice(&t);
+    }
+}
+
+/// Printable ASCII and space only, others as `?` (qmail-remote's outsafe,
+/// which also keeps our one-line texts one line).
+pub fn safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qmail_remote_format() {
+        let ok = Reply::new(250, "ok 123 qp 4");
+        let bad = Reply::new(550, "no such user");
+        let later = Reply::new(450, "try later");
+        let rc = [RcptResult::Accepted, RcptResult::Refused(bad), RcptResult::Refused(later)];
+        let o = Outcome { kind: Kind::Accepted, text: "127.0.0.1 accepted message.".into(), reply: Some(ok) };
+        assert_eq!(
+            encode("127.0.0.1", &rc, &o),
+            b"r\0h127.0.0.1 does not like recipient.\nRemote host said: 550 no such user\n\0\
+s127.0.0.1 does not like recipient.\nRemote host said: 450 try later\n\0\
+K127.0.0.1 accepted message.\nRemote host said: 250 ok 123 qp 4\n\0"
+        );
+        let z = Outcome::temp("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)");
+        assert_eq!(encode("", &[], &z), b"ZSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n\0");
+        let d = Outcome::from_reply(&Reply::new(554, "no"), "Connected to 192.0.2.1 but sender was rejected.");
+        assert_eq!(encode("", &[], &d), b"DConnected to 192.0.2.1 but sender was rejected.\nRemote host said: 554 no\n\0");
+        assert_eq!(safe("a b\u{e9}\n"), "a b??");
+    }
+}

@@ -1,0 +1,192 @@
+//! rustls set-up for STARTTLS: the policy levels and the certificate
+//! verifiers behind them (accept any certificate for opportunistic and
+//! mandatory-unauthenticated TLS, WebPKI roots plus an optional CA file for
+//! verified TLS, TLSA records for DANE). Handshake signatures are always
+//! checked; only the certificate *chain* check differs by policy.
+
+use super::dane;
+use crate::dns::TlsaRecord;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use std::sync::Arc;
+
+/// `SMTP_TLS`: how much TLS we insist on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Never STARTTLS.
+    None,
+    /// STARTTLS when offered, any certificate; plaintext otherwise (default).
+    May,
+    /// STARTTLS required, any certificate.
+    Encrypt,
+    /// STARTTLS required, certificate verified against the WebPKI roots (and
+    /// `TLS_CAFILE`) for the name we connected to.
+    Verify,
+    /// DANE (RFC 7672) where the destination publishes secure TLSA records,
+    /// else as `May`.
+    Dane,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        Some(match s {
+            "none" => Policy::None,
+            "" | "may" => Policy::May,
+            "encrypt" => Policy::Encrypt,
+            "verify" => Policy::Verify,
+            "dane" => Policy::Dane,
+            _ => return None,
+        })
+    }
+    pub fn required(self) -> bool {
+        matches!(self, Policy::Encrypt | Policy::Verify)
+    }
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client config around `verifier`; no client certificate, no ALPN.
+pub fn config(verifier: Arc<dyn ServerCertVerifier>) -> Result<Arc<ClientConfig>, Error> {
+    let c = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(c))
+}
+
+/// The WebPKI roots plus the PEM certificates of `cafile`.
+pub fn roots(cafile: Option<&str>) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = cafile {
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("unable to read {path}: {e}"))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("unable to parse {path}: {e}"))?;
+            roots.add(c).map_err(|e| format!("bad certificate in {path}: {e}"))?;
+        }
+    }
+    Ok(roots)
+}
+
+pub fn webpki_verifier(roots: RootCertStore) -> Result<Arc<dyn ServerCertVerifier>, String> {
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map(|v| v as Arc<dyn ServerCertVerifier>)
+        .map_err(|e| e.to_string())
+}
+
+/// Any certificate: opportunistic TLS protects against passive listeners only.
+#[derive(Debug)]
+pub struct AnyCert(Arc<CryptoProvider>);
+
+impl AnyCert {
+    pub fn verifier() -> Arc<dyn ServerCertVerifier> {
+        Arc::new(AnyCert(provider()))
+    }
+}
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// DANE-EE(3): the leaf matches, names and dates are not checked (RFC 7672
+/// 3.1.1). DANE-TA(2): a certificate the server sent matches, and the chain
+/// from the leaf up to it verifies for the TLSA base domain (3.1.2).
+#[derive(Debug)]
+pub struct Dane {
+    records: Vec<TlsaRecord>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Dane {
+    /// `None` when no record is usable (then the caller uses mandatory
+    /// unauthenticated TLS, RFC 7672 2.2).
+    pub fn verifier(records: Vec<TlsaRecord>) -> Option<Arc<dyn ServerCertVerifier>> {
+        let records: Vec<TlsaRecord> = records.into_iter().filter(dane::usable).collect();
+        if records.is_empty() {
+            return None;
+        }
+        Some(Arc::new(Dane { records, provider: provider() }))
+    }
+}
+
+impl ServerCertVerifier for Dane {
+    fn verify_server_cert(
+        &self,
+        ee: &CertificateDer<'_>,
+        chain: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        for r in &self.records {
+            if r.usage == dane::DANE_EE && dane::matches(r, ee) {
+                return Ok(ServerCertVerified::assertion());
+            }
+        }
+        for r in self.records.iter().filter(|r| r.usage == dane::DANE_TA) {
+            for ta in chain.iter().filter(|c| dane::matches(r, c)) {
+                let mut roots = RootCertStore::empty();
+                if roots.add(ta.clone()).is_err() {
+                    continue;
+                }
+                let Ok(v) = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone()).build() else {
+                    continue;
+                };
+                if v.verify_server_cert(ee, chain, name, ocsp, now).is_ok() {
+                    return Ok(ServerCertVerified::assertion());
+                }
+            }
+        }
+        Err(Error::General("no TLSA record matches the server certificate".into()))
+    }
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies() {
+        assert_eq!(Policy::parse(""), Some(Policy::May));
+        assert_eq!(Policy::parse("dane"), Some(Policy::Dane));
+        assert_eq!(Policy::parse("secure"), None);
+        assert!(Policy::Verify.required() && !Policy::Dane.required());
+        assert!(Dane::verifier(vec![TlsaRecord { usage: 1, selector: 1, matching: 1, data: vec![] }]).is_none());
+        assert!(config(AnyCert::verifier()).is_ok());
+        assert!(roots(Some("/nonexistent")).is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! smtp-remote's STARTTLS policies and AUTH, against the scripted server
+//! with rustls on loopback (address literals, so no DNS here).
+#[path = "support/remote.rs"]
+mod support;
+use support::*;
+
+const MSG: &[u8] = b"Subject: tls\n\nsecret\n";
+
+fn go(port: u16, env: &[(&str, &str)]) -> Run {
+    let p = port.to_string();
+    let mut e = vec![("SMTP_PORT", p.as_str())];
+    e.extend_from_slice(env);
+    run(&["[127.0.0.1]", "a@example.org", "b@example.net"], &e, MSG)
+}
+
+fn tls_fake(cert: &std::path::Path, key: &std::path::Path, ext: &[&str], script: Script) -> Fake {
+    fake_on("127.0.0.1", 0, ext, Some(server_config(cert, key)), script)
+}
+
+#[test]
+fn may_uses_starttls_when_offered() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "mx.test");
+    let f = tls_fake(&c, &k, &["PIPELINING"], Box::new(|_| Act::Default));
+    let r = go(f.port(), &[]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    let log = f.log();
+    assert_eq!(&log[..4], ["EHLO client.test", "STARTTLS", "TLS", "EHLO client.test"]);
+    assert_eq!(f.messages()[0], b"Subject: tls\r\n\r\nsecret\r\n");
+}
+
+#[test]
+fn may_falls_back_to_plaintext_after_a_failed_handshake() {
+    let f = fake(&["STARTTLS"], |c| if c == "STARTTLS" { send("220 ready\r\n\x15\x03\x03garbage") } else { Act::Default });
+    let r = go(f.port(), &[]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    let log = f.log();
+    assert_eq!(log.iter().filter(|l| *l == "STARTTLS").count(), 1, "{log:?}");
+    assert_eq!(f.messages().len(), 1);
+}
+
+#[test]
+fn encrypt_requires_starttls() {
+    let f = fake(&["PIPELINING"], |_| Act::Default);
+    let r = go(f.port(), &[("SMTP_TLS", "encrypt")]);
+    assert_eq!(r.report, "ZConnected to 127.0.0.1 but it does not offer STARTTLS, which my policy requires. (#4.7.0)\n|");
+    assert!(f.messages().is_empty());
+    let f = fake(&["STARTTLS"], |c| if c == "STARTTLS" { send("454 4.7.0 TLS not available\r\n") } else { Act::Default });
+    let r = go(f.port(), &[("SMTP_TLS", "encrypt")]);
+    assert_eq!(r.report, "ZConnected to 127.0.0.1 but STARTTLS was refused. (#4.7.0)\nRemote host said: 454 4.7.0 TLS not available\n|");
+}
+
+#[test]
+fn none_never_starttls() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "mx.test");
+    let f = tls_fake(&c, &k, &[], Box::new(|_| Act::Default));
+    let r = go(f.port(), &[("SMTP_TLS", "none")]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    assert!(!f.log().iter().any(|l| l == "STARTTLS"));
+}
+
+#[test]
+fn verify_with_and_without_the_ca() {
+    let d = tempfile::tempdir().unwrap();
+    let (ca, _leaf, key, chain) = ca_and_leaf(d.path(), "mx.test");
+    let f = tls_fake(&chain, &key, &[], Box::new(|_| Act::Default));
+    let r = go(f.port(), &[("SMTP_TLS", "verify"), ("TLS_CAFILE", ca.to_str().unwrap())]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    let r = go(f.port(), &[("SMTP_TLS", "verify")]);
+    assert!(r.report.starts_with("ZConnected to 127.0.0.1 but the TLS handshake failed ("), "{}", r.report);
+    assert!(r.report.ends_with("(#4.7.0)\n|"), "{}", r.report);
+    assert_eq!(f.messages().len(), 1);
+    // A self-signed certificate does not verify either.
+    let (c, k) = cert(d.path(), "self.test");
+    let f = tls_fake(&c, &k, &[], Box::new(|_| Act::Default));
+    let r = go(f.port(), &[("SMTP_TLS", "verify"), ("TLS_CAFILE", ca.to_str().unwrap())]);
+    assert!(r.report.starts_with("ZConnected to 127.0.0.1 but the TLS handshake failed"), "{}", r.report);
+}
+
+#[test]
+fn auth_cram_md5_over_tls() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "mx.test");
+    let f = tls_fake(
+        &c,
+        &k,
+        &["AUTH PLAIN LOGIN CRAM-MD5"],
+        Box::new(|cmd| match cmd {
+            // RFC 2195's example exchange.
+            "AUTH CRAM-MD5" => send("334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n"),
+            "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw" => send("235 2.7.0 ok\r\n"),
+            _ => Act::Default,
+        }),
+    );
+    let creds = d.path().join("auth");
+    std::fs::write(&creds, "# smarthost\n127.0.0.1 tim tanstaaftanstaaf\n").unwrap();
+    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap())]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    let log = f.log();
+    assert_eq!(log[4], "AUTH CRAM-MD5");
+    assert!(log[6].starts_with("MAIL FROM:"));
+}
+
+#[test]
+fn auth_failure_is_temporary_and_no_password_in_plaintext() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "mx.test");
+    let creds = d.path().join("auth");
+    std::fs::write(&creds, "* u p\n").unwrap();
+    let f = tls_fake(&c, &k, &["AUTH PLAIN"], Box::new(|_| Act::Default));
+    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap())]);
+    assert_eq!(r.report, "ZConnected to 127.0.0.1 but authentication failed.\nRemote host said: 535 no\n|");
+    assert!(f.log().contains(&"AUTH PLAIN AHUAcA==".to_string()));
+    let f = fake(&["AUTH PLAIN"], |_| Act::Default);
+    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap())]);
+    assert_eq!(r.report, "ZConnected to 127.0.0.1 but TLS is not active and I send no password without it. (#4.7.0)\n|");
+    assert!(!f.log().iter().any(|l| l.starts_with("AUTH")));
+}
+
+#[test]
+fn auth_login_over_tls() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "mx.test");
+    let f = tls_fake(
+        &c,
+        &k,
+        &["AUTH LOGIN"],
+        Box::new(|cmd| match cmd {
+            "AUTH LOGIN" => send("334 VXNlcm5hbWU6\r\n"),
+            "dXNlcg==" => send("334 UGFzc3dvcmQ6\r\n"),
+            "cGFzcw==" => send("235 2.7.0 ok\r\n"),
+            _ => Act::Default,
+        }),
+    );
+    let creds = d.path().join("auth");
+    std::fs::write(&creds, "127.0.0.1 user pass\n").unwrap();
+    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap())]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    assert_eq!(&f.log()[4..7], ["AUTH LOGIN", "dXNlcg==", "cGFzcw=="]);
+}
+
+#[test]
+fn verify_with_an_unreadable_ca_file_is_a_config_error() {
+    let f = fake(&["STARTTLS"], |_| Act::Default);
+    let r = go(f.port(), &[("SMTP_TLS", "verify"), ("TLS_CAFILE", "/nonexistent/ca.pem")]);
+    assert!(r.report.starts_with("ZUnable to read configuration: unable to read /nonexistent/ca.pem"), "{}", r.report);
+    assert!(f.log().is_empty());
+}
