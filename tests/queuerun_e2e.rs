@@ -1,11 +1,7 @@
 //! End to end with the real programs: (swaks ->) smtpd-rs / sendmail ->
 //! queue-inject -> queue-run -> smtp-remote -> an aiosmtpd sink on loopback
 //! (Debian's python3-aiosmtpd, run by /usr/bin/python3).
-//!
-//! smtp-remote is looked up beside the other built programs at run time
-//! rather than with `env!("CARGO_BIN_EXE_smtp-remote")`, so that this file
-//! compiles on a branch where smtp-remote (issue 5) is not merged yet; there
-//! these tests fail with a message saying so.
+
 
 #[path = "support/queuerun.rs"]
 mod support;
@@ -21,6 +17,7 @@ const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
 const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
 const SMTPD: &str = env!("CARGO_BIN_EXE_smtpd-rs");
 const SENDMAIL: &str = env!("CARGO_BIN_EXE_sendmail");
+const SMTP_REMOTE: &str = env!("CARGO_BIN_EXE_smtp-remote");
 const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
 const PY: &str = "/usr/bin/python3";
 
@@ -62,16 +59,9 @@ impl Sink {
     }
 }
 
-/// The smtp-remote built with this crate (beside queue-run).
-fn smtp_remote() -> PathBuf {
-    let p = Path::new(QUEUE_RUN).with_file_name("smtp-remote");
-    assert!(p.is_file(), "{} is not built: smtp-remote comes with the remote branch (issue 5)", p.display());
-    p
-}
-
 fn queue_run(w: &World, extra: &[(&str, &str)]) -> Kid {
     let mut c = w.command(QUEUE_RUN);
-    c.env("SMTP_REMOTE", smtp_remote())
+    c.env("SMTP_REMOTE", SMTP_REMOTE)
         .env("QMAILQUEUE", QUEUE_INJECT)
         .env("SMTPROUTES", w.dir.path().join("routes"))
         .env("HELOHOST", "relay.test");
