@@ -24,3 +24,4 @@ pub mod sys;
 pub mod systemd;
 pub mod tcprules;
 pub mod xtext;
+pub mod queuerun;

@@ -1,0 +1,154 @@
+//! queue-run's settings, read once from the environment (and an optional
+//! `-e FILE` of `KEY=VALUE` lines that overrides it, re-read on SIGHUP) into a
+//! typed `Config`. Pure: the caller supplies the lookup.
+
+use super::backoff::Schedule;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `QUEUE_DIR`, default `/var/spool/smtpd-rs/queue` (as queue-inject).
+    pub queue_dir: PathBuf,
+    /// `SMTP_REMOTE` (or `QMAILREMOTE`): the delivery program; `None`: `smtp-remote`
+    /// next to queue-run, else from `PATH`.
+    pub remote: Option<OsString>,
+    /// `QMAILQUEUE`: the queue program for DSNs; `None`: `queue-inject` next to
+    /// queue-run, else from `PATH`.
+    pub queue_prog: Option<OsString>,
+    /// `CONCURRENCY`: deliveries at once (default 20, qmail's concurrencyremote).
+    pub concurrency: usize,
+    /// `CONCURRENCY_DOMAIN`: deliveries at once to one domain (default 20, as
+    /// Postfix's default_destination_concurrency_limit).
+    pub per_domain: usize,
+    /// `QUEUE_LIFETIME`: seconds before temporary failures become permanent (7 days).
+    pub lifetime: u64,
+    /// `RETRY_SCHEDULE`: see `backoff`.
+    pub schedule: Schedule,
+    /// `SCAN_INTERVAL`: seconds between full scans of new/ (default 60).
+    pub scan_interval: u64,
+    /// `BOUNCE_HOST`, else `HELOHOST`, else the host name: Reporting-MTA and MAILER-DAEMON@.
+    pub host: String,
+    /// `DOUBLEBOUNCETO`: where a DSN that cannot be delivered goes; unset: dropped (logged).
+    pub doublebounceto: Option<Vec<u8>>,
+    /// `BOUNCE_MAX`: largest original message returned whole in a DSN (default 100000).
+    pub bounce_max: usize,
+    /// `DELAY_WARNING`: seconds after arrival for the delay DSN of a recipient
+    /// that asked NOTIFY=DELAY (default 14400; 0: never).
+    pub delay_warning: u64,
+    /// `TERM_GRACE`: seconds SIGTERM waits for running attempts (default 10).
+    pub term_grace: u64,
+    /// `ATTEMPT_TIMEOUT`: seconds before a hung delivery program is killed (default 3600).
+    pub attempt_timeout: u64,
+    /// `REMOTE_MAXRCPT`: most recipients in one smtp-remote run (default 100).
+    pub max_rcpt: usize,
+}
+
+impl Config {
+    /// Build from a lookup (`None`: unset). An empty value counts as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>, hostname: &str) -> Result<Config, String> {
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        let num = |k: &str, def: u64, min: u64, max: u64| -> Result<u64, String> {
+            match get(k) {
+                None => Ok(def),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| format!("{k}={v}: not a number from {min} to {max}")),
+            }
+        };
+        let schedule = match get("RETRY_SCHEDULE") {
+            None => Schedule::default(),
+            Some(v) => Schedule::parse(&v).ok_or_else(|| format!("RETRY_SCHEDULE={v}: not qmail, qmail:<n> or a list of seconds"))?,
+        };
+        let host = get("BOUNCE_HOST").or_else(|| get("HELOHOST")).unwrap_or_else(|| hostname.to_owned());
+        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)) {
+            return Err(format!("bad host name for DSNs: {host:?} (set BOUNCE_HOST)"));
+        }
+        Ok(Config {
+            queue_dir: PathBuf::from(get("QUEUE_DIR").unwrap_or_else(|| crate::queue::DEFAULT_QUEUE_DIR.into())),
+            remote: get("SMTP_REMOTE").or_else(|| get("QMAILREMOTE")).map(OsString::from),
+            queue_prog: get("QMAILQUEUE").map(OsString::from),
+            concurrency: num("CONCURRENCY", 20, 1, 1000)? as usize,
+            per_domain: num("CONCURRENCY_DOMAIN", 20, 1, 1000)? as usize,
+            lifetime: num("QUEUE_LIFETIME", 7 * 86400, 0, 100 * 365 * 86400)?,
+            schedule,
+            scan_interval: num("SCAN_INTERVAL", 60, 1, 86400)?,
+            host,
+            doublebounceto: get("DOUBLEBOUNCETO").map(String::into_bytes),
+            bounce_max: num("BOUNCE_MAX", 100_000, 0, 1 << 30)? as usize,
+            delay_warning: num("DELAY_WARNING", 4 * 3600, 0, 100 * 365 * 86400)?,
+            term_grace: num("TERM_GRACE", 10, 0, 3600)?,
+            attempt_timeout: num("ATTEMPT_TIMEOUT", 3600, 1, 86400)?,
+            max_rcpt: num("REMOTE_MAXRCPT", 100, 1, 10000)? as usize,
+        })
+    }
+}
+
+/// Parse an environment file: `KEY=VALUE` lines; blank lines and lines
+/// starting with `#` are skipped; anything else is an error (line number).
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, usize> {
+    let mut v = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let (k, val) = l.split_once('=').ok_or(i + 1)?;
+        let k = k.trim();
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(i + 1);
+        }
+        v.push((k.to_owned(), val.trim().to_owned()));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| m.get(k).cloned(), "box.example")
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.concurrency, 20);
+        assert_eq!(c.lifetime, 604800);
+        assert_eq!(c.schedule, Schedule::Quadratic { skip: 20 });
+        assert_eq!(c.host, "box.example");
+        assert_eq!(c.remote, None);
+        assert_eq!(c.doublebounceto, None);
+    }
+
+    #[test]
+    fn settings_and_errors() {
+        let c = cfg(&[("QMAILREMOTE", "/x/qr"), ("RETRY_SCHEDULE", "1,2"), ("HELOHOST", "h.example"), ("CONCURRENCY", "3")]).unwrap();
+        assert_eq!(c.remote, Some("/x/qr".into()));
+        assert_eq!(c.schedule, Schedule::List(vec![1, 2]));
+        assert_eq!(c.host, "h.example");
+        assert_eq!(c.concurrency, 3);
+        assert_eq!(cfg(&[("SMTP_REMOTE", "/a"), ("QMAILREMOTE", "/b")]).unwrap().remote, Some("/a".into()));
+        assert!(cfg(&[("CONCURRENCY", "0")]).is_err());
+        assert!(cfg(&[("CONCURRENCY", "x")]).is_err());
+        assert!(cfg(&[("RETRY_SCHEDULE", "soon")]).is_err());
+        assert!(cfg(&[("BOUNCE_HOST", "bad host")]).is_err());
+        assert_eq!(cfg(&[("CONCURRENCY", "")]).unwrap().concurrency, 20);
+    }
+
+    #[test]
+    fn env_file() {
+        assert_eq!(
+            parse_env_file("# c\n\nA=1\n B = x y \n"),
+            Ok(vec![("A".into(), "1".into()), ("B".into(), "x y".into())])
+        );
+        assert_eq!(parse_env_file("A=1\nnonsense\n"), Err(2));
+        assert_eq!(parse_env_file("A-B=1\n"), Err(1));
+    }
+}

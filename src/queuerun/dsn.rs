@@ -1,0 +1,328 @@
+//! Delivery status notifications (RFC 3464 multipart/report, RFC 3461
+//! semantics; RFC 6533 global form when an address is not ASCII).
+//! Builds the message text (LF line ends, as the queue stores messages).
+//! Pure: the caller supplies the clock, the names and the original message.
+
+/// What happened to one recipient, as a DSN `Action:` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Failed,
+    Delayed,
+    /// Handed to a next hop that may not send DSNs itself (RFC 3464 2.3.3).
+    Relayed,
+}
+
+impl Action {
+    fn word(self) -> &'static str {
+        match self {
+            Action::Failed => "failed",
+            Action::Delayed => "delayed",
+            Action::Relayed => "relayed",
+        }
+    }
+    fn class(self) -> u8 {
+        match self {
+            Action::Failed => b'5',
+            Action::Delayed => b'4',
+            Action::Relayed => b'2',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptReport {
+    pub address: Vec<u8>,
+    /// ORCPT as received (`addr-type;xtext`), if any.
+    pub orcpt: Option<Vec<u8>>,
+    pub action: Action,
+    /// The last result text (remote reply or local reason).
+    pub text: String,
+    /// Unix seconds of the last attempt, 0 if none.
+    pub last_attempt: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report<'a> {
+    /// This host's name (Reporting-MTA, From: MAILER-DAEMON@...).
+    pub host: &'a str,
+    /// The envelope sender being notified (To: header).
+    pub to: &'a [u8],
+    pub queue_id: &'a str,
+    pub envid: Option<&'a [u8]>,
+    pub arrival: u64,
+    pub now: u64,
+    /// For delayed recipients: when queue-run gives up.
+    pub retry_until: Option<u64>,
+    pub rcpts: Vec<RcptReport>,
+    /// The original message (LF line ends), and whether to return it whole
+    /// (RET=FULL within the size limit) or only its header.
+    pub original: &'a [u8],
+    pub full: bool,
+}
+
+/// The DSN's text, and whether it needs 8BITMIME / SMTPUTF8 to travel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub text: Vec<u8>,
+    pub eight_bit: bool,
+    pub utf8: bool,
+}
+
+/// Longest diagnostic text put in a field (keeps lines under 998 octets).
+const MAX_DIAG: usize = 900;
+
+pub fn build(r: &Report<'_>) -> Built {
+    let utf8 = !r.to.is_ascii() || r.rcpts.iter().any(|x| !x.address.is_ascii());
+    let boundary = format!("{}.{}/{}", r.now, r.queue_id, r.host);
+    let worst = if r.rcpts.iter().any(|x| x.action == Action::Failed) {
+        "Failure"
+    } else if r.rcpts.iter().any(|x| x.action == Action::Delayed) {
+        "Delay"
+    } else {
+        "Success"
+    };
+    let mut m = Vec::new();
+    let mut put = |s: &str| m.extend_from_slice(s.as_bytes());
+    put(&format!("From: Mail Delivery System <MAILER-DAEMON@{}>\n", r.host));
+    put("To: <");
+    put(&String::from_utf8_lossy(r.to));
+    put(">\n");
+    put(&format!("Subject: Delivery Status Notification ({worst})\n"));
+    put(&format!("Date: {}\n", date(r.now)));
+    put(&format!("Message-ID: <dsn.{}.{}@{}>\n", r.queue_id, r.now, r.host));
+    put("Auto-Submitted: auto-replied\n");
+    put("MIME-Version: 1.0\n");
+    put(&format!(
+        "Content-Type: multipart/report; report-type={}delivery-status;\n\tboundary=\"{boundary}\"\n\n",
+        if utf8 { "global-" } else { "" }
+    ));
+    put("This is a MIME-encapsulated message.\n\n");
+
+    // 1. For people.
+    put(&format!("--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"));
+    put(&format!("This is the mail system at host {}.\n\n", r.host));
+    put(match worst {
+        "Failure" => "Your message could not be delivered to one or more recipients.\nIt is attached below.\n\n",
+        "Delay" => "Your message has not been delivered yet to one or more recipients.\nThe mail system will keep trying; you need not send it again.\n\n",
+        _ => "Your message was delivered (or relayed) to the recipients below,\nas you asked.\n\n",
+    });
+    for x in &r.rcpts {
+        put(&format!("<{}>: {}\n    {}\n\n", String::from_utf8_lossy(&x.address), x.action.word(), cut(&x.text)));
+    }
+
+    // 2. For programs: RFC 3464 section 2.
+    put(&format!(
+        "--{boundary}\nContent-Type: message/{}delivery-status\n\n",
+        if utf8 { "global-" } else { "" }
+    ));
+    put(&format!("Reporting-MTA: dns; {}\n", r.host));
+    put(&format!("X-Queue-ID: {}\n", r.queue_id));
+    if let Some(e) = r.envid {
+        put(&format!("Original-Envelope-Id: {}\n", String::from_utf8_lossy(e)));
+    }
+    put(&format!("Arrival-Date: {}\n", date(r.arrival)));
+    for x in &r.rcpts {
+        put("\n");
+        let ty = if x.address.is_ascii() { "rfc822" } else { "utf-8" };
+        put(&format!("Final-Recipient: {ty}; {}\n", String::from_utf8_lossy(&x.address)));
+        if let Some(o) = &x.orcpt {
+            // ORCPT is `addr-type;xtext`; RFC 3464 2.3.1 wants `addr-type; xtext`.
+            let o = String::from_utf8_lossy(o);
+            match o.split_once(';') {
+                Some((t, a)) => put(&format!("Original-Recipient: {t}; {a}\n")),
+                None => put(&format!("Original-Recipient: rfc822; {o}\n")),
+            }
+        }
+        put(&format!("Action: {}\n", x.action.word()));
+        put(&format!("Status: {}\n", status(&x.text, x.action.class())));
+        let diag = cut(&x.text);
+        if has_reply_code(&diag) {
+            put(&format!("Diagnostic-Code: smtp; {diag}\n"));
+        } else if !diag.is_empty() {
+            put(&format!("Diagnostic-Code: X-smtp-remote; {diag}\n"));
+        }
+        if x.last_attempt > 0 {
+            put(&format!("Last-Attempt-Date: {}\n", date(x.last_attempt)));
+        }
+        if let (Action::Delayed, Some(u)) = (x.action, r.retry_until) {
+            put(&format!("Will-Retry-Until: {}\n", date(u)));
+        }
+    }
+
+    // 3. The message, or its header.
+    let (ty, body) = if r.full {
+        (if utf8 { "message/global" } else { "message/rfc822" }, r.original)
+    } else {
+        let end = crate::queuerun::qfile::header_end(r.original).unwrap_or(r.original.len());
+        (if utf8 { "message/global-headers" } else { "text/rfc822-headers" }, &r.original[..end])
+    };
+    let eight = !body.is_ascii();
+    put(&format!("\n--{boundary}\nContent-Type: {ty}\n"));
+    if eight {
+        put("Content-Transfer-Encoding: 8bit\n");
+    }
+    put("\n");
+    m.extend_from_slice(body);
+    if !body.ends_with(b"\n") {
+        m.push(b'\n');
+    }
+    m.extend_from_slice(format!("\n--{boundary}--\n").as_bytes());
+    // The human part is UTF-8 text of our own; only the reply texts or the
+    // original can make it 8-bit.
+    let eight_bit = !m.is_ascii();
+    Built { text: m, eight_bit, utf8 }
+}
+
+/// The enhanced status code (RFC 3463) in `text` of class `class`, else `class.0.0`.
+pub fn status(text: &str, class: u8) -> String {
+    let b = text.as_bytes();
+    for i in 0..b.len() {
+        if b[i] != class || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.')) {
+            continue;
+        }
+        let rest = &text[i..];
+        let code: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let parts: Vec<&str> = code.trim_end_matches('.').split('.').collect();
+        if parts.len() == 3 && parts[0].len() == 1 && (1..=3).contains(&parts[1].len()) && (1..=3).contains(&parts[2].len()) {
+            return parts.join(".");
+        }
+    }
+    format!("{}.0.0", class as char)
+}
+
+fn has_reply_code(text: &str) -> bool {
+    text.as_bytes().windows(4).enumerate().any(|(i, w)| {
+        matches!(w[0], b'2'..=b'5')
+            && w[1].is_ascii_digit()
+            && w[2].is_ascii_digit()
+            && (w[3] == b' ' || w[3] == b'-')
+            && (i == 0 || !text.as_bytes()[i - 1].is_ascii_alphanumeric() && text.as_bytes()[i - 1] != b'.')
+    })
+}
+
+fn cut(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.len() + c.len_utf8() > MAX_DIAG {
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
+/// RFC 5322 date-time in UTC: `Wed, 25 Nov 2026 16:30:07 +0000`.
+pub fn date(unix: u64) -> String {
+    let days = (unix / 86400) as i64;
+    let secs = unix % 86400;
+    let (y, m, d) = civil(days);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MO: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        WD[(days.rem_euclid(7)) as usize],
+        d,
+        MO[(m - 1) as usize],
+        y,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31) (H. Hinnant's algorithm).
+fn civil(z: i64) -> (i64, u32, u32) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(date(951782400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(date(1795624207), "Wed, 25 Nov 2026 16:30:07 +0000");
+    }
+
+    #[test]
+    fn status_codes() {
+        assert_eq!(status("Remote host said: 550 5.1.1 <x@y>: no such user", b'5'), "5.1.1");
+        assert_eq!(status("Sorry, I couldn't find any host named x. (#5.1.2)", b'5'), "5.1.2");
+        assert_eq!(status("451 4.7.1 greylisted", b'4'), "4.7.1");
+        assert_eq!(status("550 no code", b'5'), "5.0.0");
+        assert_eq!(status("version 5.10.2.3 here", b'5'), "5.0.0");
+        assert_eq!(status("", b'2'), "2.0.0");
+        assert!(has_reply_code("Remote host said: 550 5.1.1 x"));
+        assert!(!has_reply_code("Connected to 1.2.3.4 but timed out"));
+    }
+
+    fn report(original: &[u8], full: bool, action: Action) -> Built {
+        build(&Report {
+            host: "mx.example",
+            to: b"alice@example.org",
+            queue_id: "1700000000.1.1",
+            envid: Some(b"ENV+2B1"),
+            arrival: 1700000000,
+            now: 1700000100,
+            retry_until: Some(1700604800),
+            rcpts: vec![RcptReport {
+                address: b"bob@example.net".to_vec(),
+                orcpt: Some(b"rfc822;bob@example.net".to_vec()),
+                action,
+                text: "Remote host said: 550 5.1.1 no such user".into(),
+                last_attempt: 1700000090,
+            }],
+            original,
+            full,
+        })
+    }
+
+    #[test]
+    fn failure_report() {
+        let b = report(b"Subject: hi\nFrom: a@b\n\nbody line\n", true, Action::Failed);
+        let t = String::from_utf8(b.text).unwrap();
+        assert!(!b.eight_bit && !b.utf8);
+        for want in [
+            "To: <alice@example.org>\n",
+            "Subject: Delivery Status Notification (Failure)\n",
+            "Content-Type: multipart/report; report-type=delivery-status;",
+            "Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n",
+            "Original-Envelope-Id: ENV+2B1\n",
+            "Arrival-Date: Tue, 14 Nov 2023 22:13:20 +0000\n",
+            "Final-Recipient: rfc822; bob@example.net\nOriginal-Recipient: rfc822; bob@example.net\nAction: failed\nStatus: 5.1.1\n",
+            "Diagnostic-Code: smtp; Remote host said: 550 5.1.1 no such user\n",
+            "Content-Type: message/rfc822\n\nSubject: hi\nFrom: a@b\n\nbody line\n",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        let boundary = "1700000100.1700000000.1.1/mx.example";
+        assert!(t.ends_with(&format!("\n--{boundary}--\n")));
+        assert_eq!(t.matches(&format!("--{boundary}\n")).count(), 3);
+        assert!(!t.contains("Will-Retry-Until"));
+    }
+
+    #[test]
+    fn headers_only_delay_and_8bit() {
+        let b = report("Subject: h\u{e9}\n\nsecret body\n".as_bytes(), false, Action::Delayed);
+        let t = String::from_utf8(b.text).unwrap();
+        assert!(t.contains("Content-Type: text/rfc822-headers\nContent-Transfer-Encoding: 8bit\n\nSubject: h\u{e9}\n\n"));
+        assert!(!t.contains("secret body"));
+        assert!(t.contains("Action: delayed\nStatus: 4.0.0\n"));
+        assert!(t.contains("Will-Retry-Until: "));
+        assert!(t.contains("(Delay)"));
+        assert!(b.eight_bit);
+        let s = report(b"S: x\n\nb\n", false, Action::Relayed);
+        assert!(String::from_utf8(s.text).unwrap().contains("Action: relayed\nStatus: 2.0.0\n"));
+    }
+}

@@ -1,0 +1,18 @@
+//! queue-run and sendmail: delivering the queue through smtp-remote, with
+//! retries and DSNs, and a sendmail-style local injector.
+//! Pure modules: qfile, state, backoff, report, dsn, plan, config, list, mailmsg.
+//! I/O: store (the queue folders), inject (the qmail-queue protocol), runner.
+
+pub mod backoff;
+pub mod config;
+pub mod dsn;
+pub mod inject;
+pub mod list;
+pub mod mailmsg;
+pub mod plan;
+pub mod qfile;
+pub mod report;
+pub mod runner;
+pub mod sendmail;
+pub mod state;
+pub mod store;

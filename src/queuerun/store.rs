@@ -1,0 +1,285 @@
+//! queue-run's side of the queue folders (queue-run(8), smtpd-queue(5)):
+//! reads `new/<id>` (written only by queue-inject), keeps per-recipient state
+//! in `state/<id>` (written atomically: work file, fsync, rename, fsync of
+//! the folder), sets corrupt files aside in `bad/`, removes finished messages.
+//! queue-run never writes in `tmp/` or creates anything in `new/`.
+
+use super::qfile::{self, Header};
+use super::state::State;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub struct Queue {
+    pub dir: PathBuf,
+}
+
+/// A message as read from `new/<id>`.
+pub struct Message {
+    pub header: Header,
+    /// Offset of the message text in the file.
+    pub body_offset: u64,
+    pub ino: u64,
+    pub size: u64,
+    /// Last change of the file (for `--list` of a corrupt file, and ages).
+    pub mtime: i64,
+}
+
+#[derive(Debug)]
+pub enum LoadError {
+    /// Gone (finished meanwhile, or never there).
+    Gone,
+    /// Not a queue file we can read: set it aside.
+    Corrupt(String),
+    /// Could not read it now (permissions, I/O error): try later.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Gone => f.write_str("no such message"),
+            LoadError::Corrupt(e) => write!(f, "corrupt queue file: {e}"),
+            LoadError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl Queue {
+    pub fn new(dir: impl Into<PathBuf>) -> Queue {
+        Queue { dir: dir.into() }
+    }
+
+    pub fn new_dir(&self) -> PathBuf {
+        self.dir.join("new")
+    }
+
+    /// Create `state/` and `bad/` (and `new/`, `tmp/` if queue-inject has
+    /// not yet), mode 0700 as queue-inject makes its folders. `QUEUE_DIR`
+    /// itself must exist.
+    pub fn prepare(&self) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        if !self.dir.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such queue folder"));
+        }
+        for d in ["new", "tmp", "state", "bad"] {
+            let p = self.dir.join(d);
+            if !p.is_dir() {
+                fs::DirBuilder::new().mode(0o700).create(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The names in `new/`, all of them (the caller sorts out bad names).
+    pub fn list(&self) -> io::Result<Vec<String>> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(self.new_dir())? {
+            let e = e?;
+            v.push(e.file_name().to_string_lossy().into_owned());
+        }
+        Ok(v)
+    }
+
+    /// Open `new/<id>` and read its header.
+    pub fn load(&self, id: &str) -> Result<(Message, File), LoadError> {
+        if !qfile::valid_id(id) {
+            return Err(LoadError::Corrupt("not a queue id".into()));
+        }
+        let mut f = match File::open(self.new_dir().join(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::Gone),
+            Err(e) => return Err(LoadError::Io(e)),
+        };
+        let md = f.metadata().map_err(LoadError::Io)?;
+        if !md.is_file() {
+            return Err(LoadError::Corrupt("not a regular file".into()));
+        }
+        let mut buf = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 8192];
+        let end = loop {
+            let n = f.read(&mut chunk).map_err(LoadError::Io)?;
+            if n == 0 {
+                return Err(LoadError::Corrupt(qfile::Error::Truncated.to_string()));
+            }
+            // Search only the new bytes (and the one before them).
+            let from = buf.len().saturating_sub(1);
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(e) = qfile::header_end(&buf[from..]) {
+                break from + e;
+            }
+            if buf.len() > qfile::MAX_HEADER {
+                return Err(LoadError::Corrupt("header too long".into()));
+            }
+        };
+        let (header, off) = qfile::parse(&buf[..end]).map_err(|e| LoadError::Corrupt(e.to_string()))?;
+        if header.id != id {
+            return Err(LoadError::Corrupt(format!("file says id {}", header.id)));
+        }
+        let msg = Message { header, body_offset: off as u64, ino: md.ino(), size: md.len(), mtime: md.mtime() };
+        Ok((msg, f))
+    }
+
+    /// The state of `id` if it belongs to the file with inode `ino`.
+    /// `Ok(None)`: none yet (or a stale one); `Err`: unreadable or corrupt.
+    pub fn load_state(&self, id: &str, ino: u64, nrcpt: usize) -> io::Result<Option<State>> {
+        let mut buf = Vec::new();
+        match File::open(self.state_path(id)) {
+            Ok(f) => {
+                f.take(super::state::MAX_STATE as u64 + 1).read_to_end(&mut buf)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        match State::parse(&buf) {
+            Some(st) if st.ino == ino && st.rcpts.len() == nrcpt => Ok(Some(st)),
+            Some(st) if st.ino != ino => Ok(None),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "corrupt state file")),
+        }
+    }
+
+    /// Write `state/<id>` durably: the old state stays whole until the new
+    /// one is on disk (a full disk loses nothing recorded before).
+    pub fn save_state(&self, id: &str, st: &State) -> io::Result<()> {
+        let dir = self.dir.join("state");
+        let tmp = dir.join(format!(".{id}.tmp"));
+        let res = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&st.encode())?;
+            f.sync_all()?;
+            fs::rename(&tmp, self.state_path(id))?;
+            File::open(&dir)?.sync_all()
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// A finished message leaves the queue: the message first (its absence is
+    /// what says "done"), then its state.
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        match fs::remove_file(self.new_dir().join(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        remove_quiet(&self.state_path(id))
+    }
+
+    /// Set a bad file aside into `bad/` (with its state, if any), under a name
+    /// that does not clobber an earlier one.
+    pub fn quarantine(&self, name: &str) -> io::Result<PathBuf> {
+        let safe: String = name.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
+        let safe = safe.trim_start_matches('.').to_owned();
+        let mut to = self.dir.join("bad").join(if safe.is_empty() { "_".into() } else { safe.clone() });
+        let mut n = 1;
+        while to.symlink_metadata().is_ok() {
+            to = self.dir.join("bad").join(format!("{safe}.{n}"));
+            n += 1;
+        }
+        fs::rename(self.new_dir().join(name), &to)?;
+        if qfile::valid_id(name) {
+            let st = self.state_path(name);
+            if st.exists() {
+                let _ = fs::rename(&st, to.with_extension("state"));
+            }
+        }
+        Ok(to)
+    }
+
+    /// Set a corrupt state file aside (the message stays, with a fresh state).
+    pub fn quarantine_state(&self, id: &str) -> io::Result<()> {
+        fs::rename(self.state_path(id), self.dir.join("bad").join(format!("{id}.state")))
+    }
+
+    /// State files whose message is gone (a crash between the two unlinks of
+    /// `remove`): removed. Work files of `save_state` left by a crash: removed.
+    pub fn clean_state(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for e in fs::read_dir(self.dir.join("state"))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let orphan = if name.starts_with('.') { name.ends_with(".tmp") } else { !self.new_dir().join(&name).exists() };
+            if orphan {
+                remove_quiet(&e.path())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn state_path(&self, id: &str) -> PathBuf {
+        self.dir.join("state").join(id)
+    }
+}
+
+fn remove_quiet(p: &Path) -> io::Result<()> {
+    match fs::remove_file(p) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> (tempfile::TempDir, Queue) {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.prepare().unwrap();
+        (d, q)
+    }
+
+    fn put(q: &Queue, id: &str, text: &[u8]) {
+        fs::write(q.new_dir().join(id), text).unwrap();
+    }
+
+    #[test]
+    fn load_and_state_round_trip() {
+        let (_d, q) = queue();
+        put(&q, "1.2.3", b"smtpd-queue 1\nid 1.2.3\ntime 5\nfrom a@b\nto c@d\n\nSubject: x\n\nbody\n");
+        let (m, _) = q.load("1.2.3").unwrap();
+        assert_eq!(m.header.recipients, vec![b"c@d".to_vec()]);
+        assert_eq!(m.body_offset, 47);
+        assert_eq!(q.load_state("1.2.3", m.ino, 1).unwrap(), None);
+        let mut st = State::new(m.ino, 1);
+        st.rcpts[0].attempts = 3;
+        q.save_state("1.2.3", &st).unwrap();
+        assert_eq!(q.load_state("1.2.3", m.ino, 1).unwrap(), Some(st));
+        // Another file under the same name: the state is stale.
+        assert_eq!(q.load_state("1.2.3", m.ino + 1, 1).unwrap(), None);
+        fs::write(q.dir.join("state/1.2.3"), b"junk").unwrap();
+        assert!(q.load_state("1.2.3", m.ino, 1).is_err());
+        q.remove("1.2.3").unwrap();
+        assert!(matches!(q.load("1.2.3"), Err(LoadError::Gone)));
+        assert!(!q.dir.join("state/1.2.3").exists());
+        q.remove("1.2.3").unwrap();
+    }
+
+    #[test]
+    fn corrupt_files_and_quarantine() {
+        let (_d, q) = queue();
+        put(&q, "9.9.9", b"smtpd-queue 1\nid 9.9.8\ntime 5\nfrom a@b\nto c@d\n\n");
+        assert!(matches!(q.load("9.9.9"), Err(LoadError::Corrupt(_))));
+        put(&q, "7", b"no header end");
+        assert!(matches!(q.load("7"), Err(LoadError::Corrupt(_))));
+        assert!(matches!(q.load(".hidden"), Err(LoadError::Corrupt(_))));
+        assert_eq!(q.quarantine("7").unwrap(), q.dir.join("bad/7"));
+        put(&q, "7", b"again");
+        assert_eq!(q.quarantine("7").unwrap(), q.dir.join("bad/7.1"));
+    }
+
+    #[test]
+    fn leftovers_cleaned() {
+        let (_d, q) = queue();
+        put(&q, "1.1.1", b"x");
+        fs::write(q.dir.join("state/1.1.1"), b"s").unwrap();
+        fs::write(q.dir.join("state/2.2.2"), b"orphan").unwrap();
+        fs::write(q.dir.join("state/.3.3.3.tmp"), b"work").unwrap();
+        assert_eq!(q.clean_state().unwrap(), 2);
+        assert!(q.dir.join("state/1.1.1").exists());
+    }
+}

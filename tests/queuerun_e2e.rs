@@ -1,0 +1,282 @@
+//! End to end with the real programs: (swaks ->) smtpd-rs / sendmail ->
+//! queue-inject -> queue-run -> smtp-remote -> an aiosmtpd sink on loopback
+//! (Debian's python3-aiosmtpd, run by /usr/bin/python3).
+
+
+#[path = "support/queuerun.rs"]
+mod support;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use support::*;
+
+const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
+const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
+const SMTPD: &str = env!("CARGO_BIN_EXE_smtpd-rs");
+const SENDMAIL: &str = env!("CARGO_BIN_EXE_sendmail");
+const SMTP_REMOTE: &str = env!("CARGO_BIN_EXE_smtp-remote");
+const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
+const PY: &str = "/usr/bin/python3";
+
+struct Sink {
+    dir: PathBuf,
+    _kid: Kid,
+}
+
+impl Sink {
+    fn start(w: &World) -> Sink {
+        assert!(
+            Command::new(PY).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success()),
+            "{PY} without aiosmtpd: install the Debian package python3-aiosmtpd"
+        );
+        let dir = w.dir.path().join("sink");
+        fs::create_dir_all(&dir).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/queuerun_sink.py");
+        let kid = Kid(Command::new(PY).arg(script).arg(&dir).stdin(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+        wait_for(20, "the sink's port", || dir.join("port").exists());
+        let port = fs::read_to_string(dir.join("port")).unwrap();
+        fs::write(w.dir.path().join("routes"), format!(":127.0.0.1:{port}\n")).unwrap();
+        Sink { dir, _kid: kid }
+    }
+    /// (envelope lines, message) of every message received, in order.
+    fn received(&self) -> Vec<(Vec<String>, Vec<u8>)> {
+        let mut names: Vec<String> = fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("msg.") && n != "msg.tmp")
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|n| {
+                let env = fs::read_to_string(self.dir.join(n.replacen("msg.", "env.", 1))).unwrap_or_default();
+                (env.lines().map(String::from).collect(), fs::read(self.dir.join(n)).unwrap())
+            })
+            .collect()
+    }
+}
+
+fn queue_run(w: &World, extra: &[(&str, &str)]) -> Kid {
+    let mut c = w.command(QUEUE_RUN);
+    c.env("SMTP_REMOTE", SMTP_REMOTE)
+        .env("QMAILQUEUE", QUEUE_INJECT)
+        .env("SMTPROUTES", w.dir.path().join("routes"))
+        .env("HELOHOST", "relay.test");
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    Kid(c.spawn().unwrap())
+}
+
+fn crlf(b: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for &c in b {
+        if c == b'\n' {
+            v.push(b'\r');
+        }
+        v.push(c);
+    }
+    v
+}
+
+/// Queue a message with sendmail (through the real queue-inject).
+fn sendmail(w: &World, args: &[&str], input: &[u8]) {
+    let mut c = Command::new(SENDMAIL)
+        .args(args)
+        .env("QMAILQUEUE", QUEUE_INJECT)
+        .env("QUEUE_DIR", w.queue())
+        .env("MAILHOST", "app.test")
+        .env("USER", "app")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    assert!(c.wait().unwrap().success());
+}
+
+#[test]
+fn swaks_through_smtpd_to_the_sink_byte_exact() {
+    let w = World::new();
+    let sink = Sink::start(&w);
+    // swaks --pipe runs smtpd-rs, which hands the message to queue-inject in session mode.
+    let swaks = which("swaks").expect("swaks missing: install the Debian package swaks");
+    let body = "Subject: e2e\r\nMessage-ID: <e2e@client.test>\r\n\r\nline 1\r\n.leading dot\r\n\r\n" .to_string()
+        + &"x".repeat(900)
+        + "\r\nlast\r\n";
+    let out = Command::new(swaks)
+        .args(["--pipe", SMTPD, "--from", "alice@client.test", "--to", "bob@dest.test,carol@dest.test", "--helo", "client.test", "--data", "-"])
+        .env("QUEUE_DIR", w.queue())
+        .env("RELAYCLIENT", "")
+        .env("PATH", format!("{}:{}", Path::new(QUEUE_INJECT).parent().unwrap().display(), std::env::var("PATH").unwrap_or_default()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(body.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("<-  250 "), "{text}");
+    // The queued message text (after the queue file's header), then delivery.
+    let q = w.queued();
+    assert_eq!(q.len(), 1);
+    let file = fs::read(w.queue().join("new").join(&q[0])).unwrap();
+    let queued = file[file.windows(2).position(|x| x == b"\n\n").unwrap() + 2..].to_vec();
+    let _qr = queue_run(&w, &[]);
+    wait_for(30, "delivered to the sink", || w.queued().is_empty() && !sink.received().is_empty());
+    let got = sink.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, vec!["alice@client.test", "bob@dest.test", "carol@dest.test"]);
+    // What the sink got is exactly what was queued (CRLF on the wire), and
+    // that is what swaks sent after smtpd-rs's Received: header (swaks ends
+    // its data with one more CRLF of its own).
+    let m = &got[0].1;
+    assert_eq!(m, &crlf(&queued));
+    assert!(m.starts_with(b"Received: "), "{}", String::from_utf8_lossy(m));
+    let tail = [body.as_bytes(), b"\r\n"].concat();
+    assert!(m.ends_with(body.as_bytes()) || m.ends_with(&tail), "{:?}", &m[m.len().saturating_sub(20)..]);
+}
+
+#[test]
+fn sendmail_retry_after_451_and_bounce_after_550() {
+    let w = World::new();
+    let sink = Sink::start(&w);
+    let msg = b"Subject: two\nMessage-ID: <two@app.test>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nFrom: app@app.test\n\nhello\n";
+    sendmail(&w, &["-f", "app@app.test", "grey1@dest.test", "fail1@other.test", "ok1@dest.test"], msg);
+    let qr = queue_run(&w, &[("RETRY_SCHEDULE", "1")]);
+    wait_for(30, "all done", || w.queued().is_empty() && sink.received().len() >= 3);
+    let got = sink.received();
+    // ok1 at once, grey1 on the retry, then the DSN to the sender.
+    let to = |r: &str| got.iter().filter(|(e, _)| e.iter().skip(1).any(|x| x == r)).count();
+    assert_eq!((to("ok1@dest.test"), to("grey1@dest.test"), to("fail1@other.test")), (1, 1, 0));
+    for (e, m) in &got {
+        if e[1..].iter().any(|r| r.starts_with("ok1") || r.starts_with("grey1")) {
+            assert_eq!(m, &crlf(msg));
+        }
+    }
+    let dsn: Vec<&(Vec<String>, Vec<u8>)> = got.iter().filter(|(e, _)| e[0] == "<>" || e[0].is_empty()).collect();
+    assert_eq!(dsn.len(), 1, "{got:?}");
+    assert_eq!(dsn[0].0[1..], ["app@app.test".to_string()]);
+    let t = String::from_utf8_lossy(&dsn[0].1);
+    assert!(t.contains("Content-Type: multipart/report; report-type=delivery-status;"), "{t}");
+    assert!(t.contains("Final-Recipient: rfc822; fail1@other.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"), "{t}");
+    assert!(t.contains("Message-ID: <two@app.test>"), "{t}");
+    let log = w.log_after(qr);
+    assert!(log.contains("<grey1@dest.test> deferred:") && log.contains("451 4.7.1"), "{log}");
+    assert!(log.contains("<grey1@dest.test> delivered:"), "{log}");
+}
+
+#[test]
+fn kill_9_mid_delivery_then_restart() {
+    let w = World::new();
+    let sink = Sink::start(&w);
+    sendmail(&w, &["slow1@dest.test"], b"Subject: slow\n\nbody\n");
+    let qr = queue_run(&w, &[("RETRY_SCHEDULE", "1")]);
+    // smtp-remote is waiting for the sink's reply to DATA: kill queue-run.
+    wait_for(20, "an attempt in flight", || fs::read_to_string(w.dir.path().join("queue-run.log")).is_ok_and(|l| l.contains("started")));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(qr.pid()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    drop(qr);
+    let _qr = queue_run(&w, &[("RETRY_SCHEDULE", "1")]);
+    wait_for(30, "delivered after restart", || w.queued().is_empty());
+    // At least once; the orphaned smtp-remote may have delivered it too.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let n = sink.received().len();
+    assert!((1..=2).contains(&n), "{n} deliveries");
+}
+
+#[test]
+fn thousand_messages_none_lost_or_duplicated() {
+    let w = World::new();
+    let sink = Sink::start(&w);
+    const N: usize = 1000;
+    let _qr = queue_run(&w, &[("CONCURRENCY", "20"), ("CONCURRENCY_DOMAIN", "20")]);
+    let t = std::time::Instant::now();
+    for i in 0..N {
+        queue_one(&w, &format!("Subject: m{i}\nMessage-ID: <m{i}@app.test>\n\nbody {i}\n"), &format!("r{}@dest{}.test", i, i % 3));
+    }
+    wait_for(300, "1000 messages at the sink", || sink.received().len() >= N && w.queued().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let got = sink.received();
+    assert_eq!(got.len(), N, "duplicates");
+    let ids: HashSet<String> = got
+        .iter()
+        .map(|(_, m)| String::from_utf8_lossy(m).lines().find(|l| l.starts_with("Message-ID:")).unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), N);
+    eprintln!("1000 messages through queue-inject, queue-run, smtp-remote in {:?}", t.elapsed());
+}
+
+/// queue-inject by the qmail-queue protocol: message on fd 0, envelope on fd 1.
+fn queue_one(w: &World, msg: &str, rcpt: &str) {
+    let (r, wr) = nix::unistd::pipe().unwrap();
+    let mut c = Command::new(QUEUE_INJECT)
+        .env("QUEUE_DIR", w.queue())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(r))
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
+    let mut e = fs::File::from(wr);
+    e.write_all(format!("Fapp@app.test\0T{rcpt}\0\0").as_bytes()).unwrap();
+    drop(e);
+    assert!(c.wait().unwrap().success());
+}
+
+fn which(p: &str) -> Option<PathBuf> {
+    std::env::var("PATH").ok()?.split(':').map(|d| Path::new(d).join(p)).find(|x| x.is_file())
+}
+
+#[test]
+fn swaks_to_smtpd_supervise_whole_chain() {
+    // swaks -> smtpd-supervise (hand-off workers) -> smtpd-rs -> queue-inject
+    // -> queue-run -> smtp-remote -> sink, over loopback TCP.
+    use std::io::{BufRead, BufReader};
+    let w = World::new();
+    let sink = Sink::start(&w);
+    let _qr = queue_run(&w, &[]);
+    let rules = w.dir.path().join("rules");
+    fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
+    let bin = Path::new(QUEUE_INJECT).parent().unwrap();
+    let mut sup = Command::new(SUPERVISE)
+        .args(["-1", "-W", "-w", "2", "-x"])
+        .arg(&rules)
+        .args(["127.0.0.1", "0", SMTPD])
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("QUEUE_DIR", w.queue())
+        .env("SMTPD_HOSTNAME", "relay.test")
+        .env_remove("RELAYCLIENT")
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(w.dir.path().join("supervise.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(sup.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let _sup = Kid(sup);
+    let port = first.trim().to_string();
+    let swaks = which("swaks").expect("swaks missing: install the Debian package swaks");
+    for i in 0..3 {
+        let out = Command::new(&swaks)
+            .args(["--server", &format!("127.0.0.1:{port}"), "--from", "alice@client.test", "--to", &format!("u{i}@dest.test")])
+            .args(["--helo", "client.test", "--header", &format!("Subject: chain {i}"), "--body", &format!("body {i}\n.dot\n")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    wait_for(30, "three messages at the sink", || sink.received().len() == 3 && w.queued().is_empty());
+    for (i, (env, m)) in sink.received().iter().enumerate() {
+        let _ = i;
+        assert_eq!(env[0], "alice@client.test");
+        let t = String::from_utf8_lossy(m);
+        assert!(t.starts_with("Received: from client.test"), "{t}");
+        let n = env[1].trim_start_matches('u').trim_end_matches("@dest.test");
+        assert!(t.contains(&format!("Subject: chain {n}\r\n")) && t.contains(&format!("body {n}\r\n.dot\r\n")), "{t}");
+    }
+}
