@@ -7,4 +7,5 @@ pub mod envelope;
 pub mod io;
 pub mod netstring;
 pub mod sys;
+pub mod tlswrap;
 pub mod xtext;
