@@ -292,6 +292,32 @@ fn under_tcpserver() {
     assert!(out.contains("250-SSL_PROTOCOL=TLSv1.3") && out.contains("221 bye"), "{out}");
 }
 
+#[test]
+fn privileges_app_and_tls_wrap_under_their_own_uids() {
+    let certs = Certs::new();
+    let mut env = certs.env("ecdsa");
+    let key = certs.path("ecdsa.key").display().to_string();
+    env.push(("TEST_KEYPATH".into(), key.clone()));
+    if nix::unistd::geteuid().is_root() {
+        env.push(("TLS_UID".into(), "65534".into()));
+        env.push(("TLS_GID".into(), "65534".into()));
+        let (port, h) = serve_once(wrap_args(&["-u", "65533", "-g", "65533"]), env);
+        let out = s_client(port, &["-starttls", "smtp"], SESSION);
+        assert!(out.contains("250-APPUID=65533"), "{out}");
+        assert!(out.contains("250-PARENTUID=65534"), "{out}");
+        assert!(out.contains("250-KEYREAD=denied"), "{out}");
+        assert!(out.contains("250-PARENTMEM=denied"), "{out}");
+        assert!(out.contains("TLS=yes"), "{out}");
+        assert_eq!(h.join().expect("server").code, Some(0));
+    } else {
+        // Not root: no uid change possible; tls-wrap is still non-dumpable.
+        let (port, h) = serve_once(wrap_args(&[]), env);
+        let out = s_client(port, &["-starttls", "smtp"], SESSION);
+        assert!(out.contains("250-PARENTMEM=denied"), "{out}");
+        assert_eq!(h.join().expect("server").code, Some(0));
+    }
+}
+
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");

@@ -158,7 +158,7 @@ pub fn s_client(port: u16, args: &[&str], input: &str) -> String {
 /// The test application under tls-wrap: `tls-wrap opts... python3 tls_app.py`.
 pub fn wrap_args(opts: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
-    v.push("python3".into());
+    v.push("/usr/bin/python3".into());
     v.push(app());
     v
 }

@@ -85,6 +85,18 @@ while True:
         for k in sorted(facts):
             out("250-%s=%s" % (k, facts[k]))
         out("250-HIDDEN=%s" % ",".join(hidden))
+        out("250-APPUID=%d" % os.getuid())
+        try:
+            st = open("/proc/%d/status" % os.getppid()).read()
+            out("250-PARENTUID=%s" % [l.split()[1] for l in st.splitlines() if l.startswith("Uid:")][0])
+        except OSError:
+            out("250-PARENTUID=?")
+        for name, path in (("KEYREAD", os.environ.get("TEST_KEYPATH", "/nonexistent")), ("PARENTMEM", "/proc/%d/mem" % os.getppid())):
+            try:
+                open(path, "rb").close()
+                out("250-%s=open" % name)
+            except OSError:
+                out("250-%s=denied" % name)
         out("250 TLS=%s" % ("yes" if tls else "no"))
     elif verb == b"ECHO":
         out("250 " + line[5:].decode(errors="replace"))
