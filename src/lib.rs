@@ -2,6 +2,7 @@
 //! Pure modules (parsers, state machines) have no I/O; adapters live in io/.
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod die;
 pub mod envelope;
 pub mod io;
