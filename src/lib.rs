@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod checkpassword;
 pub mod die;
 pub mod envelope;
 pub mod io;
