@@ -1,1 +1,2 @@
 //! Adapters for fds, pipes, sockets and processes. The pure modules never see an fd.
+pub mod ucspitls;
