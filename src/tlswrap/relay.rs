@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -43,11 +44,26 @@ impl fmt::Display for TlsFail {
     }
 }
 
-/// The network side: fd 0 to read, fd 1 to write (often the same socket).
+/// The network side: fd 0 to read, fd 1 to write (often the same socket),
+/// as Files so that a TLS flight goes out in one writev.
 #[derive(Clone, Copy)]
 pub struct Net<'a> {
-    pub rd: BorrowedFd<'a>,
-    pub wr: BorrowedFd<'a>,
+    pub rd: &'a File,
+    pub wr: &'a File,
+}
+
+impl Net<'_> {
+    /// Our own copies of fd 0 and 1, non-blocking, with Nagle off on a TCP
+    /// socket (tcpserver leaves it on): a handshake flight must not wait
+    /// for the peer's delayed ACK.
+    pub fn take_stdio() -> io::Result<(File, File)> {
+        let rd = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+        let wr = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+        set_nonblocking(rd.as_fd())?;
+        set_nonblocking(wr.as_fd())?;
+        let _ = nix::sys::socket::setsockopt(&wr, nix::sys::socket::sockopt::TcpNoDelay, &true);
+        Ok((rd, wr))
+    }
 }
 
 /// Put an fd in non-blocking mode.
@@ -57,15 +73,15 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Read/Write over a borrowed fd, EAGAIN as WouldBlock, EINTR retried.
-struct FdIo<'a>(BorrowedFd<'a>);
+/// Read/Write over a File, EINTR retried; writev for vectored writes.
+struct FdIo<'a>(&'a File);
 
 impl Read for FdIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            match nix::unistd::read(self.0, buf) {
-                Err(Errno::EINTR) => continue,
-                r => return r.map_err(io::Error::from),
+            match (&mut &*self.0).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
             }
         }
     }
@@ -74,9 +90,17 @@ impl Read for FdIo<'_> {
 impl Write for FdIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
-            match nix::unistd::write(self.0, buf) {
-                Err(Errno::EINTR) => continue,
-                r => return r.map_err(io::Error::from),
+            match (&mut &*self.0).write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        loop {
+            match (&mut &*self.0).write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
             }
         }
     }
@@ -143,8 +167,8 @@ pub fn handshake(conn: &mut ServerConnection, net: Net<'_>, deadline: Option<Ins
             return Ok(());
         }
         let mut fds = [
-            PollFd::new(net.rd, if conn.wants_read() { PollFlags::POLLIN } else { PollFlags::empty() }),
-            PollFd::new(net.wr, if conn.wants_write() { PollFlags::POLLOUT } else { PollFlags::empty() }),
+            PollFd::new(net.rd.as_fd(), if conn.wants_read() { PollFlags::POLLIN } else { PollFlags::empty() }),
+            PollFd::new(net.wr.as_fd(), if conn.wants_write() { PollFlags::POLLOUT } else { PollFlags::empty() }),
         ];
         if !poll_until(&mut fds, deadline).map_err(TlsFail::Io)? {
             return Err(TlsFail::Timeout);
@@ -198,8 +222,8 @@ pub fn relay(
     conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
     let _ = set_nonblocking(to_app.as_fd());
     let _ = set_nonblocking(from_app.as_fd());
-    let mut to_app = Some(to_app);
-    let mut from_app = Some(from_app);
+    let mut to_app = Some(File::from(to_app));
+    let mut from_app = Some(File::from(from_app));
     let mut inbuf: Vec<u8> = Vec::with_capacity(BUF);
     let mut in_off = 0usize;
     let mut outbuf: Vec<u8> = Vec::with_capacity(BUF);
@@ -228,7 +252,7 @@ pub fn relay(
         // 2. Our buffer to the application.
         if in_off < inbuf.len() {
             match &to_app {
-                Some(fd) => match FdIo(fd.as_fd()).write(&inbuf[in_off..]) {
+                Some(fd) => match FdIo(fd).write(&inbuf[in_off..]) {
                     Ok(n) => in_off += n,
                     Err(e) if would_block(&e) => {}
                     Err(_) => to_app = None,
@@ -290,8 +314,8 @@ pub fn relay(
         let want_net_rd = !tcp_eof && inbuf.is_empty() && conn.wants_read();
         let want_net_wr = !net_dead && conn.wants_write();
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5);
-        fds.push(PollFd::new(net.rd, if want_net_rd { PollFlags::POLLIN } else { PollFlags::empty() }));
-        fds.push(PollFd::new(net.wr, if want_net_wr { PollFlags::POLLOUT } else { PollFlags::empty() }));
+        fds.push(PollFd::new(net.rd.as_fd(), if want_net_rd { PollFlags::POLLIN } else { PollFlags::empty() }));
+        fds.push(PollFd::new(net.wr.as_fd(), if want_net_wr { PollFlags::POLLOUT } else { PollFlags::empty() }));
         let idx_to = to_app.as_ref().map(|fd| {
             let ev = if in_off < inbuf.len() { PollFlags::POLLOUT } else { PollFlags::empty() };
             fds.push(PollFd::new(fd.as_fd(), ev));
@@ -347,7 +371,7 @@ pub fn relay(
         if idx_from.is_some() && !from_ev.is_empty() {
             if let Some(fd) = &from_app {
                 let room = BUF - outbuf.len();
-                match FdIo(fd.as_fd()).read(&mut tmp[..room]) {
+                match FdIo(fd).read(&mut tmp[..room]) {
                     Ok(0) => from_app = None,
                     Ok(n) => outbuf.extend_from_slice(&tmp[..n]),
                     Err(e) if would_block(&e) => {}

@@ -124,10 +124,8 @@ fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &SignalFd
         ctl = None; // no facts wanted: prog sees EOF on the control socket
     }
     // TLS phase: prog has given fd 0/1 up.
-    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-    let net = Net { rd: stdin.as_fd(), wr: stdout.as_fd() };
-    let _ = relay::set_nonblocking(net.rd);
-    let _ = relay::set_nonblocking(net.wr);
+    let (net_rd, net_wr) = Net::take_stdio().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up fd 0/1: {e}")));
+    let net = Net { rd: &net_rd, wr: &net_wr };
     let mut conn = match ServerConnection::new(cfg) {
         Ok(c) => c,
         Err(e) => {
@@ -159,10 +157,8 @@ fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &SignalFd
 fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &SignalFd) -> i32 {
     let sys = |what: &str, e: nix::Error| -> ! { die::fatal(PROG, EXIT_TLS, format_args!("unable to {what}: {e}")) };
     let me = std::process::id();
-    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-    let net = Net { rd: stdin.as_fd(), wr: stdout.as_fd() };
-    let _ = relay::set_nonblocking(net.rd);
-    let _ = relay::set_nonblocking(net.wr);
+    let (net_rd, net_wr) = Net::take_stdio().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up fd 0/1: {e}")));
+    let net = Net { rd: &net_rd, wr: &net_wr };
     let mut conn = ServerConnection::new(cfg).unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to start TLS: {e}")));
     if let Err(e) = relay::handshake(&mut conn, net, deadline(opts)) {
         log_fail(Pid::from_raw(me as i32), &e);
