@@ -273,7 +273,7 @@ fn under_tcpserver() {
     need("tcpserver", "ucspi-tcp");
     let certs = Certs::new();
     let mut child = std::process::Command::new("tcpserver")
-        .args(["-1", "-R", "-H", "-c", "2", "127.0.0.1", "0", TLS_WRAP, "python3", &app()])
+        .args(["-1", "-R", "-H", "-l", "localhost", "-c", "2", "127.0.0.1", "0", TLS_WRAP, "python3", &app()])
         .envs(certs.env("rsa"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -50,7 +50,7 @@ P1=$(port); P2=$(port)
 
 # tls-wrap under tcpserver (one process pair per connection).
 CERTFILE=$work/cert.pem KEYFILE=$work/key.pem \
-  tcpserver -R -H -c 200 127.0.0.1 "$P1" "$TLS_WRAP" -i "$APP" $APPARGS 2>"$work/tcpserver.log" &
+  tcpserver -R -H -l localhost -c 200 127.0.0.1 "$P1" "$TLS_WRAP" -i "$APP" $APPARGS 2>"$work/tcpserver.log" &
 pids="$pids $!"
 
 # stunnel4, exec'ing the same application per connection.
