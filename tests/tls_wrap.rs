@@ -318,6 +318,54 @@ fn privileges_app_and_tls_wrap_under_their_own_uids() {
     }
 }
 
+/// CPU time (user + system, in clock ticks) of the tls-wrap whose command
+/// line carries `marker`.
+fn cpu_ticks(marker: &str) -> u64 {
+    let pid = std::process::Command::new("pgrep").args(["-n", "-f", marker]).output().expect("pgrep");
+    let pid = String::from_utf8_lossy(&pid.stdout).trim().to_string();
+    assert!(!pid.is_empty(), "no process {marker}");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `after` starts at field 3.
+    f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0)
+}
+
+#[test]
+fn idle_sessions_do_not_spin() {
+    let certs = Certs::new();
+    let marker = "tls-wrap -K 61234";
+    let (port, h) = serve_once(wrap_args(&["-K", "61234"]), certs.env("ecdsa"));
+    // Plaintext phase: tls-wrap waits on the control socket only.
+    let mut s = connect(port);
+    expect(&mut s, "220 ");
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = cpu_ticks(marker);
+    std::thread::sleep(Duration::from_millis(1500));
+    let t1 = cpu_ticks(marker);
+    assert!(t1 - t0 <= 5, "plaintext phase used {} ticks", t1 - t0);
+    drop(s);
+    h.join().expect("server");
+
+    // TLS phase: an idle relay.
+    let (port, h) = serve_once(wrap_args(&["-K", "61234"]), certs.env("ecdsa"));
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-crlf", "-starttls", "smtp", "-connect", &format!("127.0.0.1:{port}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl");
+    std::thread::sleep(Duration::from_millis(1500));
+    let t0 = cpu_ticks(marker);
+    std::thread::sleep(Duration::from_millis(1500));
+    let t1 = cpu_ticks(marker);
+    let _ = child.stdin.as_mut().expect("stdin").write_all(b"QUIT\n");
+    let _ = child.wait();
+    assert!(t1 - t0 <= 5, "TLS relay used {} ticks while idle", t1 - t0);
+    assert_eq!(h.join().expect("server").code, Some(0));
+}
+
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
