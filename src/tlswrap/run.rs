@@ -79,10 +79,9 @@ fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &SignalFd
     cmd.env("SSLCTLFD", ctl_app.as_raw_fd().to_string())
         .env("SSLREADFD", app_rd.as_raw_fd().to_string())
         .env("SSLWRITEFD", app_wr.as_raw_fd().to_string());
-    let child = spawn(cmd, opts);
+    let pid = spawn(cmd, opts);
     drop((ctl_app, app_rd, app_wr));
     drop_self(tenv);
-    let pid = Pid::from_raw(child.id() as i32);
     let mut status: Option<i32> = None;
 
     // Plaintext phase: prog talks to the network itself; we wait for a
@@ -178,9 +177,8 @@ fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &Signa
             EnvOp::Unset(k) => cmd.env_remove(k),
         };
     }
-    let child = spawn(cmd, opts);
+    let pid = spawn(cmd, opts);
     drop_self(tenv);
-    let pid = Pid::from_raw(child.id() as i32);
     let mut status = None;
     let mut on_sig = || reap(sigfd, pid, &mut status);
     let end = relay::relay(&mut conn, net, to_app, from_app, Some(sigfd.as_fd()), &mut on_sig, WRITE_STALL);
@@ -209,10 +207,14 @@ fn command(opts: &Options) -> Command {
     cmd
 }
 
-fn spawn(mut cmd: Command, opts: &Options) -> Child {
-    cmd.spawn().unwrap_or_else(|e| {
+/// Start prog; it is reaped with waitpid (see `reap`, `finish`), not
+/// through std's Child.
+#[allow(clippy::zombie_processes)]
+fn spawn(mut cmd: Command, opts: &Options) -> Pid {
+    let child: Child = cmd.spawn().unwrap_or_else(|e| {
         die::fatal(PROG, EXIT_TLS, format_args!("unable to run {}: {e}", opts.prog[0].to_string_lossy()))
-    })
+    });
+    Pid::from_raw(child.id() as i32)
 }
 
 /// SIGCHLD arrives on a signalfd, so that the poll loops see prog end.
