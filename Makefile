@@ -2,6 +2,7 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
+TARGET_DIR := target/x86_64-unknown-linux-gnu/release
 BINS := $(patsubst src/bin/%.rs,%,$(wildcard src/bin/*.rs))
 MAN8 := $(wildcard man/*.8)
 MAN5 := $(wildcard man/*.5)
@@ -13,7 +14,7 @@ all: build
 build:
 	$(CARGO) build --release --locked
 	mkdir -p bin
-	for b in $(BINS); do cp -f target/release/$$b bin/$$b; done
+	for b in $(BINS); do cp -f $(TARGET_DIR)/$$b bin/$$b; done
 
 peers:
 	sh tests/install-peers.sh
@@ -25,7 +26,7 @@ check-man:
 	@for m in $(MAN8) $(MAN5); do groff -man -ww -z $$m || exit 1; done
 
 install: build
-	for b in $(BINS); do install -Dm755 target/release/$$b $(DESTDIR)$(PREFIX)/bin/$$b; done
+	for b in $(BINS); do install -Dm755 $(TARGET_DIR)/$$b $(DESTDIR)$(PREFIX)/bin/$$b; done
 	for m in $(MAN8); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/$${m#man/}; done
 	for m in $(MAN5); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man5/$${m#man/}; done
 

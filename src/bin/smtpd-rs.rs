@@ -1,0 +1,92 @@
+//! smtpd-rs: one SMTP server session on fd 0/1, log on fd 2. See smtpd-rs(8).
+//! Under smtpd-supervise -W it is a hand-off worker (doc/PROTOCOLS.md section
+//! 4): it starts its queue-inject first, then serves each connection handed to
+//! it from a fresh session state.
+
+use smtpd::die;
+use smtpd::handoff::Worker;
+use smtpd::io::serve::{serve, ProcessHooks};
+use smtpd::io::ucspi::{peer_info, Conn};
+use smtpd::queue_client::QueueClient;
+use smtpd::smtp::reply;
+use smtpd::smtpd_config::Config;
+use std::fs::File;
+use std::io::Write;
+
+const PROG: &str = "smtpd-rs";
+
+fn main() {
+    smtpd::sys::default_sigchld();
+    match Worker::from_env() {
+        Ok(Some(w)) => worker(w),
+        Ok(None) => {}
+        Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+    }
+    let cfg = config_or_421();
+    let mut conn = Conn::stdio(cfg.timeout)
+        .unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to use fd 0 and 1: {e}")));
+    let mut queue = QueueClient::new(&cfg.queue);
+    let code = session(&mut conn, &cfg, &mut queue);
+    queue.close();
+    std::process::exit(code)
+}
+
+/// One session on `conn`; the exit code it calls for.
+fn session(conn: &mut Conn, cfg: &Config, queue: &mut QueueClient) -> i32 {
+    let peer = peer_info(&|k| std::env::var(k).ok(), conn.read_fd());
+    let mut hooks = ProcessHooks::new(cfg);
+    serve(conn, cfg, peer, queue, &mut hooks).exit_code()
+}
+
+/// The configuration, or a 421 to the client and exit 111.
+fn config_or_421() -> Config {
+    Config::from_env().unwrap_or_else(|e| {
+        // Tell the client to come back later rather than leave it hanging.
+        let _ = std::io::stdout().write_all(reply::CONFIG_ERROR.as_bytes());
+        die::fatal(PROG, die::EXIT_TEMP, e)
+    })
+}
+
+/// Serve handed-off sessions until the supervisor is gone or HANDOFF_MAX is
+/// reached. The configuration is read again for every session, since the
+/// supervisor's rules set per-client variables (RELAYCLIENT, XCLIENT, ...).
+fn worker(mut w: Worker) -> ! {
+    let first = Config::from_env().unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, e));
+    let mut queue = QueueClient::new(&first.queue);
+    queue.prepare();
+    loop {
+        match w.begin_session() {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+        }
+        match (Config::from_env(), dup_stdio()) {
+            (Ok(cfg), Ok((r, wr))) => {
+                let mut conn = Conn::new(r, wr, cfg.timeout);
+                session(&mut conn, &cfg, &mut queue);
+            }
+            (Err(e), _) => {
+                let _ = std::io::stdout().write_all(reply::CONFIG_ERROR.as_bytes());
+                die::warn(PROG, e);
+            }
+            (_, Err(e)) => die::warn(PROG, format_args!("unable to use fd 0 and 1: {e}")),
+        }
+        match w.end_session() {
+            Ok(true) => queue.prepare(),
+            Ok(false) => break,
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+        }
+    }
+    queue.close();
+    std::process::exit(0)
+}
+
+/// Private copies of fds 0 and 1 for one session's `Conn`; the worker keeps
+/// fds 0 and 1 themselves for the hand-off to repoint.
+fn dup_stdio() -> std::io::Result<(File, File)> {
+    let r = std::io::stdin().lock();
+    let r = File::from(std::os::fd::AsFd::as_fd(&r).try_clone_to_owned()?);
+    let w = std::io::stdout().lock();
+    let w = File::from(std::os::fd::AsFd::as_fd(&w).try_clone_to_owned()?);
+    Ok((r, w))
+}

@@ -1,0 +1,373 @@
+//! The session loop of smtpd-rs: greeting, command lines through the
+//! session state machine, messages (DATA and BDAT) streamed through the
+//! decoders into the queue client, replies flushed only before a blocking
+//! read. Also `ProcessHooks`, the real RCPTCHECK / HELO_CHECK / log. The loop
+//! takes any connection and a fresh `Session`, so that one process can serve
+//! a session on fds it was handed (doc/PROTOCOLS.md section 4).
+
+use crate::die;
+use crate::io::ucspi::{Conn, ConnError, IN_BUF, OUT_HIGH};
+use crate::queue_client::QueueClient;
+use crate::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
+use crate::smtp::data::{ChunkDecoder, DataError, DotDecoder};
+use crate::smtp::reply;
+use crate::smtpd_config::{Config, MAX_ERRORS};
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Command, Stdio};
+
+const PROG: &str = "smtpd-rs";
+/// Message bytes are handed to the queue in pieces of this size.
+const CHUNK: usize = 16 * 1024;
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// QUIT.
+    Quit,
+    /// The client closed the connection between commands.
+    Eof,
+    /// The client closed the connection in the middle of a message.
+    EofInMessage,
+    Timeout,
+    TooManyErrors,
+    /// The client talked before the greeting.
+    Pregreet,
+    /// Reading from or writing to the client failed.
+    IoError,
+}
+
+impl End {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Quit => "quit",
+            End::Eof => "client closed the connection",
+            End::EofInMessage => "client closed the connection during a message",
+            End::Timeout => "timeout",
+            End::TooManyErrors => "too many errors",
+            End::Pregreet => "client talked before the greeting",
+            End::IoError => "connection error",
+        }
+    }
+
+    /// 0: a normal end; 1: the session was cut short (see smtpd-rs(8)).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            End::Quit | End::Eof => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// Serve one SMTP session on `conn`.
+pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient, hooks: &mut dyn Hooks) -> End {
+    let mut s = Session::new(cfg, peer);
+    {
+        let p = s.peer();
+        hooks.log(format_args!(
+            "connect: remote {} port {} name {} local {} port {}",
+            p.remote_ip.as_deref().unwrap_or("unknown"),
+            p.remote_port.as_deref().unwrap_or("unknown"),
+            p.remote_host.as_deref().unwrap_or("unknown"),
+            p.local_ip.as_deref().unwrap_or("unknown"),
+            p.local_port.as_deref().unwrap_or("unknown"),
+        ));
+    }
+    // A client that talks before the greeting (checked on sockets only: a
+    // pipe is a local script that may write its whole conversation at once).
+    if conn.is_socket() && conn.readable_within(cfg.pregreet) {
+        conn.out.extend_from_slice(reply::PREGREET.as_bytes());
+        let _ = conn.flush();
+        conn.drain();
+        s.log_end(End::Pregreet.as_str(), hooks);
+        return End::Pregreet;
+    }
+    s.greeting(&mut conn.out);
+    let end = run(conn, &mut s, queue, hooks);
+    // After a write timeout replies are still pending: writing more would
+    // only wait once again; after a read timeout, say why we close.
+    let stuck = end == End::Timeout && !conn.out.is_empty();
+    if end == End::Timeout && !stuck {
+        conn.out.extend_from_slice(reply::TIMEOUT.as_bytes());
+    }
+    let end = match if stuck { Ok(()) } else { conn.flush() } {
+        Err(_) if end == End::Quit || end == End::TooManyErrors => End::IoError,
+        _ => end,
+    };
+    if end != End::Eof && end != End::EofInMessage {
+        conn.drain();
+    }
+    s.log_end(end.as_str(), hooks);
+    end
+}
+
+fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mut dyn Hooks) -> End {
+    let mut line = Vec::with_capacity(512);
+    let mut bdat: Option<(Message, ChunkDecoder)> = None;
+    loop {
+        let action = match conn.next_line(&mut line) {
+            Ok(None) => s.handle_line(&line, hooks, &mut conn.out),
+            Ok(Some(bad)) => s.bad_line(bad, hooks, &mut conn.out),
+            Err(e) => {
+                if let Some((m, _)) = bdat.take() {
+                    m.abandon(queue);
+                }
+                return conn_end(e, false);
+            }
+        };
+        // A transaction ended by RSET, HELO, XCLIENT...: drop its BDAT message.
+        if !s.in_transaction() {
+            if let Some((m, _)) = bdat.take() {
+                m.abandon(queue);
+            }
+        }
+        match action {
+            Action::Continue => {}
+            Action::Close => {
+                return if s.stats.errors >= MAX_ERRORS { End::TooManyErrors } else { End::Quit };
+            }
+            Action::Data => {
+                if let Err(e) = receive_data(conn, s, queue, hooks) {
+                    return e;
+                }
+            }
+            Action::Bdat { size, last, accept } => {
+                let r = if accept {
+                    receive_chunk(conn, s, queue, hooks, &mut bdat, size, last)
+                } else {
+                    if last {
+                        if let Some((m, _)) = bdat.take() {
+                            m.abandon(queue);
+                        }
+                    }
+                    skip(conn, size)
+                };
+                if let Err(e) = r {
+                    if let Some((m, _)) = bdat.take() {
+                        m.abandon(queue);
+                    }
+                    return e;
+                }
+            }
+        }
+        if conn.out.len() > OUT_HIGH {
+            if let Err(e) = conn.flush() {
+                return conn_end(e, false);
+            }
+        }
+    }
+}
+
+fn conn_end(e: ConnError, in_message: bool) -> End {
+    match e {
+        ConnError::Eof if in_message => End::EofInMessage,
+        ConnError::Eof => End::Eof,
+        ConnError::Timeout => End::Timeout,
+        ConnError::Io(_) => End::IoError,
+    }
+}
+
+/// A message on its way to the queue.
+struct Message {
+    buf: Vec<u8>,
+    /// The queue client holds an open message.
+    active: bool,
+    /// Why the message cannot be queued, if the queue already failed.
+    failed: Option<Outcome>,
+}
+
+impl Message {
+    /// Start the queue message and put the Received header first.
+    fn start(s: &Session<'_>, queue: &mut QueueClient) -> Message {
+        let (env, attrs) = s.queue_request();
+        // Room for a piece, one input buffer's worth of decoded bytes and the
+        // Received header: the buffer never grows.
+        let mut m = Message { buf: Vec::with_capacity(CHUNK + IN_BUF + 4096), active: false, failed: None };
+        match queue.begin(&env, &attrs) {
+            Ok(()) => {
+                m.active = true;
+                m.buf.extend_from_slice(&s.received(now()));
+            }
+            Err(o) => m.failed = Some(o),
+        }
+        m
+    }
+
+    /// Hand buffered bytes to the queue (all of them if `all`); once the
+    /// decoder has failed the message, abandon it in the queue.
+    fn pump(&mut self, queue: &mut QueueClient, err: Option<DataError>, all: bool) {
+        if err.is_some() && self.active {
+            queue.abort();
+            self.active = false;
+        }
+        if !self.active {
+            self.buf.clear();
+            return;
+        }
+        if all || self.buf.len() >= CHUNK {
+            if let Err(o) = queue.write(&self.buf) {
+                self.failed = Some(o);
+                queue.abort();
+                self.active = false;
+            }
+            self.buf.clear();
+        }
+    }
+
+    /// The whole message has been read: the outcome for the reply.
+    fn finish(mut self, queue: &mut QueueClient, err: Option<DataError>) -> Outcome {
+        self.pump(queue, err, true);
+        if let Some(e) = err {
+            return Outcome::Refused(e);
+        }
+        if let Some(o) = self.failed.take() {
+            return o;
+        }
+        queue.finish()
+    }
+
+    fn abandon(self, queue: &mut QueueClient) {
+        if self.active {
+            queue.abort();
+        }
+    }
+}
+
+/// After 354: read up to CRLF.CRLF, streaming into the queue.
+fn receive_data(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mut dyn Hooks) -> Result<(), End> {
+    let mut dec = DotDecoder::new(s.size_limit());
+    let mut m = Message::start(s, queue);
+    loop {
+        if conn.buffered().is_empty() {
+            if let Err(e) = conn.fill() {
+                m.abandon(queue);
+                return Err(conn_end(e, true));
+            }
+        }
+        let (n, done) = dec.feed(conn.buffered(), &mut m.buf);
+        conn.consume(n);
+        if done {
+            break;
+        }
+        m.pump(queue, dec.error(), false);
+    }
+    let outcome = m.finish(queue, dec.error());
+    s.message_done(outcome, dec.size(), hooks, &mut conn.out);
+    Ok(())
+}
+
+/// One accepted BDAT chunk of `size` octets.
+fn receive_chunk(
+    conn: &mut Conn,
+    s: &mut Session<'_>,
+    queue: &mut QueueClient,
+    hooks: &mut dyn Hooks,
+    bdat: &mut Option<(Message, ChunkDecoder)>,
+    size: u64,
+    last: bool,
+) -> Result<(), End> {
+    let (m, dec) = bdat.get_or_insert_with(|| (Message::start(s, queue), ChunkDecoder::new(s.size_limit())));
+    let mut left = size;
+    while left > 0 {
+        if conn.buffered().is_empty() {
+            conn.fill().map_err(|e| conn_end(e, true))?;
+        }
+        let b = conn.buffered();
+        let n = b.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        dec.feed(&b[..n], &mut m.buf);
+        conn.consume(n);
+        left -= n as u64;
+        m.pump(queue, dec.error(), false);
+    }
+    if last {
+        dec.finish();
+        let Some((m, dec)) = bdat.take() else { return Ok(()) };
+        let outcome = m.finish(queue, dec.error());
+        s.message_done(outcome, dec.size(), hooks, &mut conn.out);
+        return Ok(());
+    }
+    let failed = match (dec.error(), m.failed.clone()) {
+        (Some(e), _) => Some(Outcome::Refused(e)),
+        (None, Some(o)) => Some(o),
+        (None, None) => None,
+    };
+    if failed.is_some() {
+        if let Some((m, _)) = bdat.take() {
+            m.abandon(queue);
+        }
+    }
+    s.chunk_done(size, failed, hooks, &mut conn.out);
+    Ok(())
+}
+
+/// Read and drop `size` octets (a refused BDAT chunk).
+fn skip(conn: &mut Conn, size: u64) -> Result<(), End> {
+    let mut left = size;
+    while left > 0 {
+        if conn.buffered().is_empty() {
+            conn.fill().map_err(|e| conn_end(e, true))?;
+        }
+        let n = conn.buffered().len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        conn.consume(n);
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// The real hooks: RCPTCHECK as a child process, HELO_CHECK through the
+/// system resolver, log lines on stderr.
+pub struct ProcessHooks<'c> {
+    cfg: &'c Config,
+    pid: u32,
+}
+
+impl<'c> ProcessHooks<'c> {
+    pub fn new(cfg: &'c Config) -> ProcessHooks<'c> {
+        ProcessHooks { cfg, pid: std::process::id() }
+    }
+}
+
+impl Hooks for ProcessHooks<'_> {
+    /// notqmail's RCPTCHECK: the program runs with `SENDER` and `RECIPIENT`
+    /// in its environment; exit 100 refuses, 111 and 120 are temporary
+    /// failures, any other exit accepts. Its stdin and stdout are /dev/null
+    /// (never the client's connection).
+    fn rcpt_check(&mut self, sender: &[u8], rcpt: &[u8]) -> RcptCheck {
+        let Some(prog) = &self.cfg.policy.rcptcheck else { return RcptCheck::Accept };
+        let status = Command::new(prog)
+            .env("SENDER", OsStr::from_bytes(sender))
+            .env("RECIPIENT", OsStr::from_bytes(rcpt))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+        match status.map(|s| s.code()) {
+            Ok(Some(100)) => RcptCheck::Reject,
+            Ok(Some(111 | 120)) | Ok(None) => RcptCheck::Temp,
+            Ok(Some(_)) => RcptCheck::Accept,
+            Err(e) => {
+                die::warn(PROG, format_args!("unable to run RCPTCHECK {}: {e}", prog.display()));
+                RcptCheck::Temp
+            }
+        }
+    }
+
+    fn helo_resolves(&mut self, name: &[u8]) -> bool {
+        use std::net::ToSocketAddrs;
+        if name.first() == Some(&b'[') {
+            return true; // an address literal needs no lookup
+        }
+        let Ok(name) = std::str::from_utf8(name) else { return false };
+        (name, 25).to_socket_addrs().is_ok_and(|mut a| a.next().is_some())
+    }
+
+    fn log(&mut self, line: fmt::Arguments<'_>) {
+        die::info(PROG, format_args!("{} {}", self.pid, line));
+    }
+}

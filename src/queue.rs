@@ -1,0 +1,270 @@
+//! The queue (smtpd-queue(5)): the durable writer, the file format's reader
+//! (`format`), and queue-inject's two input modes (`inject`).
+//!
+//! A message is written to a work file in `QUEUE_DIR/tmp/`, fsynced, linked
+//! with no clobber to `QUEUE_DIR/new/<queue id>` (the work name goes away in
+//! the same step), and then `new/` itself is fsynced: a reader of `new/` sees
+//! a message whole or not at all, and only once it is on disk.
+
+pub mod format;
+pub mod inject;
+
+pub use format::{encode_header, parse_header, read_header, FormatError, Header, ReadError};
+
+use crate::envelope::{Attrs, Envelope};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the queue is when `QUEUE_DIR` is not set.
+pub const DEFAULT_QUEUE_DIR: &str = "/var/spool/smtpd-rs/queue";
+/// Work files in tmp/ older than this are leftovers of a crash.
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(36 * 3600);
+/// Size of every I/O buffer of the writer.
+pub const BUF_SIZE: usize = 65536;
+
+// qmail-queue's exit codes (qmail-queue(8)); queue-inject uses the same
+// numbers with the same meanings, so that it can stand in as QMAILQUEUE.
+pub const EXIT_ADDR_TOO_LONG: i32 = 11;
+pub const EXIT_REFUSED: i32 = 31;
+pub const EXIT_NOMEM: i32 = 51;
+pub const EXIT_TIMEOUT: i32 = 52;
+pub const EXIT_WRITE: i32 = 53;
+pub const EXIT_READ: i32 = 54;
+pub const EXIT_CONFIG: i32 = 55;
+pub const EXIT_QUEUE_DIR: i32 = 61;
+pub const EXIT_TMP_DIR: i32 = 62;
+pub const EXIT_SPOOL: i32 = 63;
+pub const EXIT_WORK_FILE: i32 = 64;
+pub const EXIT_NEW_DIR: i32 = 65;
+pub const EXIT_LINK: i32 = 66;
+pub const EXIT_BUG: i32 = 81;
+pub const EXIT_ENVELOPE: i32 = 91;
+
+/// A failure with its qmail-queue exit code and a one-line reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub code: i32,
+    pub msg: String,
+}
+
+impl Error {
+    pub fn new(code: i32, msg: impl fmt::Display) -> Error {
+        Error { code, msg: msg.to_string() }
+    }
+
+    /// True for qmail's permanent range (11-40).
+    pub fn is_permanent(&self) -> bool {
+        (11..=40).contains(&self.code)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// An open queue: its folders checked, `new/` held open for its fsyncs.
+#[derive(Debug)]
+pub struct Queue {
+    tmp: PathBuf,
+    new: PathBuf,
+    new_dir: File,
+    pid: u32,
+    seq: u64,
+}
+
+impl Queue {
+    /// Open the queue at `dir`. A missing `dir` is exit 55 (the
+    /// configuration names no queue); missing `tmp/` or `new/` are created
+    /// with mode 0700.
+    pub fn open(dir: &Path) -> Result<Queue, Error> {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::new(EXIT_QUEUE_DIR, format_args!("{} is not a directory", dir.display())))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::new(EXIT_CONFIG, format_args!("no queue at {}", dir.display())))
+            }
+            Err(e) => {
+                return Err(Error::new(EXIT_QUEUE_DIR, format_args!("unable to stat {}: {e}", dir.display())))
+            }
+        }
+        let tmp = dir.join("tmp");
+        let new = dir.join("new");
+        ensure_dir(&tmp)
+            .map_err(|e| Error::new(EXIT_TMP_DIR, format_args!("unable to create {}: {e}", tmp.display())))?;
+        ensure_dir(&new)
+            .map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to create {}: {e}", new.display())))?;
+        let new_dir = File::open(&new)
+            .map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to open {}: {e}", new.display())))?;
+        Ok(Queue { tmp, new, new_dir, pid: std::process::id(), seq: 0 })
+    }
+
+    /// An anonymous file in `tmp/` (O_TMPFILE where the kernel has it): it
+    /// has no name, so a crash leaves nothing behind.
+    pub fn spool(&self) -> Result<File, Error> {
+        tempfile::tempfile_in(&self.tmp).map_err(|e| {
+            Error::new(
+                EXIT_SPOOL,
+                format_args!("unable to create a spool file in {}: {e}", self.tmp.display()),
+            )
+        })
+    }
+
+    /// Start a message: a new work file in `tmp/` holding its header.
+    pub fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<Work, Error> {
+        self.seq += 1;
+        let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let id = format!("{time}.{}.{}", self.pid, self.seq);
+        let file = tempfile::Builder::new()
+            .prefix(&format!("{id}."))
+            .permissions(fs::Permissions::from_mode(0o640))
+            .tempfile_in(&self.tmp)
+            .map_err(|e| {
+                Error::new(
+                    EXIT_WORK_FILE,
+                    format_args!("unable to create a work file in {}: {e}", self.tmp.display()),
+                )
+            })?;
+        let mut work = Work { id, w: BufWriter::with_capacity(BUF_SIZE, file) };
+        work.write(&encode_header(&work.id, time, env, attrs))?;
+        Ok(work)
+    }
+
+    /// Make `work` durable and visible; returns its queue id. On any error
+    /// the work file is removed and nothing appears in `new/`.
+    pub fn commit(&mut self, work: Work) -> Result<String, Error> {
+        let Work { id, w } = work;
+        let file = w.into_inner().map_err(|e| write_error(e.error()))?;
+        file.as_file().sync_all().map_err(|e| write_error(&e))?;
+        let target = self.new.join(&id);
+        if let Err(e) = file.persist_noclobber(&target) {
+            return Err(Error::new(
+                EXIT_LINK,
+                format_args!("unable to link {}: {}", target.display(), e.error),
+            ));
+        }
+        self.new_dir.sync_all().map_err(|e| {
+            Error::new(EXIT_NEW_DIR, format_args!("unable to fsync {}: {e}", self.new.display()))
+        })?;
+        Ok(id)
+    }
+
+    /// Remove regular files in `tmp/` last modified more than `age` ago.
+    /// Returns how many were removed; a file that cannot be removed is
+    /// skipped (and counted in the error text only when nothing else works).
+    pub fn clean(&self, age: Duration) -> Result<usize, Error> {
+        let cutoff = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
+        let dir = fs::read_dir(&self.tmp).map_err(|e| {
+            Error::new(EXIT_TMP_DIR, format_args!("unable to read {}: {e}", self.tmp.display()))
+        })?;
+        let mut removed = 0;
+        for entry in dir.flatten() {
+            let Ok(m) = entry.metadata() else { continue };
+            let old = m.modified().map(|t| t < cutoff).unwrap_or(false);
+            if m.is_file() && old && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// A message being written: a named work file in `tmp/`, removed when
+/// dropped unless `Queue::commit` made it visible.
+#[derive(Debug)]
+pub struct Work {
+    id: String,
+    w: BufWriter<tempfile::NamedTempFile>,
+}
+
+impl Work {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Append message bytes.
+    pub fn write(&mut self, b: &[u8]) -> Result<(), Error> {
+        self.w.write_all(b).map_err(|e| write_error(&e))
+    }
+
+    /// Append the whole of `src` from its start (copy_file_range in the
+    /// kernel where it can, else 64 KiB at a time).
+    pub fn copy_from(&mut self, src: &mut File) -> Result<u64, Error> {
+        self.w.flush().map_err(|e| write_error(&e))?;
+        src.rewind().map_err(|e| write_error(&e))?;
+        io::copy(src, self.w.get_mut().as_file_mut()).map_err(|e| write_error(&e))
+    }
+}
+
+fn write_error(e: &io::Error) -> Error {
+    Error::new(EXIT_WRITE, format_args!("write error or disk full: {e}"))
+}
+
+fn ensure_dir(p: &Path) -> io::Result<()> {
+    if p.is_dir() {
+        return Ok(());
+    }
+    match fs::DirBuilder::new().mode(0o700).create(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Envelope {
+        Envelope { sender: b"a@b".to_vec(), recipients: vec![b"c@d".to_vec()] }
+    }
+
+    #[test]
+    fn write_commit_read() {
+        let d = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(d.path()).unwrap();
+        let mut w = q.begin(&env(), &Attrs::default()).unwrap();
+        w.write(b"Subject: x\n\nhi\n").unwrap();
+        let id = q.commit(w).unwrap();
+        assert!(id.ends_with(".1"));
+        let bytes = fs::read(d.path().join("new").join(&id)).unwrap();
+        let (h, off) = parse_header(&bytes).unwrap();
+        assert_eq!(h.id, id);
+        assert_eq!(h.envelope, env());
+        assert_eq!(&bytes[off..], b"Subject: x\n\nhi\n");
+        assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
+        // Second message: next sequence number.
+        let w = q.begin(&env(), &Attrs::default()).unwrap();
+        assert!(q.commit(w).unwrap().ends_with(".2"));
+    }
+
+    #[test]
+    fn dropped_work_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(d.path()).unwrap();
+        let mut w = q.begin(&env(), &Attrs::default()).unwrap();
+        w.write(b"x").unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(d.path().join("new")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn open_errors() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(Queue::open(&d.path().join("nope")).unwrap_err().code, EXIT_CONFIG);
+        fs::write(d.path().join("f"), b"").unwrap();
+        assert_eq!(Queue::open(&d.path().join("f")).unwrap_err().code, EXIT_QUEUE_DIR);
+        fs::write(d.path().join("tmp"), b"").unwrap();
+        assert_eq!(Queue::open(d.path()).unwrap_err().code, EXIT_TMP_DIR);
+    }
+}

@@ -1,0 +1,445 @@
+//! The client side of the queue hand-off. Session mode: one `queue-inject -s`
+//! per session and the framed channel of doc/PROTOCOLS.md section 2, restarted
+//! if it dies. Per-message mode: the plain qmail-queue protocol (message on the
+//! child's fd 0 with LF line ends, envelope on its fd 1, notqmail's error pipe
+//! on its fd 6, attribute block in `QUEUE_ATTRS`), its exit code mapped as
+//! qmail's qmail_close does. Either way the message is streamed while it
+//! arrives, and only status 0 means queued.
+
+use crate::envelope::{Attrs, Envelope};
+use crate::netstring;
+use crate::session::Outcome;
+use crate::smtpd_config::QueueProgram;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// Largest `D` frame payload (doc/PROTOCOLS.md 2).
+pub const MAX_FRAME: usize = 65536;
+/// Longest status frame accepted from queue-inject.
+const MAX_ANSWER: usize = 1024;
+
+pub enum QueueClient {
+    Session(SessionQueue),
+    PerMessage(PerMessage),
+}
+
+impl QueueClient {
+    pub fn new(q: &QueueProgram) -> QueueClient {
+        match q {
+            QueueProgram::Session(p) => QueueClient::Session(SessionQueue::new(p.clone())),
+            QueueProgram::PerMessage(p) => QueueClient::PerMessage(PerMessage::new(p.clone())),
+        }
+    }
+
+    /// Start the session-mode queue-inject now rather than at the first
+    /// message (for a worker waiting for its next connection). Errors are
+    /// left for the first message to report.
+    pub fn prepare(&mut self) {
+        if let QueueClient::Session(q) = self {
+            let _ = q.start();
+        }
+    }
+
+    /// Start a message. On failure the message cannot be queued: the caller
+    /// reads the rest of it and gives the outcome as the reply.
+    pub fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<(), Outcome> {
+        match self {
+            QueueClient::Session(q) => q.begin(env, attrs),
+            QueueClient::PerMessage(q) => q.begin(env, attrs),
+        }
+    }
+
+    /// Message bytes (LF line ends).
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Outcome> {
+        match self {
+            QueueClient::Session(q) => q.write(data),
+            QueueClient::PerMessage(q) => q.write(data),
+        }
+    }
+
+    /// End the message and learn what the queue did with it.
+    pub fn finish(&mut self) -> Outcome {
+        match self {
+            QueueClient::Session(q) => q.finish(),
+            QueueClient::PerMessage(q) => q.finish(),
+        }
+    }
+
+    /// Abandon the message in progress: it must not be queued.
+    pub fn abort(&mut self) {
+        match self {
+            QueueClient::Session(q) => q.abort(),
+            QueueClient::PerMessage(q) => q.abort(),
+        }
+    }
+
+    /// End of the session: let the queue program go.
+    pub fn close(&mut self) {
+        match self {
+            QueueClient::Session(q) => q.close(),
+            QueueClient::PerMessage(q) => q.abort(),
+        }
+    }
+}
+
+/// qmail's qmail_close table: exit code (and for notqmail's 82, the text
+/// read from fd 6) -> outcome. `write_failed`: the message could not be
+/// written completely (qmail's flagerr), which turns an exit 0 into 54.
+pub fn map_exit(code: i32, write_failed: bool, fd6: &[u8]) -> Outcome {
+    let (perm, text) = match code {
+        0 if !write_failed => return Outcome::Queued(String::new()),
+        11 | 115 => (true, "envelope address too long for qq (#5.1.3)"),
+        31 => (true, "mail server permanently rejected message (#5.3.0)"),
+        51 => (false, "qq out of memory (#4.3.0)"),
+        52 => (false, "qq timeout (#4.3.0)"),
+        53 => (false, "qq write error or disk full (#4.3.0)"),
+        0 | 54 => (false, "qq read error (#4.3.0)"),
+        55 => (false, "qq unable to read configuration (#4.3.0)"),
+        56 => (false, "qq trouble making network connection (#4.3.0)"),
+        61 => (false, "qq trouble in home directory (#4.3.0)"),
+        62..=66 => (false, "qq trouble creating files in queue (#4.3.0)"),
+        71 => (false, "mail server temporarily rejected message (#4.3.0)"),
+        72 => (false, "connection to mail server timed out (#4.4.1)"),
+        73 => (false, "connection to mail server rejected (#4.4.1)"),
+        74 => (false, "communication with mail server failed (#4.4.2)"),
+        81 | 91 => (false, "qq internal bug (#4.3.0)"),
+        120 => (false, "unable to exec qq (#4.3.0)"),
+        82 if fd6.len() > 2 => {
+            let text: String = String::from_utf8_lossy(&fd6[1..fd6.len().min(255)])
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect();
+            return Outcome::QueueFailed { permanent: fd6[0] == b'D', text };
+        }
+        11..=40 => (true, "qq permanent problem (#5.3.0)"),
+        _ => (false, "qq temporary problem (#4.3.0)"),
+    };
+    Outcome::QueueFailed { permanent: perm, text: text.into() }
+}
+
+fn crashed() -> Outcome {
+    Outcome::QueueFailed { permanent: false, text: "qq crashed (#4.3.0)".into() }
+}
+
+fn unable_to_exec() -> Outcome {
+    map_exit(120, false, b"")
+}
+
+/// One `queue-inject -s` for the whole session. Frames are collected and
+/// written in one piece when 64 KiB have piled up or the message ends, so a
+/// small message costs one write and one read.
+pub struct SessionQueue {
+    prog: PathBuf,
+    child: Option<(Child, ChildStdin, ChildStdout)>,
+    frames: Vec<u8>,
+    answer: Vec<u8>,
+    /// The current message could not be sent completely.
+    broken: bool,
+    /// Some frames of the current message have been written.
+    sent: bool,
+}
+
+impl SessionQueue {
+    pub fn new(prog: PathBuf) -> SessionQueue {
+        SessionQueue {
+            prog,
+            child: None,
+            frames: Vec::with_capacity(MAX_FRAME + 64),
+            answer: Vec::new(),
+            broken: false,
+            sent: false,
+        }
+    }
+
+    /// Start queue-inject unless one is running; replace one that died
+    /// since the last message.
+    fn start(&mut self) -> io::Result<()> {
+        if let Some((c, _, _)) = &mut self.child {
+            if matches!(c.try_wait(), Ok(None)) {
+                return Ok(());
+            }
+            self.drop_child();
+        }
+        let mut c = Command::new(&self.prog).arg("-s").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let (Some(i), Some(o)) = (c.stdin.take(), c.stdout.take()) else {
+            let _ = c.kill();
+            let _ = c.wait();
+            return Err(io::ErrorKind::BrokenPipe.into());
+        };
+        self.child = Some((c, i, o));
+        Ok(())
+    }
+
+    /// Reap a dead or misbehaving queue-inject; the next message starts another.
+    fn drop_child(&mut self) {
+        if let Some((mut c, i, o)) = self.child.take() {
+            drop(i);
+            drop(o);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Queue one frame for writing.
+    fn push(&mut self, kind: u8, payload: &[u8]) {
+        self.frames.extend_from_slice((payload.len() + 1).to_string().as_bytes());
+        self.frames.push(b':');
+        self.frames.push(kind);
+        self.frames.extend_from_slice(payload);
+        self.frames.push(b',');
+    }
+
+    /// Write the collected frames.
+    fn flush(&mut self) -> io::Result<()> {
+        self.sent = true;
+        let r = match &mut self.child {
+            Some((_, i, _)) => i.write_all(&self.frames),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        self.frames.clear();
+        r
+    }
+
+    fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<(), Outcome> {
+        self.broken = false;
+        self.sent = false;
+        self.frames.clear();
+        if self.start().is_err() {
+            return Err(unable_to_exec());
+        }
+        self.push(b'E', &env.encode());
+        if !attrs.is_empty() {
+            self.push(b'A', attrs.encode().as_bytes());
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), Outcome> {
+        for piece in data.chunks(MAX_FRAME - 1) {
+            // Write what is collected before it would outgrow its buffer.
+            if !self.frames.is_empty() && self.frames.len() + piece.len() + 16 > MAX_FRAME && self.flush().is_err() {
+                self.broken = true;
+                self.drop_child();
+                return Err(crashed());
+            }
+            self.push(b'D', piece);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Outcome {
+        self.push(b'.', b"");
+        if self.broken || self.flush().is_err() {
+            self.drop_child();
+            return crashed();
+        }
+        match self.read_answer() {
+            Some((code, text)) => {
+                if code == 91 {
+                    self.drop_child(); // protocol error: it exits
+                }
+                match code {
+                    0 if !text.is_empty() => Outcome::Queued(text),
+                    0 => crashed(),
+                    82 => map_exit(82, false, text.as_bytes()),
+                    c => map_exit(c, false, b""),
+                }
+            }
+            None => {
+                self.drop_child();
+                crashed()
+            }
+        }
+    }
+
+    /// One status frame: `<code> <text>`.
+    fn read_answer(&mut self) -> Option<(i32, String)> {
+        let (_, _, out) = self.child.as_mut()?;
+        self.answer.clear();
+        let mut chunk = [0u8; 256];
+        loop {
+            match netstring::parse(&self.answer, MAX_ANSWER) {
+                Ok(Some((r, used))) => {
+                    let payload = self.answer.get(r)?;
+                    let s = String::from_utf8_lossy(payload).into_owned();
+                    let extra = self.answer.len() > used;
+                    let (code, text) = s.split_once(' ').unwrap_or((&s, ""));
+                    let code = code.parse().ok()?;
+                    // An answer nobody asked for is a protocol error.
+                    return (!extra).then(|| (code, text.chars().filter(|c| !c.is_control()).collect()));
+                }
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            match out.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        if self.broken || !self.sent {
+            // Nothing of this message reached queue-inject: nothing to undo.
+            self.frames.clear();
+            return;
+        }
+        self.push(b'R', b"");
+        if self.flush().is_err() {
+            self.drop_child();
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some((mut c, i, o)) = self.child.take() {
+            drop(i); // EOF between messages: queue-inject exits 0
+            drop(o);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One qmail-queue process per message.
+pub struct PerMessage {
+    prog: PathBuf,
+    cur: Option<Running>,
+}
+
+struct Running {
+    child: Child,
+    msg: Option<File>,
+    env: Option<File>,
+    err: File,
+    envelope: Vec<u8>,
+    write_failed: bool,
+}
+
+impl PerMessage {
+    pub fn new(prog: PathBuf) -> PerMessage {
+        PerMessage { prog, cur: None }
+    }
+
+    fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<(), Outcome> {
+        self.abort();
+        let spawn = || -> io::Result<Running> {
+            let (msg_r, msg_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (env_r, env_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let mut cmd = Command::new(&self.prog);
+            cmd.stdin(Stdio::from(msg_r)).stdout(Stdio::from(env_r));
+            if attrs.is_empty() {
+                cmd.env_remove("QUEUE_ATTRS");
+            } else {
+                cmd.env("QUEUE_ATTRS", attrs.encode());
+            }
+            crate::sys::child_fd(&mut cmd, err_w.as_raw_fd(), 6);
+            let child = cmd.spawn()?;
+            drop(err_w);
+            Ok(Running {
+                child,
+                msg: Some(File::from(msg_w)),
+                env: Some(File::from(env_w)),
+                err: File::from(err_r),
+                envelope: env.encode(),
+                write_failed: false,
+            })
+        };
+        match spawn() {
+            Ok(r) => {
+                self.cur = Some(r);
+                Ok(())
+            }
+            Err(_) => Err(unable_to_exec()),
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), Outcome> {
+        let Some(r) = &mut self.cur else { return Err(crashed()) };
+        if !r.write_failed {
+            if let Some(m) = &mut r.msg {
+                if m.write_all(data).is_err() {
+                    // qmail's flagerr: keep going, the exit code decides.
+                    r.write_failed = true;
+                    r.msg = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Outcome {
+        let Some(mut r) = self.cur.take() else { return crashed() };
+        r.msg = None; // EOF on the message
+        if let Some(mut e) = r.env.take() {
+            if e.write_all(&r.envelope).is_err() {
+                r.write_failed = true;
+            }
+        }
+        let mut fd6 = Vec::new();
+        let _ = (&mut r.err).take(255).read_to_end(&mut fd6);
+        let status = match r.child.wait() {
+            Ok(s) => s,
+            Err(_) => return Outcome::QueueFailed { permanent: false, text: "qq waitpid surprise (#4.3.0)".into() },
+        };
+        match status.code() {
+            None => crashed(),
+            Some(0) if !r.write_failed => {
+                // qmail-smtpd's "ok <time> qp <pid>": the protocol returns no id.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                Outcome::Queued(format!("{now} qp {}", r.child.id()))
+            }
+            Some(c) => map_exit(c, r.write_failed, &fd6),
+        }
+    }
+
+    fn abort(&mut self) {
+        if let Some(mut r) = self.cur.take() {
+            // Without its envelope the queue program cannot queue the message.
+            drop(r.msg.take());
+            drop(r.env.take());
+            let _ = r.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_table() {
+        let t = |c: i32| match map_exit(c, false, b"") {
+            Outcome::QueueFailed { permanent, text } => (permanent, text),
+            Outcome::Queued(_) => (false, "queued".into()),
+            Outcome::Refused(_) => unreachable!(),
+        };
+        assert_eq!(t(0).1, "queued");
+        assert_eq!(t(11), (true, "envelope address too long for qq (#5.1.3)".into()));
+        assert_eq!(t(31), (true, "mail server permanently rejected message (#5.3.0)".into()));
+        assert_eq!(t(25), (true, "qq permanent problem (#5.3.0)".into()));
+        assert_eq!(t(53), (false, "qq write error or disk full (#4.3.0)".into()));
+        assert_eq!(t(64), (false, "qq trouble creating files in queue (#4.3.0)".into()));
+        assert_eq!(t(74), (false, "communication with mail server failed (#4.4.2)".into()));
+        assert_eq!(t(81), (false, "qq internal bug (#4.3.0)".into()));
+        assert_eq!(t(91), (false, "qq internal bug (#4.3.0)".into()));
+        assert_eq!(t(100), (false, "qq temporary problem (#4.3.0)".into()));
+        assert_eq!(t(82), (false, "qq temporary problem (#4.3.0)".into()));
+        assert_eq!(
+            map_exit(0, true, b""),
+            Outcome::QueueFailed { permanent: false, text: "qq read error (#4.3.0)".into() }
+        );
+        assert_eq!(
+            map_exit(82, false, b"Dvirus found (#5.7.1)"),
+            Outcome::QueueFailed { permanent: true, text: "virus found (#5.7.1)".into() }
+        );
+        assert_eq!(
+            map_exit(82, false, b"Zgreylisted\n"),
+            Outcome::QueueFailed { permanent: false, text: "greylisted".into() }
+        );
+    }
+}

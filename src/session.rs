@@ -1,0 +1,1238 @@
+//! The SMTP server state machine: one command line in, reply text appended
+//! to the caller's output buffer, and an `Action` for the I/O loop. The few
+//! things that need the outside world (RCPTCHECK, HELO resolution, the log)
+//! go through the `Hooks` trait so that this module stays pure and testable
+//! with transcripts. No fd is touched here.
+
+use crate::envelope::{Attrs, Envelope};
+use crate::policy::Decision;
+use crate::received::{protocol_word, received_header, Trace};
+use crate::smtp::command::{self, check_helo, check_mailbox, is_postmaster, params_iter, AddrError, Command, ParseError};
+use crate::smtp::data::DataError;
+use crate::smtp::reply;
+use crate::smtpd_config::{Config, MAX_ERRORS};
+use crate::xtext;
+use std::fmt;
+
+/// The outside world as the session sees it.
+pub trait Hooks {
+    /// Ask the RCPTCHECK program about `rcpt` (sender `sender`).
+    fn rcpt_check(&mut self, sender: &[u8], rcpt: &[u8]) -> RcptCheck;
+    /// Does `name` resolve (HELO_CHECK)?
+    fn helo_resolves(&mut self, name: &[u8]) -> bool;
+    /// One log line (without the program prefix and the newline).
+    fn log(&mut self, line: fmt::Arguments<'_>);
+}
+
+/// The RCPTCHECK program's verdict (notqmail: exit 100 reject, 111 and 120
+/// temporary failure, anything else accept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptCheck {
+    Accept,
+    Reject,
+    Temp,
+}
+
+/// What the I/O loop does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read the next command.
+    Continue,
+    /// 354 was sent: read the message up to CRLF.CRLF, then `message_done`.
+    Data,
+    /// Read the `size` octets of a BDAT chunk. `accept`: stream them to the
+    /// queue, then call `chunk_done` (or `message_done` when `last`);
+    /// otherwise discard them (the reply has been given).
+    Bdat { size: u64, last: bool, accept: bool },
+    /// Flush the replies and end the session.
+    Close,
+}
+
+/// How the I/O loop's attempt to queue a message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The queue took it (exit or status 0) under this id.
+    Queued(String),
+    /// The message itself was refused (size, bare CR/LF).
+    Refused(DataError),
+    /// The queue failed: `permanent` selects 554 or 451; `text` is qmail's
+    /// reason, ending in `(#x.y.z)` when it names an enhanced code.
+    QueueFailed { permanent: bool, text: String },
+}
+
+/// Facts about the connection (UCSPI-TCP or systemd variables, or the
+/// socket itself); XCLIENT can replace them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peer {
+    pub remote_ip: Option<String>,
+    pub remote_port: Option<String>,
+    pub remote_host: Option<String>,
+    pub remote_info: Option<String>,
+    pub local_ip: Option<String>,
+    pub local_port: Option<String>,
+}
+
+/// Counters for the log line at the end of the session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub messages: u32,
+    pub recipients: u32,
+    pub refused: u32,
+    pub errors: u32,
+    pub bytes: u64,
+}
+
+/// One mail transaction (MAIL to the end of the message, or RSET).
+#[derive(Debug, Clone, Default)]
+struct Tx {
+    sender: Vec<u8>,
+    rcpts: Vec<Vec<u8>>,
+    /// Per recipient index: NOTIFY and ORCPT as received.
+    dsn: Vec<(usize, Option<String>, Option<Vec<u8>>)>,
+    body: Option<&'static str>,
+    smtputf8: bool,
+    ret: Option<&'static str>,
+    envid: Option<Vec<u8>>,
+    /// A BDAT chunk has been taken: DATA and RCPT are no longer allowed.
+    bdat: bool,
+    /// Sticky refusal of a failed BDAT transaction, repeated to each chunk.
+    failed: Option<String>,
+}
+
+/// XFORWARD attributes (Postfix XFORWARD_README); `None` is [UNAVAILABLE].
+#[derive(Debug, Clone, Default)]
+struct Forwarded {
+    name: Option<String>,
+    addr: Option<String>,
+    port: Option<String>,
+    proto: Option<String>,
+    helo: Option<String>,
+    ident: Option<String>,
+    source: Option<String>,
+}
+
+pub struct Session<'c> {
+    cfg: &'c Config,
+    peer: Peer,
+    /// HELO/EHLO name once given.
+    helo: Option<Vec<u8>>,
+    esmtp: bool,
+    /// XCLIENT HELO, PROTO and LOGIN: they outlive later HELO/EHLO commands.
+    x_helo: Option<String>,
+    x_proto: Option<bool>,
+    x_login: Option<String>,
+    tx: Option<Tx>,
+    fwd: Option<Forwarded>,
+    pub stats: Stats,
+}
+
+/// Attribute names of XCLIENT and XFORWARD as offered in EHLO.
+pub const XCLIENT_ATTRS: &str = "NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT";
+pub const XFORWARD_ATTRS: &str = "NAME ADDR PORT PROTO HELO IDENT SOURCE";
+
+impl<'c> Session<'c> {
+    /// A fresh session (also for each session a long-lived worker serves).
+    pub fn new(cfg: &'c Config, peer: Peer) -> Session<'c> {
+        Session {
+            cfg,
+            peer,
+            helo: None,
+            esmtp: false,
+            x_helo: None,
+            x_proto: None,
+            x_login: None,
+            tx: None,
+            fwd: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Between MAIL and the end of the message (or RSET).
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The 220 greeting (RFC 2034: no enhanced code here).
+    pub fn greeting(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("220 {} ESMTP smtpd-rs\r\n", self.cfg.hostname).as_bytes());
+    }
+
+    /// A line that is not a command at all (too long, NUL, bare CR or LF):
+    /// one of the `reply::*_CMD` / `LINE_TOO_LONG` texts.
+    pub fn bad_line(&mut self, why: &'static str, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        self.refuse("line", why, hooks, out)
+    }
+
+    /// Parse and act on one command line (without CRLF).
+    pub fn handle_line(&mut self, line: &[u8], hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        let verb = verb_of(line);
+        match command::parse(line) {
+            Ok(cmd) => self.handle(cmd, verb, hooks, out),
+            Err(e) => {
+                let r = match e {
+                    ParseError::Args if verb == "HELO" || verb == "EHLO" => reply::BAD_HELO,
+                    ParseError::Args => reply::BAD_ARGS,
+                    ParseError::Path => reply::BAD_PATH,
+                    ParseError::Param => reply::BAD_PARAM,
+                    ParseError::BdatSize => reply::BAD_BDAT,
+                    ParseError::Mailbox(_) => reply::BAD_RCPT,
+                };
+                self.refuse(verb, r, hooks, out)
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command<'_>, verb: &str, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        match cmd {
+            Command::Helo(name) => self.hello(name, false, verb, hooks, out),
+            Command::Ehlo(name) => self.hello(name, true, verb, hooks, out),
+            Command::Mail { path, params } => self.mail(path, params, hooks, out),
+            Command::Rcpt { path, params } => self.rcpt(path, params, hooks, out),
+            Command::Data => self.data(hooks, out),
+            Command::Bdat { size, last } => self.bdat(size, last, hooks, out),
+            Command::Rset => {
+                self.end_tx();
+                out.extend_from_slice(reply::RSET_OK.as_bytes());
+                Action::Continue
+            }
+            Command::Noop => {
+                out.extend_from_slice(reply::OK.as_bytes());
+                Action::Continue
+            }
+            Command::Vrfy(arg) => {
+                let addr = strip_brackets(arg);
+                if self.cfg.policy.listed(addr) {
+                    out.extend_from_slice(b"250 2.1.5 <");
+                    out.extend_from_slice(addr);
+                    out.extend_from_slice(b">\r\n");
+                } else {
+                    out.extend_from_slice(reply::VRFY_MAYBE.as_bytes());
+                }
+                Action::Continue
+            }
+            Command::Quit => {
+                out.extend_from_slice(reply::BYE.as_bytes());
+                Action::Close
+            }
+            Command::Xclient(args) => self.xclient(args, hooks, out),
+            Command::Xforward(args) => self.xforward(args, hooks, out),
+            Command::StartTls => self.refuse(verb, reply::STARTTLS_UNAVAILABLE, hooks, out),
+            Command::Auth(_) => self.refuse(verb, reply::AUTH_UNAVAILABLE, hooks, out),
+            Command::Refused(_) => self.refuse(verb, reply::NOT_OFFERED, hooks, out),
+            Command::Unknown => self.refuse(verb, reply::UNKNOWN, hooks, out),
+        }
+    }
+
+    fn hello(&mut self, name: &[u8], esmtp: bool, verb: &str, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        if check_helo(name).is_err() {
+            return self.refuse(verb, reply::BAD_HELO, hooks, out);
+        }
+        if self.cfg.helo_check && !hooks.helo_resolves(name) {
+            return self.refuse(verb, reply::HELO_UNRESOLVED, hooks, out);
+        }
+        self.tx = None; // RFC 5321 4.1.4: HELO/EHLO also reset the transaction
+        self.helo = Some(name.to_vec());
+        self.esmtp = esmtp;
+        let host = &self.cfg.hostname;
+        if !esmtp {
+            out.extend_from_slice(format!("250 {host}\r\n").as_bytes());
+            return Action::Continue;
+        }
+        let mut lines: Vec<String> = vec![host.clone(), "PIPELINING".into()];
+        lines.push(match self.cfg.databytes {
+            0 => "SIZE".into(),
+            n => format!("SIZE {n}"),
+        });
+        for k in ["8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "DSN"] {
+            lines.push(k.into());
+        }
+        if self.cfg.xclient {
+            lines.push(format!("XCLIENT {XCLIENT_ATTRS}"));
+        }
+        if self.cfg.xforward {
+            lines.push(format!("XFORWARD {XFORWARD_ATTRS}"));
+        }
+        // STARTTLS and AUTH keywords go here once tls-wrap/AUTH exist (issue 3).
+        let n = lines.len();
+        for (i, l) in lines.iter().enumerate() {
+            out.extend_from_slice(if i + 1 == n { b"250 " } else { b"250-" });
+            out.extend_from_slice(l.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Action::Continue
+    }
+
+    fn mail(&mut self, path: &[u8], params: &[u8], hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        if self.helo.is_none() {
+            return self.refuse("MAIL", reply::WANT_HELO, hooks, out);
+        }
+        if self.tx.is_some() {
+            return self.refuse("MAIL", reply::NESTED_MAIL, hooks, out);
+        }
+        let mut tx = Tx::default();
+        let mut size: Option<u64> = None;
+        let mut seen: u8 = 0;
+        for p in params_iter(params) {
+            let Ok((k, v)) = p else { return self.refuse("MAIL", reply::BAD_PARAM, hooks, out) };
+            let (bit, r) = match_mail_param(k, v, &mut tx, &mut size);
+            if let Some(r) = r {
+                return self.refuse("MAIL", r, hooks, out);
+            }
+            if seen & bit != 0 {
+                return self.refuse("MAIL", reply::DUP_PARAM, hooks, out);
+            }
+            seen |= bit;
+        }
+        if !path.is_empty() {
+            if let Err(e) = check_mailbox(path, tx.smtputf8) {
+                let r = if e == AddrError::Utf8 { reply::NEED_SMTPUTF8 } else { reply::BAD_SENDER };
+                return self.refuse("MAIL", r, hooks, out);
+            }
+        }
+        if self.cfg.databytes > 0 && size.is_some_and(|s| s > self.cfg.databytes) {
+            return self.refuse("MAIL", reply::SIZE_EXCEEDED, hooks, out);
+        }
+        tx.sender = path.to_vec();
+        self.tx = Some(tx);
+        out.extend_from_slice(reply::MAIL_OK.as_bytes());
+        Action::Continue
+    }
+
+    fn rcpt(&mut self, path: &[u8], params: &[u8], hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        let Some(tx) = &self.tx else {
+            let r = if self.helo.is_none() { reply::WANT_HELO } else { reply::WANT_MAIL };
+            return self.refuse("RCPT", r, hooks, out);
+        };
+        if tx.bdat {
+            return self.refuse("RCPT", reply::IN_TRANSACTION, hooks, out);
+        }
+        let mut notify: Option<String> = None;
+        let mut orcpt: Option<Vec<u8>> = None;
+        for p in params_iter(params) {
+            let r = match p {
+                Err(_) => Some(reply::BAD_PARAM),
+                Ok((k, Some(v))) if k.eq_ignore_ascii_case(b"NOTIFY") => {
+                    if notify.is_some() {
+                        Some(reply::DUP_PARAM)
+                    } else {
+                        notify = parse_notify(v);
+                        notify.is_none().then_some(reply::BAD_DSN)
+                    }
+                }
+                Ok((k, Some(v))) if k.eq_ignore_ascii_case(b"ORCPT") => {
+                    if orcpt.is_some() {
+                        Some(reply::DUP_PARAM)
+                    } else {
+                        orcpt = valid_orcpt(v).then(|| v.to_vec());
+                        orcpt.is_none().then_some(reply::BAD_DSN)
+                    }
+                }
+                Ok((k, None)) if k.eq_ignore_ascii_case(b"NOTIFY") || k.eq_ignore_ascii_case(b"ORCPT") => {
+                    Some(reply::BAD_DSN)
+                }
+                Ok(_) => Some(reply::UNKNOWN_PARAM),
+            };
+            if let Some(r) = r {
+                return self.refuse("RCPT", r, hooks, out);
+            }
+        }
+        if !is_postmaster(path) {
+            if let Err(e) = check_mailbox(path, tx.smtputf8) {
+                let r = if e == AddrError::Utf8 { reply::NEED_SMTPUTF8 } else { reply::BAD_RCPT };
+                return self.refuse("RCPT", r, hooks, out);
+            }
+        }
+        if self.cfg.maxrcpt > 0 && tx.rcpts.len() >= self.cfg.maxrcpt {
+            return self.refuse("RCPT", reply::TOO_MANY_RCPTS, hooks, out);
+        }
+        let addr = match self.cfg.policy.check_rcpt(path) {
+            Decision::Accept(a) => a,
+            Decision::Refuse(r) => return self.refuse("RCPT", r, hooks, out),
+            Decision::Ask(a) => match hooks.rcpt_check(&tx.sender, &a) {
+                RcptCheck::Accept => a,
+                RcptCheck::Reject => return self.refuse("RCPT", reply::NO_MAILBOX, hooks, out),
+                RcptCheck::Temp => return self.refuse("RCPT", reply::RCPTCHECK_TEMP, hooks, out),
+            },
+        };
+        if let Some(tx) = &mut self.tx {
+            if notify.is_some() || orcpt.is_some() {
+                tx.dsn.push((tx.rcpts.len(), notify, orcpt));
+            }
+            tx.rcpts.push(addr);
+        }
+        out.extend_from_slice(reply::RCPT_OK.as_bytes());
+        Action::Continue
+    }
+
+    fn data(&mut self, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        let r = match &self.tx {
+            _ if self.helo.is_none() => reply::WANT_HELO,
+            None => reply::WANT_MAIL,
+            Some(tx) if tx.bdat => reply::DATA_AFTER_BDAT,
+            Some(tx) if tx.rcpts.is_empty() => reply::NO_VALID_RCPT,
+            Some(_) => {
+                out.extend_from_slice(reply::GO_AHEAD.as_bytes());
+                return Action::Data;
+            }
+        };
+        self.refuse("DATA", r, hooks, out)
+    }
+
+    fn bdat(&mut self, size: u64, last: bool, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        let refused = |r: &str, out: &mut Vec<u8>| {
+            out.extend_from_slice(r.as_bytes());
+            Action::Bdat { size, last, accept: false }
+        };
+        let r = match &mut self.tx {
+            _ if self.helo.is_none() => reply::WANT_HELO,
+            None => reply::WANT_MAIL,
+            Some(tx) if tx.rcpts.is_empty() => reply::NO_VALID_RCPT,
+            Some(tx) => {
+                if let Some(f) = tx.failed.clone() {
+                    // RFC 3030 3: the transaction has failed; each chunk gets the refusal.
+                    if last {
+                        self.end_tx();
+                    }
+                    self.stats.refused += 1;
+                    hooks.log(format_args!("refused BDAT: {}", f.trim_end()));
+                    return refused(&f, out);
+                }
+                tx.bdat = true;
+                return Action::Bdat { size, last, accept: true };
+            }
+        };
+        self.count_refusal("BDAT", r, hooks);
+        if self.stats.errors >= MAX_ERRORS {
+            out.extend_from_slice(r.as_bytes());
+            out.extend_from_slice(reply::TOO_MANY_ERRORS.as_bytes());
+            return Action::Close;
+        }
+        refused(r, out)
+    }
+
+    /// A BDAT chunk that is not the last one has been read. `failed`: the
+    /// message failed in it (the queue message has been abandoned).
+    pub fn chunk_done(&mut self, size: u64, failed: Option<Outcome>, hooks: &mut dyn Hooks, out: &mut Vec<u8>) {
+        match failed {
+            None => out.extend_from_slice(format!("250 2.0.0 {size} octets received\r\n").as_bytes()),
+            Some(o) => {
+                let r = outcome_reply(&o);
+                hooks.log(format_args!("refused BDAT: {}", r.trim_end()));
+                self.stats.refused += 1;
+                out.extend_from_slice(r.as_bytes());
+                if let Some(tx) = &mut self.tx {
+                    tx.failed = Some(r);
+                }
+            }
+        }
+    }
+
+    /// The message (DATA, or the last BDAT chunk) has been read and handed
+    /// to the queue, or refused: give the one reply and end the transaction.
+    pub fn message_done(&mut self, outcome: Outcome, size: u64, hooks: &mut dyn Hooks, out: &mut Vec<u8>) {
+        let Some(tx) = self.tx.as_ref() else { return };
+        match &outcome {
+            Outcome::Queued(id) => {
+                self.stats.messages += 1;
+                self.stats.recipients += tx.rcpts.len() as u32;
+                self.stats.bytes += size;
+                hooks.log(format_args!(
+                    "message accepted: id {id} from <{}> rcpts {} size {size}",
+                    show(&tx.sender),
+                    tx.rcpts.len()
+                ));
+                out.extend_from_slice(format!("250 2.0.0 ok: queued as {id}\r\n").as_bytes());
+            }
+            o => {
+                let r = outcome_reply(o);
+                self.stats.refused += 1;
+                hooks.log(format_args!(
+                    "message refused: from <{}> rcpts {} size {size}: {}",
+                    show(&tx.sender),
+                    tx.rcpts.len(),
+                    r.trim_end()
+                ));
+                out.extend_from_slice(r.as_bytes());
+            }
+        }
+        self.end_tx();
+    }
+
+    /// The envelope and attribute block of the message about to be queued.
+    pub fn queue_request(&self) -> (Envelope, Attrs) {
+        let mut attrs = Attrs::default();
+        let Some(tx) = &self.tx else { return (Envelope::default(), attrs) };
+        let env = Envelope { sender: tx.sender.clone(), recipients: tx.rcpts.clone() };
+        if let Some(b) = tx.body {
+            attrs.push("BODY", b);
+        }
+        if tx.smtputf8 {
+            attrs.push("SMTPUTF8", "1");
+        }
+        if let Some(e) = &tx.envid {
+            attrs.push("ENVID", e);
+        }
+        if let Some(r) = tx.ret {
+            attrs.push("RET", r);
+        }
+        for (i, notify, orcpt) in &tx.dsn {
+            if let Some(n) = notify {
+                attrs.push(&format!("RCPT.{i}.NOTIFY"), n);
+            }
+            if let Some(o) = orcpt {
+                attrs.push(&format!("RCPT.{i}.ORCPT"), o);
+            }
+        }
+        let mut client = |k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                attrs.push(k, v);
+            }
+        };
+        match &self.fwd {
+            // XFORWARD_README note 4: never mix forwarded and session facts.
+            Some(f) => {
+                client("CLIENT_ADDR", f.addr.as_deref());
+                client("CLIENT_PORT", f.port.as_deref());
+                client("CLIENT_NAME", f.name.as_deref());
+                client("CLIENT_HELO", f.helo.as_deref());
+                client("CLIENT_PROTO", f.proto.as_deref());
+                client("CLIENT_IDENT", f.ident.as_deref());
+                client("CLIENT_SOURCE", f.source.as_deref());
+            }
+            None => {
+                let helo = self.helo_name();
+                client("CLIENT_ADDR", self.peer.remote_ip.as_deref());
+                client("CLIENT_PORT", self.peer.remote_port.as_deref());
+                client("CLIENT_NAME", self.peer.remote_host.as_deref());
+                client("CLIENT_HELO", Some(&helo));
+                client("CLIENT_PROTO", Some(self.proto()));
+                client("CLIENT_IDENT", self.peer.remote_info.as_deref());
+            }
+        }
+        if let Some(l) = &self.x_login {
+            attrs.push("CLIENT_LOGIN", l);
+        }
+        (env, attrs)
+    }
+
+    /// The Received header for the message about to be queued.
+    pub fn received(&self, now: i64) -> Vec<u8> {
+        let helo = self.helo_name();
+        let rcpt = self.tx.as_ref().filter(|t| t.rcpts.len() == 1).and_then(|t| t.rcpts.first());
+        received_header(&Trace {
+            helo: helo.as_bytes(),
+            remote_name: self.peer.remote_host.as_deref(),
+            remote_ip: self.peer.remote_ip.as_deref(),
+            hostname: &self.cfg.hostname,
+            proto: self.proto(),
+            rcpt: rcpt.map(Vec::as_slice),
+            now,
+        })
+    }
+
+    /// The DATABYTES limit for the decoders.
+    pub fn size_limit(&self) -> u64 {
+        self.cfg.databytes
+    }
+
+    /// The log line at the end of the session.
+    pub fn log_end(&self, how: &str, hooks: &mut dyn Hooks) {
+        let s = &self.stats;
+        hooks.log(format_args!(
+            "end: {how}: messages {} recipients {} bytes {} refused {} errors {}",
+            s.messages, s.recipients, s.bytes, s.refused, s.errors
+        ));
+    }
+
+    fn helo_name(&self) -> String {
+        match (&self.x_helo, &self.helo) {
+            (Some(h), _) => h.clone(),
+            (None, Some(h)) => String::from_utf8_lossy(h).into_owned(),
+            (None, None) => "unknown".into(),
+        }
+    }
+
+    fn proto(&self) -> &'static str {
+        let utf8 = self.tx.as_ref().is_some_and(|t| t.smtputf8);
+        protocol_word(self.x_proto.unwrap_or(self.esmtp), false, self.x_login.is_some(), utf8)
+    }
+
+    fn end_tx(&mut self) {
+        self.tx = None;
+        // XFORWARD_README: attributes are reset at the end of the transaction.
+        self.fwd = None;
+    }
+
+    fn xclient(&mut self, args: &[u8], hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        if !self.cfg.xclient {
+            return self.refuse("XCLIENT", reply::XCLIENT_DENIED, hooks, out);
+        }
+        if self.tx.is_some() {
+            return self.refuse("XCLIENT", reply::IN_TRANSACTION, hooks, out);
+        }
+        let Some(items) = parse_xattrs(args, &XCLIENT_NAMES) else {
+            return self.refuse("XCLIENT", reply::BAD_XATTR, hooks, out);
+        };
+        // Check first, then act: every value is valid at this point.
+        for (name, value) in items {
+            match name {
+                "NAME" => self.peer.remote_host = value,
+                "ADDR" => self.peer.remote_ip = value.map(|a| strip_ipv6_tag(&a)),
+                "PORT" => self.peer.remote_port = value,
+                "PROTO" => self.x_proto = value.map(|p| p.eq_ignore_ascii_case("ESMTP")),
+                "HELO" => self.x_helo = value,
+                "LOGIN" => self.x_login = value,
+                "DESTADDR" => self.peer.local_ip = value.map(|a| strip_ipv6_tag(&a)),
+                "DESTPORT" => self.peer.local_port = value,
+                _ => {}
+            }
+        }
+        hooks.log(format_args!(
+            "xclient: remote {} [{}] port {}",
+            self.peer.remote_host.as_deref().unwrap_or("unknown"),
+            self.peer.remote_ip.as_deref().unwrap_or("unknown"),
+            self.peer.remote_port.as_deref().unwrap_or("unknown")
+        ));
+        // XCLIENT_README: back to the initial greeting stage, answered with 220.
+        self.helo = None;
+        self.esmtp = false;
+        self.end_tx();
+        self.greeting(out);
+        Action::Continue
+    }
+
+    fn xforward(&mut self, args: &[u8], hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        if !self.cfg.xforward {
+            return self.refuse("XFORWARD", reply::XFORWARD_DENIED, hooks, out);
+        }
+        if self.tx.is_some() {
+            return self.refuse("XFORWARD", reply::IN_TRANSACTION, hooks, out);
+        }
+        let Some(items) = parse_xattrs(args, &XFORWARD_NAMES) else {
+            return self.refuse("XFORWARD", reply::BAD_XATTR, hooks, out);
+        };
+        let f = self.fwd.get_or_insert_with(Forwarded::default);
+        for (name, value) in items {
+            match name {
+                "NAME" => f.name = value,
+                "ADDR" => f.addr = value.map(|a| strip_ipv6_tag(&a)),
+                "PORT" => f.port = value,
+                "PROTO" => f.proto = value,
+                "HELO" => f.helo = value,
+                "IDENT" => f.ident = value,
+                "SOURCE" => f.source = value,
+                _ => {}
+            }
+        }
+        out.extend_from_slice(reply::OK.as_bytes());
+        Action::Continue
+    }
+
+    /// Give a refusal, log it, count it; protocol errors (5.5.x: 500-504,
+    /// 555) count toward the limit that ends the session with 421.
+    fn refuse(&mut self, verb: &str, r: &str, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        out.extend_from_slice(r.as_bytes());
+        self.count_refusal(verb, r, hooks);
+        if self.stats.errors >= MAX_ERRORS {
+            out.extend_from_slice(reply::TOO_MANY_ERRORS.as_bytes());
+            hooks.log(format_args!("too many errors"));
+            return Action::Close;
+        }
+        Action::Continue
+    }
+
+    fn count_refusal(&mut self, verb: &str, r: &str, hooks: &mut dyn Hooks) {
+        self.stats.refused += 1;
+        if r.starts_with("50") || r.starts_with("555") {
+            self.stats.errors += 1;
+        }
+        hooks.log(format_args!("refused {verb}: {}", r.trim_end()));
+    }
+}
+
+/// One MAIL parameter (RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8,
+/// RFC 3461 RET/ENVID): its bit for duplicate detection and a refusal.
+fn match_mail_param(k: &[u8], v: Option<&[u8]>, tx: &mut Tx, size: &mut Option<u64>) -> (u8, Option<&'static str>) {
+    let is = |n: &str| k.eq_ignore_ascii_case(n.as_bytes());
+    if is("SIZE") {
+        let n = v.filter(|v| v.len() <= 20 && v.iter().all(u8::is_ascii_digit));
+        let Some(n) = n else { return (1, Some(reply::BAD_SIZE)) };
+        *size = Some(n.iter().fold(0u64, |a, &d| a.saturating_mul(10).saturating_add(u64::from(d - b'0'))));
+        (1, None)
+    } else if is("BODY") {
+        tx.body = match v {
+            Some(b) if b.eq_ignore_ascii_case(b"7BIT") => Some("7BIT"),
+            Some(b) if b.eq_ignore_ascii_case(b"8BITMIME") => Some("8BITMIME"),
+            _ => return (2, Some(reply::BAD_BODY)),
+        };
+        (2, None)
+    } else if is("SMTPUTF8") {
+        tx.smtputf8 = true;
+        (4, v.is_some().then_some(reply::BAD_PARAM))
+    } else if is("RET") {
+        tx.ret = match v {
+            Some(b) if b.eq_ignore_ascii_case(b"FULL") => Some("FULL"),
+            Some(b) if b.eq_ignore_ascii_case(b"HDRS") => Some("HDRS"),
+            _ => return (8, Some(reply::BAD_DSN)),
+        };
+        (8, None)
+    } else if is("ENVID") {
+        // RFC 3461 4.4: xtext, at most 100 characters, printable once decoded.
+        let ok = v.filter(|v| v.len() <= 100).and_then(xtext::decode).is_some_and(|d| {
+            d.iter().all(|&b| (0x20..0x7f).contains(&b))
+        });
+        if !ok {
+            return (16, Some(reply::BAD_DSN));
+        }
+        tx.envid = v.map(<[u8]>::to_vec);
+        (16, None)
+    } else {
+        (0, Some(reply::UNKNOWN_PARAM))
+    }
+}
+
+/// RFC 3461 4.1: NEVER, or a comma list of SUCCESS, FAILURE, DELAY.
+fn parse_notify(v: &[u8]) -> Option<String> {
+    let mut seen = [false; 3];
+    let mut never = false;
+    let mut n = 0;
+    for w in v.split(|&b| b == b',') {
+        n += 1;
+        match w.to_ascii_uppercase().as_slice() {
+            b"NEVER" => never = true,
+            b"SUCCESS" if !seen[0] => seen[0] = true,
+            b"FAILURE" if !seen[1] => seen[1] = true,
+            b"DELAY" if !seen[2] => seen[2] = true,
+            _ => return None,
+        }
+    }
+    if never {
+        return (n == 1).then(|| "NEVER".into());
+    }
+    let names = ["SUCCESS", "FAILURE", "DELAY"];
+    Some(names.iter().zip(seen).filter(|(_, s)| *s).map(|(n, _)| *n).collect::<Vec<_>>().join(","))
+}
+
+/// RFC 3461 4.2: `addr-type ";" xtext`, at most 500 characters.
+fn valid_orcpt(v: &[u8]) -> bool {
+    let Some(semi) = v.iter().position(|&b| b == b';') else { return false };
+    let (t, a) = (&v[..semi], &v[semi + 1..]);
+    v.len() <= 500
+        && !t.is_empty()
+        && t.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+        && !a.is_empty()
+        && (xtext::decode(a).is_some() || (t.eq_ignore_ascii_case(b"utf-8") && std::str::from_utf8(a).is_ok()))
+}
+
+const XCLIENT_NAMES: [&str; 8] = ["NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT"];
+const XFORWARD_NAMES: [&str; 7] = ["NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE"];
+
+/// `NAME=xtext ...` (Postfix XCLIENT/XFORWARD): names case-insensitive,
+/// values xtext-decoded, at most 255 octets, printable ASCII without
+/// spaces; `[UNAVAILABLE]` and `[TEMPUNAVAIL]` become `None`. Each value is
+/// checked for its attribute (addresses, ports, PROTO, SOURCE). `None` if
+/// anything is wrong, so that nothing is applied.
+fn parse_xattrs(args: &[u8], names: &[&'static str]) -> Option<Vec<(&'static str, Option<String>)>> {
+    let mut items = Vec::new();
+    for w in args.split(|&b| b == b' ').filter(|w| !w.is_empty()) {
+        let eq = w.iter().position(|&b| b == b'=')?;
+        let name = *names.iter().find(|n| n.as_bytes().eq_ignore_ascii_case(&w[..eq]))?;
+        let raw = xtext::decode(&w[eq + 1..])?;
+        if raw.is_empty() || raw.len() > 255 || !raw.iter().all(u8::is_ascii_graphic) {
+            return None;
+        }
+        let v = String::from_utf8(raw).ok()?;
+        let unavailable = v.eq_ignore_ascii_case("[UNAVAILABLE]") || v.eq_ignore_ascii_case("[TEMPUNAVAIL]");
+        if unavailable {
+            items.push((name, None));
+            continue;
+        }
+        let forward = names.len() == XFORWARD_NAMES.len();
+        let ok = match name {
+            "ADDR" | "DESTADDR" if !forward => parse_ip(&v),
+            "PORT" | "DESTPORT" => v.parse::<u16>().is_ok(),
+            "PROTO" if !forward => v.eq_ignore_ascii_case("SMTP") || v.eq_ignore_ascii_case("ESMTP"),
+            "PROTO" => v.len() <= 64,
+            "SOURCE" => v.eq_ignore_ascii_case("LOCAL") || v.eq_ignore_ascii_case("REMOTE"),
+            "NAME" | "HELO" => !v.bytes().any(|b| b"()[]<>;\"\\".contains(&b)) || v.starts_with('['),
+            _ => true,
+        };
+        if !ok {
+            return None;
+        }
+        items.push((name, Some(v)));
+    }
+    (!items.is_empty()).then_some(items)
+}
+
+/// XCLIENT ADDR: IPv4, or IPv6 with the `IPV6:` prefix (any case).
+fn parse_ip(v: &str) -> bool {
+    match v.get(..5) {
+        Some(p) if p.eq_ignore_ascii_case("IPV6:") => v[5..].parse::<std::net::Ipv6Addr>().is_ok(),
+        _ => v.parse::<std::net::Ipv4Addr>().is_ok(),
+    }
+}
+
+fn strip_ipv6_tag(v: &str) -> String {
+    match v.get(..5) {
+        Some(p) if p.eq_ignore_ascii_case("IPV6:") => v[5..].to_owned(),
+        _ => v.to_owned(),
+    }
+}
+
+/// The reply for a failed message.
+fn outcome_reply(o: &Outcome) -> String {
+    match o {
+        Outcome::Queued(id) => format!("250 2.0.0 ok: queued as {id}\r\n"),
+        Outcome::Refused(DataError::TooBig) => reply::TOO_BIG.into(),
+        Outcome::Refused(_) => reply::BARE_LF_DATA.into(),
+        Outcome::QueueFailed { permanent, text } => {
+            // qmail's texts end in "(#4.3.0)": reuse that code as the enhanced one.
+            let code = text
+                .rfind("(#")
+                .and_then(|i| text.get(i + 2..).and_then(|t| t.strip_suffix(')')))
+                .filter(|c| {
+                    c.len() <= 9
+                        && c.starts_with(if *permanent { '5' } else { '4' })
+                        && c.split('.').count() == 3
+                        && c.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                });
+            let code = code.unwrap_or(if *permanent { "5.3.0" } else { "4.3.0" });
+            let text: String = text.chars().filter(|c| !c.is_control()).take(400).collect();
+            format!("{} {code} {text}\r\n", if *permanent { 554 } else { 451 })
+        }
+    }
+}
+
+/// `<addr>` -> `addr`; anything else as it is.
+fn strip_brackets(a: &[u8]) -> &[u8] {
+    match (a.iter().position(|&b| b == b'<'), a.iter().rposition(|&b| b == b'>')) {
+        (Some(s), Some(e)) if s < e => &a[s + 1..e],
+        _ => a,
+    }
+}
+
+/// The command word in upper case, for log lines (`?` if unrecognized).
+fn verb_of(line: &[u8]) -> &'static str {
+    const VERBS: [&str; 21] = [
+        "EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "VRFY", "QUIT", "STARTTLS", "AUTH",
+        "XCLIENT", "XFORWARD", "HELP", "EXPN", "TURN", "ETRN", "SEND", "SAML", "SOML",
+    ];
+    let w = line.split(|&b| b == b' ').next().unwrap_or_default();
+    VERBS.iter().find(|v| v.as_bytes().eq_ignore_ascii_case(w)).copied().unwrap_or("unknown command")
+}
+
+/// Bytes for a log line: printable ASCII and UTF-8 kept, the rest escaped.
+pub fn show(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            o.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{parse_list, Policy};
+    use crate::smtpd_config::QueueProgram;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    struct Fake {
+        check: RcptCheck,
+        resolves: bool,
+        log: Vec<String>,
+        asked: Vec<(Vec<u8>, Vec<u8>)>,
+    }
+
+    impl Hooks for Fake {
+        fn rcpt_check(&mut self, sender: &[u8], rcpt: &[u8]) -> RcptCheck {
+            self.asked.push((sender.to_vec(), rcpt.to_vec()));
+            self.check
+        }
+        fn helo_resolves(&mut self, _: &[u8]) -> bool {
+            self.resolves
+        }
+        fn log(&mut self, line: fmt::Arguments<'_>) {
+            self.log.push(line.to_string());
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake { check: RcptCheck::Accept, resolves: true, log: vec![], asked: vec![] }
+    }
+
+    fn config() -> Config {
+        Config {
+            hostname: "mx.test".into(),
+            databytes: 1000,
+            maxrcpt: 3,
+            timeout: Duration::from_secs(5),
+            pregreet: Duration::ZERO,
+            helo_check: false,
+            xclient: false,
+            xforward: false,
+            policy: Policy { rcpthosts: Some(parse_list(b"example.com\n")), ..Policy::default() },
+            queue: QueueProgram::Session(PathBuf::from("queue-inject")),
+        }
+    }
+
+    /// Run `lines`, return the first reply line (code and text) of each.
+    fn transcript(cfg: &Config, hooks: &mut Fake, lines: &[&str]) -> (Vec<String>, Session<'static>) {
+        let cfg: &'static Config = Box::leak(Box::new(cfg.clone()));
+        let mut s = Session::new(cfg, Peer { remote_ip: Some("192.0.2.1".into()), ..Peer::default() });
+        let mut got = vec![];
+        for l in lines {
+            let mut out = Vec::new();
+            let a = s.handle_line(l.as_bytes(), hooks, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            let last = text.lines().last().unwrap_or("").to_string();
+            got.push(match a {
+                Action::Data => format!("{last} [data]"),
+                Action::Close => format!("{last} [close]"),
+                Action::Bdat { accept, .. } => format!("{last}[bdat {accept}]"),
+                Action::Continue => last,
+            });
+        }
+        (got, s)
+    }
+
+    fn codes(got: &[String]) -> Vec<&str> {
+        got.iter().map(|g| g.get(..3).unwrap_or(g)).collect()
+    }
+
+    #[test]
+    fn sequence() {
+        let cfg = config();
+        let (got, _) = transcript(
+            &cfg,
+            &mut fake(),
+            &[
+                "MAIL FROM:<a@b.c>",
+                "RCPT TO:<u@example.com>",
+                "DATA",
+                "EHLO client.test",
+                "RCPT TO:<u@example.com>",
+                "DATA",
+                "MAIL FROM:<a@b.c>",
+                "MAIL FROM:<a@b.c>",
+                "DATA",
+                "RCPT TO:<u@example.com>",
+                "RSET",
+                "RCPT TO:<u@example.com>",
+                "MAIL FROM:<>",
+                "RCPT TO:<u@example.com>",
+                "DATA",
+            ],
+        );
+        assert_eq!(
+            codes(&got),
+            ["503", "503", "503", "250", "503", "503", "250", "503", "554", "250", "250", "503", "250", "250", "354"]
+        );
+        assert!(got[14].ends_with("[data]"));
+    }
+
+    #[test]
+    fn ehlo_keywords() {
+        let mut cfg = config();
+        cfg.xclient = true;
+        let cfg: &'static Config = Box::leak(Box::new(cfg));
+        let mut s = Session::new(cfg, Peer::default());
+        let mut out = Vec::new();
+        s.handle_line(b"EHLO x.y", &mut fake(), &mut out);
+        let t = String::from_utf8(out).unwrap();
+        for k in ["250-mx.test", "PIPELINING", "SIZE 1000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "DSN"] {
+            assert!(t.contains(k), "{k} in {t}");
+        }
+        assert!(t.contains("XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT"));
+        assert!(!t.contains("XFORWARD") && !t.contains("STARTTLS") && !t.contains("AUTH"));
+        assert!(t.lines().last().unwrap().starts_with("250 "));
+    }
+
+    #[test]
+    fn refusals() {
+        let cfg = config();
+        let (got, s) = transcript(
+            &cfg,
+            &mut fake(),
+            &[
+                "EHLO bad name!",
+                "HELO -bad.",
+                "EHLO ok.test",
+                "HELP",
+                "EXPN x",
+                "TURN",
+                "ETRN x",
+                "SEND",
+                "SAML",
+                "SOML",
+                "STARTTLS",
+                "AUTH PLAIN",
+                "FOO",
+                "XCLIENT ADDR=1.2.3.4",
+                "XFORWARD ADDR=1.2.3.4",
+                "VRFY <a@example.com>",
+                "NOOP",
+                "MAIL FROM:<a@b.c> FOO=1",
+                "MAIL FROM:<a@b.c> SIZE=1001",
+                "MAIL FROM:<a@b.c> BODY=BINARYMIME",
+                "MAIL FROM:<a@b.c> SIZE=1 SIZE=1",
+                "MAIL FROM:<jöe@b.c>",
+                "MAIL FROM:<a@b..c>",
+                "MAIL FROM:<a@b.c> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=x+2By",
+                "RCPT TO:<u@evil.com>",
+                "RCPT TO:<u@example.com> NOTIFY=NEVER,SUCCESS",
+                "RCPT TO:<u@example.com> ORCPT=bad",
+                "RCPT TO:<u@example.com> FOO",
+                "RCPT TO:<Postmaster>",
+            ],
+        );
+        assert_eq!(
+            codes(&got),
+            [
+                "501", "501", "250", "502", "502", "502", "502", "502", "502", "502", "502", "502", "500", "550",
+                "550", "252", "250", "555", "552", "501", "501", "553", "553", "250", "553", "501", "501", "555",
+                "250"
+            ]
+        );
+        assert!(got[21].contains("5.6.7"), "{}", got[21]);
+        assert_eq!(s.stats.refused, 24);
+    }
+
+    #[test]
+    fn policy_and_limits() {
+        let mut cfg = config();
+        cfg.policy = Policy { rcptcheck: Some("/x".into()), ..Policy::default() };
+        let mut h = fake();
+        h.check = RcptCheck::Reject;
+        let (got, _) =
+            transcript(&cfg, &mut h, &["HELO a.b", "MAIL FROM:<s@b.c>", "RCPT TO:<u@x.y>", "RCPT TO:<postmaster>"]);
+        assert_eq!(codes(&got), ["250", "250", "550", "550"]);
+        assert_eq!(h.asked[0], (b"s@b.c".to_vec(), b"u@x.y".to_vec()));
+        let mut h = fake();
+        h.check = RcptCheck::Temp;
+        let (got, _) = transcript(&cfg, &mut h, &["HELO a.b", "MAIL FROM:<s@b.c>", "RCPT TO:<u@x.y>"]);
+        assert_eq!(codes(&got), ["250", "250", "451"]);
+
+        let mut cfg = config();
+        cfg.policy = Policy::default();
+        let (got, _) = transcript(&cfg, &mut fake(), &["HELO a.b", "MAIL FROM:<s@b.c>", "RCPT TO:<u@example.com>"]);
+        assert_eq!(codes(&got), ["250", "250", "553"]);
+        assert!(got[2].contains("5.7.1"));
+
+        let cfg = config();
+        let (got, _) = transcript(
+            &cfg,
+            &mut fake(),
+            &[
+                "HELO a.b",
+                "MAIL FROM:<s@b.c>",
+                "RCPT TO:<a@example.com>",
+                "RCPT TO:<b@example.com>",
+                "RCPT TO:<c@example.com>",
+                "RCPT TO:<d@example.com>",
+            ],
+        );
+        assert_eq!(codes(&got), ["250", "250", "250", "250", "250", "452"]);
+        assert!(got[5].contains("4.5.3"));
+
+        let mut cfg = config();
+        cfg.helo_check = true;
+        let mut h = fake();
+        h.resolves = false;
+        let (got, _) = transcript(&cfg, &mut h, &["HELO nowhere.invalid"]);
+        assert_eq!(codes(&got), ["450"]);
+    }
+
+    #[test]
+    fn relayclient_appends() {
+        let mut cfg = config();
+        cfg.policy.relayclient = Some(b"".to_vec());
+        let (got, s) = transcript(&cfg, &mut fake(), &["HELO a.b", "MAIL FROM:<s@b.c>", "RCPT TO:<u@anywhere.net>"]);
+        assert_eq!(codes(&got), ["250", "250", "250"]);
+        assert_eq!(s.queue_request().0.recipients, vec![b"u@anywhere.net".to_vec()]);
+    }
+
+    #[test]
+    fn too_many_errors_close() {
+        let cfg = config();
+        let lines: Vec<&str> = std::iter::repeat_n("FOO", 20).collect();
+        let (got, s) = transcript(&cfg, &mut fake(), &lines);
+        assert!(got[18].starts_with("500"));
+        assert!(got[19].starts_with("421 4.7.0") && got[19].ends_with("[close]"), "{}", got[19]);
+        assert_eq!(s.stats.errors, 20);
+    }
+
+    #[test]
+    fn message_and_attrs() {
+        let cfg = config();
+        let mut h = fake();
+        let (_, mut s) = transcript(
+            &cfg,
+            &mut h,
+            &[
+                "EHLO c.test",
+                "MAIL FROM:<s@b.c> BODY=8BITMIME SMTPUTF8 RET=FULL ENVID=abc",
+                "RCPT TO:<jöe@example.com> NOTIFY=failure,delay ORCPT=rfc822;x+40y",
+            ],
+        );
+        let (env, attrs) = s.queue_request();
+        assert_eq!(env.sender, b"s@b.c");
+        assert_eq!(env.recipients, vec!["jöe@example.com".as_bytes().to_vec()]);
+        for (k, v) in [
+            ("BODY", "8BITMIME"),
+            ("SMTPUTF8", "1"),
+            ("RET", "FULL"),
+            ("ENVID", "abc"),
+            ("RCPT.0.NOTIFY", "FAILURE,DELAY"),
+            ("RCPT.0.ORCPT", "rfc822;x+40y"),
+            ("CLIENT_ADDR", "192.0.2.1"),
+            ("CLIENT_HELO", "c.test"),
+            ("CLIENT_PROTO", "UTF8SMTP"),
+        ] {
+            assert_eq!(attrs.get(k), Some(v.as_bytes()), "{k}");
+        }
+        let r = String::from_utf8(s.received(0)).unwrap();
+        assert!(r.starts_with("Received: from c.test ([192.0.2.1])\n\tby mx.test (smtpd-rs) with UTF8SMTP\n\tfor <jöe@example.com>;"), "{r}");
+        let mut out = Vec::new();
+        s.message_done(Outcome::Queued("1.2.3".into()), 10, &mut h, &mut out);
+        assert_eq!(out, b"250 2.0.0 ok: queued as 1.2.3\r\n");
+        assert!(h.log.iter().any(|l| l == "message accepted: id 1.2.3 from <s@b.c> rcpts 1 size 10"), "{:?}", h.log);
+        let mut out = Vec::new();
+        s.handle_line(b"RCPT TO:<a@example.com>", &mut h, &mut out);
+        assert!(out.starts_with(b"503"), "transaction ended");
+    }
+
+    #[test]
+    fn queue_failures_map_to_replies() {
+        let t = |permanent: bool, text: &str| outcome_reply(&Outcome::QueueFailed { permanent, text: text.into() });
+        assert_eq!(t(true, "envelope address too long for qq (#5.1.3)"), "554 5.1.3 envelope address too long for qq (#5.1.3)\r\n");
+        assert_eq!(t(false, "qq write error or disk full (#4.3.0)"), "451 4.3.0 qq write error or disk full (#4.3.0)\r\n");
+        assert_eq!(t(false, "connection to mail server timed out (#4.4.1)"), "451 4.4.1 connection to mail server timed out (#4.4.1)\r\n");
+        assert_eq!(t(true, "virus found"), "554 5.3.0 virus found\r\n");
+        assert_eq!(t(false, "odd (#5.1.1)"), "451 4.3.0 odd (#5.1.1)\r\n");
+        assert_eq!(outcome_reply(&Outcome::Refused(DataError::BareLf)), reply::BARE_LF_DATA);
+        assert_eq!(outcome_reply(&Outcome::Refused(DataError::TooBig)), reply::TOO_BIG);
+    }
+
+    #[test]
+    fn bdat_sequence() {
+        let cfg = config();
+        let (got, _) = transcript(
+            &cfg,
+            &mut fake(),
+            &["BDAT 3", "EHLO a.b", "BDAT 3 LAST", "MAIL FROM:<s@b.c>", "BDAT 3", "RCPT TO:<u@example.com>", "BDAT 3"],
+        );
+        assert_eq!(got[0], "503 5.5.1 send EHLO or HELO first[bdat false]");
+        assert!(got[2].ends_with("[bdat false]") && got[4].ends_with("[bdat false]"));
+        assert!(got[6].ends_with("[bdat true]"));
+        let (got, _) = transcript(
+            &cfg,
+            &mut fake(),
+            &["EHLO a.b", "MAIL FROM:<s@b.c>", "RCPT TO:<u@example.com>", "BDAT 3", "DATA", "RCPT TO:<v@example.com>"],
+        );
+        assert_eq!(codes(&got)[4..], ["503", "503"]);
+    }
+
+    #[test]
+    fn bdat_failure_is_sticky() {
+        let cfg: &'static Config = Box::leak(Box::new(config()));
+        let mut h = fake();
+        let mut s = Session::new(cfg, Peer::default());
+        let mut out = Vec::new();
+        for l in ["EHLO a.b", "MAIL FROM:<s@b.c>", "RCPT TO:<u@example.com>", "BDAT 3"] {
+            s.handle_line(l.as_bytes(), &mut h, &mut out);
+        }
+        out.clear();
+        s.chunk_done(3, Some(Outcome::Refused(DataError::BareLf)), &mut h, &mut out);
+        assert!(out.starts_with(b"554 5.6.0"));
+        out.clear();
+        assert_eq!(s.handle_line(b"BDAT 2 LAST", &mut h, &mut out), Action::Bdat { size: 2, last: true, accept: false });
+        assert!(out.starts_with(b"554 5.6.0"));
+        out.clear();
+        s.handle_line(b"MAIL FROM:<s@b.c>", &mut h, &mut out);
+        assert!(out.starts_with(b"250"), "transaction ended after LAST");
+    }
+
+    #[test]
+    fn xclient_and_xforward() {
+        let mut cfg = config();
+        cfg.xclient = true;
+        cfg.xforward = true;
+        let (got, s) = transcript(
+            &cfg,
+            &mut fake(),
+            &[
+                "EHLO a.b",
+                "XCLIENT ADDR=bad",
+                "XCLIENT NAME=spike.example ADDR=IPV6:2001:db8::1 PORT=25 PROTO=ESMTP HELO=[UNAVAILABLE] LOGIN=joe",
+                "MAIL FROM:<s@b.c>",
+                "EHLO c.d",
+                "MAIL FROM:<s@b.c>",
+                "XCLIENT NAME=x",
+                "XFORWARD NAME=up.example",
+                "RCPT TO:<u@example.com>",
+            ],
+        );
+        assert_eq!(codes(&got), ["250", "501", "220", "503", "250", "250", "503", "503", "250"]);
+        let (_, attrs) = s.queue_request();
+        assert_eq!(attrs.get("CLIENT_ADDR"), Some(&b"2001:db8::1"[..]));
+        assert_eq!(attrs.get("CLIENT_NAME"), Some(&b"spike.example"[..]));
+        assert_eq!(attrs.get("CLIENT_PROTO"), Some(&b"ESMTPA"[..]));
+        assert_eq!(attrs.get("CLIENT_LOGIN"), Some(&b"joe"[..]));
+        let (got, s) = transcript(
+            &cfg,
+            &mut fake(),
+            &[
+                "EHLO a.b",
+                "XFORWARD NAME=up.example ADDR=10.0.0.1 PROTO=ESMTP",
+                "XFORWARD HELO=up+2Ehelo SOURCE=REMOTE IDENT=[UNAVAILABLE]",
+                "XFORWARD SOURCE=ELSEWHERE",
+                "MAIL FROM:<s@b.c>",
+                "RCPT TO:<u@example.com>",
+            ],
+        );
+        assert_eq!(codes(&got), ["250", "250", "250", "501", "250", "250"]);
+        let (_, attrs) = s.queue_request();
+        assert_eq!(attrs.get("CLIENT_NAME"), Some(&b"up.example"[..]));
+        assert_eq!(attrs.get("CLIENT_ADDR"), Some(&b"10.0.0.1"[..]));
+        assert_eq!(attrs.get("CLIENT_HELO"), Some(&b"up.helo"[..]));
+        assert_eq!(attrs.get("CLIENT_SOURCE"), Some(&b"REMOTE"[..]));
+        assert_eq!(attrs.get("CLIENT_PORT"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_line_gets_one_well_formed_reply(lines in proptest::collection::vec(
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 1..30)) {
+            let mut cfg = config();
+            cfg.xclient = true;
+            cfg.xforward = true;
+            let cfg: &'static Config = Box::leak(Box::new(cfg));
+            let mut s = Session::new(cfg, Peer::default());
+            let mut h = fake();
+            let prefixes: [&[u8]; 6] = [b"MAIL FROM:<", b"RCPT TO:<", b"EHLO ", b"XCLIENT ", b"XFORWARD ", b"BDAT "];
+            for (i, l) in lines.iter().enumerate() {
+                let line = [prefixes[i % prefixes.len()], l.as_slice()].concat();
+                let mut out = Vec::new();
+                let a = s.handle_line(&line, &mut h, &mut out);
+                let bdat_taken = matches!(a, Action::Bdat { accept: true, .. });
+                proptest::prop_assert!(out.ends_with(b"\r\n") || bdat_taken);
+                proptest::prop_assert!(out.len() < 2000);
+                if a == Action::Close {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! smtpd-rs's settings: environment variables (and the small list files they
+//! name) read once at startup into a typed `Config`. A bad value is an error
+//! here, never a surprise in the middle of a session.
+
+use crate::policy::{parse_list, Policy};
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default MAXRCPT (recipients per message).
+pub const DEFAULT_MAXRCPT: usize = 100;
+/// Default SMTPD_TIMEOUT in seconds.
+pub const DEFAULT_TIMEOUT: u64 = 300;
+/// Protocol errors (500-505, 555 replies) before the session is ended with 421.
+pub const MAX_ERRORS: u32 = 20;
+
+/// How messages reach the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueProgram {
+    /// One `queue-inject -s` per session, framed channel (doc/PROTOCOLS.md 2).
+    Session(PathBuf),
+    /// One process per message, plain qmail-queue protocol.
+    PerMessage(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// SMTPD_HOSTNAME, default the system's host name.
+    pub hostname: String,
+    /// DATABYTES: largest message in octets, 0 for no limit.
+    pub databytes: u64,
+    /// MAXRCPT: most recipients per message, 0 for no limit.
+    pub maxrcpt: usize,
+    /// SMTPD_TIMEOUT: longest wait for the client (read or write).
+    pub timeout: Duration,
+    /// SMTPD_PREGREET: how long to watch for a client that talks first.
+    pub pregreet: Duration,
+    /// HELO_CHECK set: the HELO/EHLO name must resolve.
+    pub helo_check: bool,
+    /// XCLIENT set: this peer may use XCLIENT.
+    pub xclient: bool,
+    /// XFORWARD set: this peer may use XFORWARD.
+    pub xforward: bool,
+    pub policy: Policy,
+    pub queue: QueueProgram,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Read the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let exe = std::env::current_exe().ok();
+        Config::from_vars(&|k| std::env::var_os(k), exe.as_deref())
+    }
+
+    /// Build from a variable lookup (for tests) and the path of our binary
+    /// (to find `queue-inject` beside it).
+    pub fn from_vars(get: &dyn Fn(&str) -> Option<OsString>, exe: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = |k: &str| -> Result<Option<String>, ConfigError> {
+            get(k).map(|v| v.into_string().map_err(|_| ConfigError(format!("{k} is not UTF-8")))).transpose()
+        };
+        let number = |k: &str, default: u64| -> Result<u64, ConfigError> {
+            match text(k)? {
+                None => Ok(default),
+                Some(v) if v.trim().is_empty() => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError(format!("{k}={v}: not a number"))),
+            }
+        };
+        let hostname = match text("SMTPD_HOSTNAME")? {
+            Some(h) if !h.is_empty() => h,
+            _ => system_hostname(),
+        };
+        if hostname.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(ConfigError(format!("SMTPD_HOSTNAME={hostname}: not a host name")));
+        }
+        let timeout = number("SMTPD_TIMEOUT", DEFAULT_TIMEOUT)?;
+        if timeout == 0 {
+            return Err(ConfigError("SMTPD_TIMEOUT=0: must be at least 1 second".into()));
+        }
+        let list = |k: &str| -> Result<Option<_>, ConfigError> {
+            match get(k) {
+                None => Ok(None),
+                Some(p) => std::fs::read(&p)
+                    .map(|t| Some(parse_list(&t)))
+                    .map_err(|e| ConfigError(format!("{k}: unable to read {}: {e}", Path::new(&p).display()))),
+            }
+        };
+        let policy = Policy {
+            rcpthosts: list("RCPTHOSTS")?,
+            recipients: list("RECIPIENTS")?,
+            rcptcheck: get("RCPTCHECK").filter(|p| !p.is_empty()).map(PathBuf::from),
+            relayclient: get("RELAYCLIENT").map(|v| v.into_encoded_bytes()),
+        };
+        let queue = match get("QMAILQUEUE").filter(|q| !q.is_empty()) {
+            Some(q) => QueueProgram::PerMessage(PathBuf::from(q)),
+            None => {
+                let qi = find_queue_inject(get("PATH").as_deref(), exe);
+                if get("QUEUE_SESSION").is_some_and(|v| v == "0") {
+                    QueueProgram::PerMessage(qi)
+                } else {
+                    QueueProgram::Session(qi)
+                }
+            }
+        };
+        Ok(Config {
+            hostname,
+            databytes: number("DATABYTES", 0)?,
+            maxrcpt: usize::try_from(number("MAXRCPT", DEFAULT_MAXRCPT as u64)?).unwrap_or(usize::MAX),
+            timeout: Duration::from_secs(timeout),
+            pregreet: Duration::from_millis(number("SMTPD_PREGREET", 0)?),
+            helo_check: get("HELO_CHECK").is_some(),
+            xclient: get("XCLIENT").is_some(),
+            xforward: get("XFORWARD").is_some(),
+            policy,
+            queue,
+        })
+    }
+}
+
+/// `queue-inject` from PATH, else the one beside our own binary, else the
+/// bare name (the spawn then fails and messages get 451).
+fn find_queue_inject(path: Option<&std::ffi::OsStr>, exe: Option<&Path>) -> PathBuf {
+    const NAME: &str = "queue-inject";
+    if let Some(path) = path {
+        for dir in std::env::split_paths(path) {
+            let p = dir.join(NAME);
+            if is_executable(&p) {
+                return p;
+            }
+        }
+    }
+    if let Some(p) = exe.and_then(Path::parent).map(|d| d.join(NAME)) {
+        if is_executable(&p) {
+            return p;
+        }
+    }
+    PathBuf::from(NAME)
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The kernel's host name, or `localhost`.
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let v: Vec<(String, OsString)> = vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        Config::from_vars(&|k| v.iter().find(|(n, _)| n == k).map(|(_, x)| x.clone()), None)
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = cfg(&[("SMTPD_HOSTNAME", "mx.test"), ("PATH", "/nonexistent")]).unwrap();
+        assert_eq!((c.hostname.as_str(), c.databytes, c.maxrcpt), ("mx.test", 0, 100));
+        assert_eq!(c.timeout, Duration::from_secs(300));
+        assert!(!c.helo_check && !c.xclient && !c.xforward);
+        assert!(c.policy.rcpthosts.is_none() && c.policy.relayclient.is_none());
+        assert_eq!(c.queue, QueueProgram::Session(PathBuf::from("queue-inject")));
+        let c = cfg(&[("QMAILQUEUE", "/var/qmail/bin/qmail-queue"), ("RELAYCLIENT", "")]).unwrap();
+        assert_eq!(c.queue, QueueProgram::PerMessage(PathBuf::from("/var/qmail/bin/qmail-queue")));
+        assert_eq!(c.policy.relayclient, Some(vec![]));
+        let c = cfg(&[("QUEUE_SESSION", "0"), ("PATH", "/nonexistent")]).unwrap();
+        assert_eq!(c.queue, QueueProgram::PerMessage(PathBuf::from("queue-inject")));
+        assert!(cfg(&[("DATABYTES", "x")]).is_err());
+        assert!(cfg(&[("SMTPD_TIMEOUT", "0")]).is_err());
+        assert!(cfg(&[("SMTPD_HOSTNAME", "a b")]).is_err());
+        assert!(cfg(&[("RCPTHOSTS", "/nonexistent/rcpthosts")]).is_err());
+        assert_eq!(cfg(&[("DATABYTES", "1000"), ("MAXRCPT", "5")]).map(|c| (c.databytes, c.maxrcpt)).unwrap(), (1000, 5));
+    }
+}

@@ -1,0 +1,139 @@
+//! smtpd-rs as a hand-off worker under smtpd-supervise -W: sessions handed to
+//! waiting workers, the rules' variables applied per session, one queue-inject
+//! kept across a worker's sessions, each session from a fresh state.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_BIN_EXE_smtpd-rs")).parent().unwrap().to_path_buf()
+}
+
+/// One SMTP session; the replies it got.
+fn session(port: u16, rcpt: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220 "), "{line}");
+    write!(s, "EHLO t.example\r\nMAIL FROM:<a@t.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").unwrap();
+    let mut out = line;
+    // EHLO lines, MAIL, RCPT, DATA
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap() == 0 {
+            return out;
+        }
+        out.push_str(&l);
+        if l.starts_with("354") || l.starts_with("5") || l.starts_with("4") {
+            break;
+        }
+    }
+    if out.contains("354") {
+        s.write_all(b"Subject: t\r\n\r\nhello\r\n.\r\nQUIT\r\n").unwrap();
+    } else {
+        s.write_all(b"QUIT\r\n").unwrap();
+    }
+    let mut rest = String::new();
+    let _ = r.read_to_string(&mut rest);
+    out + &rest
+}
+
+#[test]
+fn handoff_workers_serve_sessions_with_rules_env_and_a_kept_queue_inject() {
+    let d = tempfile::tempdir().unwrap();
+    let queue = d.path().join("queue");
+    std::fs::create_dir(&queue).unwrap();
+    // Relaying only through the rules' variable, handed over per session.
+    let rules = d.path().join("rules");
+    std::fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
+    let log = d.path().join("log");
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtpd-supervise"))
+        .args(["-1", "-W", "-w", "1", "-m", "3", "-x"])
+        .arg(&rules)
+        .args(["127.0.0.1", "0", env!("CARGO_BIN_EXE_smtpd-rs")])
+        .env("PATH", path)
+        .env("QUEUE_DIR", &queue)
+        .env("SMTPD_HOSTNAME", "mx.test")
+        .env_remove("RELAYCLIENT")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let _k = Kill(child);
+    let port: u16 = first.trim().parse().expect("port on stdout");
+
+    for i in 0..4 {
+        let out = session(port, &format!("u{i}@example.com"));
+        assert!(out.contains("250 2.0.0 ok: queued as "), "session {i}: {out}");
+        assert!(out.contains("221 "), "session {i}: {out}");
+    }
+    let ids: Vec<String> = std::fs::read_dir(queue.join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    // <secs>.<pid>.<seq>: a sequence above 1 means one queue-inject served
+    // messages of more than one session.
+    assert!(ids.iter().any(|id| id.rsplit('.').next().unwrap() != "1"), "{ids:?}");
+
+    // The log names fewer session pids than sessions: workers were reused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text.clear();
+        std::fs::File::open(&log).unwrap().read_to_string(&mut text).unwrap();
+        if text.matches(" end: quit").count() >= 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut pids: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("smtpd-supervise: pid "))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    pids.sort();
+    pids.dedup();
+    assert!(!pids.is_empty() && pids.len() < 4, "{pids:?}\n{text}");
+}
+
+#[test]
+fn handoff_session_without_rules_relay_is_refused() {
+    // The same worker set-up with no rule granting RELAYCLIENT: the
+    // recipient is refused, showing that the variable really came per session.
+    let d = tempfile::tempdir().unwrap();
+    let queue = d.path().join("queue");
+    std::fs::create_dir(&queue).unwrap();
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtpd-supervise"))
+        .args(["-1", "-W", "-w", "1", "-m", "3", "127.0.0.1", "0", env!("CARGO_BIN_EXE_smtpd-rs")])
+        .env("PATH", path)
+        .env("QUEUE_DIR", &queue)
+        .env_remove("RELAYCLIENT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let _k = Kill(child);
+    let port: u16 = first.trim().parse().unwrap();
+    let out = session(port, "u@example.com");
+    assert!(!out.contains("queued as"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("553 ") || l.starts_with("550 ")), "{out}");
+}
