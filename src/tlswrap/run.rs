@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Gid, Pid, Uid};
@@ -66,7 +65,7 @@ fn deadline(opts: &Options) -> Option<Instant> {
 
 /// UCSPI-TLS: prog starts at once with fd 0/1 on the network and the three
 /// fds in SSLCTLFD, SSLREADFD, SSLWRITEFD; TLS starts when it asks.
-fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &SignalFd) -> i32 {
+fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd) -> i32 {
     let sys = |what: &str, e: nix::Error| -> ! { die::fatal(PROG, EXIT_TLS, format_args!("unable to {what}: {e}")) };
     let (ctl, ctl_app) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
         .unwrap_or_else(|e| sys("create the control socket", e));
@@ -153,7 +152,7 @@ fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &SignalFd
 
 /// Implicit TLS (-i): the handshake first; prog starts only once it is
 /// done, with pipes on its fd 0/1 and the facts in its environment.
-fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &SignalFd) -> i32 {
+fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd) -> i32 {
     let sys = |what: &str, e: nix::Error| -> ! { die::fatal(PROG, EXIT_TLS, format_args!("unable to {what}: {e}")) };
     let me = std::process::id();
     let (net_rd, net_wr) = Net::take_stdio().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up fd 0/1: {e}")));
@@ -217,18 +216,18 @@ fn spawn(mut cmd: Command, opts: &Options) -> Pid {
     Pid::from_raw(child.id() as i32)
 }
 
-/// SIGCHLD arrives on a signalfd, so that the poll loops see prog end.
-/// std clears the signal mask in the child before exec.
-fn block_sigchld() -> nix::Result<SignalFd> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    set.thread_block()?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+/// SIGCHLD arrives as a byte on a self-pipe, so that the poll loops see
+/// prog end. (A signalfd would need SIGCHLD blocked, and std's Command
+/// hands the signal mask on to the child.)
+fn block_sigchld() -> std::io::Result<OwnedFd> {
+    crate::sys::default_sigchld();
+    crate::sys::signal_pipe(&[Signal::SIGCHLD as i32])
 }
 
-/// Drain the signalfd and collect prog's status if it has ended.
-fn reap(sigfd: &SignalFd, pid: Pid, status: &mut Option<i32>) {
-    while let Ok(Some(_)) = sigfd.read_signal() {}
+/// Drain the self-pipe and collect prog's status if it has ended.
+fn reap(sigfd: &OwnedFd, pid: Pid, status: &mut Option<i32>) {
+    let mut b = [0u8; 64];
+    while matches!(nix::unistd::read(sigfd.as_fd(), &mut b), Ok(n) if n > 0) {}
     if status.is_none() {
         if let Ok(ws) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             *status = exit_code(ws);
@@ -245,7 +244,7 @@ fn exit_code(ws: WaitStatus) -> Option<i32> {
 }
 
 /// The relay is over: prog's fds are closed, so it is ending; wait for it.
-fn finish(_sigfd: &SignalFd, pid: Pid, status: Option<i32>) -> i32 {
+fn finish(_sigfd: &OwnedFd, pid: Pid, status: Option<i32>) -> i32 {
     if let Some(c) = status {
         return c;
     }
@@ -265,7 +264,7 @@ fn finish(_sigfd: &SignalFd, pid: Pid, status: Option<i32>) -> i32 {
 /// TLS did not start: close every fd prog has to us so that it sees EOF
 /// (on the control socket, or on SSLREADFD after a `y`), give it time to
 /// exit, then SIGTERM, then SIGKILL. Exit 111.
-fn fail_app(sigfd: &SignalFd, pid: Pid, mut status: Option<i32>, fds: (Option<OwnedFd>, OwnedFd, OwnedFd)) -> i32 {
+fn fail_app(sigfd: &OwnedFd, pid: Pid, mut status: Option<i32>, fds: (Option<OwnedFd>, OwnedFd, OwnedFd)) -> i32 {
     drop(fds);
     for sig in [None, Some(Signal::SIGTERM), Some(Signal::SIGKILL)] {
         if let Some(s) = sig {

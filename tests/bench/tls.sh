@@ -20,11 +20,11 @@ for p in tcpserver:ucspi-tcp stunnel4:stunnel4 openssl:openssl; do
   command -v "${p%%:*}" >/dev/null || { echo "tls.sh: ${p%%:*} missing: install the Debian package ${p#*:}" >&2; exit 111; }
 done
 TLS_WRAP=${TLS_WRAP:-}
-[ -n "$TLS_WRAP" ] || for b in "$top/bin/tls-wrap" "$top/target/release/tls-wrap"; do [ -x "$b" ] && { TLS_WRAP=$b; break; }; done
+[ -n "$TLS_WRAP" ] || for b in "$top/bin/tls-wrap" "$top/target/x86_64-unknown-linux-gnu/release/tls-wrap" "$top/target/release/tls-wrap"; do [ -x "$b" ] && { TLS_WRAP=$b; break; }; done
 [ -n "$TLS_WRAP" ] || { echo "tls.sh: build first (make)" >&2; exit 111; }
 if [ $# -eq 0 ]; then
   app=
-  for b in "$top/bin/smtpd-rs" "$top/target/release/smtpd-rs"; do [ -x "$b" ] && { app=$b; break; }; done
+  for b in "$top/bin/smtpd-rs" "$top/target/x86_64-unknown-linux-gnu/release/smtpd-rs" "$top/target/release/smtpd-rs"; do [ -x "$b" ] && { app=$b; break; }; done
   if [ -n "$app" ]; then set -- "$app"; else set -- "$(command -v cat)"; fi
 fi
 APP=$1; shift

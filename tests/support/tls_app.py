@@ -86,6 +86,8 @@ while True:
             out("250-%s=%s" % (k, facts[k]))
         out("250-HIDDEN=%s" % ",".join(hidden))
         out("250-APPUID=%d" % os.getuid())
+        blk = [l.split()[1] for l in open("/proc/self/status").read().splitlines() if l.startswith("SigBlk:")]
+        out("250-SIGBLK=%s" % (blk[0] if blk else "?"))
         try:
             st = open("/proc/%d/status" % os.getppid()).read()
             out("250-PARENTUID=%s" % [l.split()[1] for l in st.splitlines() if l.startswith("Uid:")][0])
