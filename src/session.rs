@@ -1462,4 +1462,227 @@ mod tests {
             }
         }
     }
+
+    /// Hooks with a UCSPI-TLS server in front and a checkpassword that
+    /// knows alice/s3cret.
+    struct TlsFake {
+        inner: Fake,
+        tls: bool,
+        checked: u32,
+    }
+
+    impl Hooks for TlsFake {
+        fn rcpt_check(&mut self, sender: &[u8], rcpt: &[u8]) -> RcptCheck {
+            self.inner.rcpt_check(sender, rcpt)
+        }
+        fn helo_resolves(&mut self, name: &[u8]) -> bool {
+            self.inner.helo_resolves(name)
+        }
+        fn log(&mut self, line: fmt::Arguments<'_>) {
+            self.inner.log(line)
+        }
+        fn tls_available(&self) -> bool {
+            self.tls
+        }
+        fn check_password(&mut self, c: &Credentials) -> Verdict {
+            self.checked += 1;
+            if c.user == b"alice" && c.secret == b"s3cret" {
+                Verdict::Accepted
+            } else if c.user == b"tempfail" {
+                Verdict::TempFail
+            } else {
+                Verdict::Rejected
+            }
+        }
+    }
+
+    fn tls_fake() -> TlsFake {
+        TlsFake { inner: fake(), tls: true, checked: 0 }
+    }
+
+    fn tls_info() -> TlsInfo {
+        TlsInfo { protocol: "TLSv1.3".into(), cipher: "TLS_AES_128_GCM_SHA256".into(), ..Default::default() }
+    }
+
+    fn b64(s: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn run(s: &mut Session<'_>, h: &mut dyn Hooks, line: &str) -> (String, Action) {
+        let mut out = Vec::new();
+        let a = s.handle_line(line.as_bytes(), h, &mut out);
+        (String::from_utf8(out).unwrap(), a)
+    }
+
+    fn tls_config(ucspitls: Option<&str>, smtpauth: Option<&str>) -> &'static Config {
+        let mut c = config();
+        c.tls_policy = crate::io::ucspitls::parse_ucspitls(ucspitls);
+        c.auth = auth::parse_smtpauth(smtpauth);
+        Box::leak(Box::new(c))
+    }
+
+    #[test]
+    fn starttls_offered_and_state_reset() {
+        let cfg = tls_config(Some(""), Some(""));
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        let (t, _) = run(&mut s, &mut h, "EHLO c.test");
+        assert!(t.contains("250-STARTTLS\r\n") || t.contains("250 STARTTLS\r\n"), "{t}");
+        assert!(!t.contains("AUTH"), "AUTH before TLS: {t}");
+        run(&mut s, &mut h, "MAIL FROM:<a@b.c>");
+        assert_eq!(run(&mut s, &mut h, "STARTTLS").1, Action::StartTls);
+        s.tls_started(tls_info(), &mut h);
+        // RFC 3207 4.2: back to the start; the transaction is gone.
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("503 5.5.1"));
+        let (t, _) = run(&mut s, &mut h, "EHLO c.test");
+        assert!(!t.contains("STARTTLS") && t.contains("AUTH LOGIN PLAIN"), "{t}");
+        assert!(run(&mut s, &mut h, "STARTTLS").0.starts_with("503 5.5.1"));
+        run(&mut s, &mut h, "MAIL FROM:<a@b.c>");
+        run(&mut s, &mut h, "RCPT TO:<u@example.com>");
+        let r = String::from_utf8(s.received(0)).unwrap();
+        assert!(r.contains("with ESMTPS (using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256)"), "{r}");
+        let (_, attrs) = s.queue_request();
+        assert_eq!(attrs.get("TLS_PROTOCOL"), Some(&b"TLSv1.3"[..]));
+    }
+
+    #[test]
+    fn starttls_not_offered_without_server_or_policy() {
+        for (ucspitls, tls) in [(None, true), (Some("-"), true), (Some(""), false)] {
+            let cfg = tls_config(ucspitls, None);
+            let mut h = TlsFake { tls, ..tls_fake() };
+            let mut s = Session::new(cfg, Peer::default());
+            assert!(!run(&mut s, &mut h, "EHLO c.test").0.contains("STARTTLS"));
+            assert!(run(&mut s, &mut h, "STARTTLS").0.starts_with("502 5.5.1"), "{ucspitls:?} {tls}");
+        }
+        let cfg = tls_config(Some(""), None);
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        assert!(run(&mut s, &mut h, "STARTTLS x").0.starts_with("501"));
+        assert!(s.starttls_pipelined(&mut h, &mut Vec::new()) == Action::Continue);
+    }
+
+    #[test]
+    fn ucspitls_require_and_cert_relay() {
+        let cfg = tls_config(Some("!"), None);
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        run(&mut s, &mut h, "EHLO c.test");
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("530 5.7.0"));
+        s.tls_started(tls_info(), &mut h);
+        run(&mut s, &mut h, "EHLO c.test");
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("250"));
+        // Relaying is not granted by TLS alone...
+        assert!(run(&mut s, &mut h, "RCPT TO:<x@elsewhere.org>").0.starts_with("553"));
+        // ...but by a verified client certificate under ? or @.
+        for pol in ["?", "@"] {
+            let cfg = tls_config(Some(pol), None);
+            let mut s = Session::new(cfg, Peer::default());
+            let mut info = tls_info();
+            info.peer_subject = Some("/CN=client".into());
+            s.tls_started(info, &mut h);
+            run(&mut s, &mut h, "EHLO c.test");
+            run(&mut s, &mut h, "MAIL FROM:<a@b.c>");
+            assert!(run(&mut s, &mut h, "RCPT TO:<x@elsewhere.org>").0.starts_with("250"), "{pol}");
+        }
+    }
+
+    #[test]
+    fn auth_only_over_tls_unless_allowed() {
+        let cfg = tls_config(Some(""), Some(""));
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        run(&mut s, &mut h, "EHLO c.test");
+        assert!(run(&mut s, &mut h, "AUTH PLAIN").0.starts_with("538 5.7.11"));
+        let mut c = config();
+        c.auth = auth::parse_smtpauth(Some(""));
+        c.auth_plaintext = true;
+        let cfg: &'static Config = Box::leak(Box::new(c));
+        let mut s = Session::new(cfg, Peer::default());
+        assert!(run(&mut s, &mut h, "EHLO c.test").0.contains("AUTH LOGIN PLAIN"));
+        let (t, a) = run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0alice\0s3cret")));
+        assert_eq!((t.as_str(), a), ("235 2.7.0 authentication successful\r\n", Action::Continue));
+    }
+
+    fn authed_session(smtpauth: &str) -> (Session<'static>, TlsFake) {
+        let cfg = tls_config(Some(""), Some(smtpauth));
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        s.tls_started(tls_info(), &mut h);
+        run(&mut s, &mut h, "EHLO c.test");
+        (s, h)
+    }
+
+    #[test]
+    fn auth_mechanisms() {
+        // PLAIN in two steps.
+        let (mut s, mut h) = authed_session("");
+        assert_eq!(run(&mut s, &mut h, "AUTH PLAIN"), ("334 \r\n".into(), Action::AuthLine));
+        let mut out = Vec::new();
+        assert_eq!(s.auth_line(Some(b64(b"\0alice\0s3cret").as_bytes()), &mut h, &mut out), Action::Continue);
+        assert!(out.starts_with(b"235 "));
+        assert!(run(&mut s, &mut h, "AUTH PLAIN").0.starts_with("503 5.5.1"));
+        run(&mut s, &mut h, "MAIL FROM:<alice@b.c> AUTH=alice+40b.c");
+        assert!(run(&mut s, &mut h, "RCPT TO:<x@elsewhere.org>").0.starts_with("250"), "authenticated relay");
+        let r = String::from_utf8(s.received(0)).unwrap();
+        assert!(r.contains("with ESMTPSA"), "{r}");
+        assert_eq!(s.queue_request().1.get("CLIENT_LOGIN"), Some(&b"alice"[..]));
+        // LOGIN.
+        let (mut s, mut h) = authed_session("");
+        assert_eq!(run(&mut s, &mut h, "AUTH LOGIN").1, Action::AuthLine);
+        let mut out = Vec::new();
+        assert_eq!(s.auth_line(Some(b64(b"alice").as_bytes()), &mut h, &mut out), Action::AuthLine);
+        assert_eq!(s.auth_line(Some(b64(b"s3cret").as_bytes()), &mut h, &mut out), Action::Continue);
+        assert!(String::from_utf8(out).unwrap().ends_with("235 2.7.0 authentication successful\r\n"));
+        // CRAM-MD5 only when allowed.
+        let (mut s, mut h) = authed_session("");
+        assert!(run(&mut s, &mut h, "AUTH CRAM-MD5").0.starts_with("504 5.5.4"));
+        let (mut s, mut h) = authed_session("+cram");
+        let (t, a) = run(&mut s, &mut h, "AUTH CRAM-MD5");
+        assert!(t.starts_with("334 ") && a == Action::AuthLine, "{t}");
+        // "*" cancels; the session goes on.
+        let mut out = Vec::new();
+        assert_eq!(s.auth_line(Some(b"*"), &mut h, &mut out), Action::Continue);
+        assert!(out.starts_with(b"501 5.7.0"));
+        // Bad base64, over-long line.
+        run(&mut s, &mut h, "AUTH LOGIN");
+        let mut out = Vec::new();
+        s.auth_line(Some(b"%%%"), &mut h, &mut out);
+        assert!(out.starts_with(b"501 5.5.2"));
+        run(&mut s, &mut h, "AUTH LOGIN");
+        let mut out = Vec::new();
+        s.auth_line(None, &mut h, &mut out);
+        assert!(out.starts_with(b"500 5.5.6"));
+    }
+
+    #[test]
+    fn auth_failures_close_the_session() {
+        let (mut s, mut h) = authed_session("");
+        for i in 1..=3 {
+            let (t, a) = run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0alice\0wrong")));
+            assert!(t.starts_with("535 5.7.8"), "{t}");
+            assert_eq!(a, if i < 3 { Action::Continue } else { Action::Close }, "{i}");
+        }
+        let (mut s, mut h) = authed_session("");
+        let (t, _) = run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0tempfail\0x")));
+        assert!(t.starts_with("454 4.7.0"), "{t}");
+    }
+
+    #[test]
+    fn smtpauth_required_and_off() {
+        let (mut s, mut h) = authed_session("!");
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("530 5.7.0"));
+        run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0alice\0s3cret")));
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("250"));
+        let cfg = tls_config(Some(""), Some("-"));
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        s.tls_started(tls_info(), &mut h);
+        assert!(!run(&mut s, &mut h, "EHLO c.test").0.contains("AUTH"));
+        assert!(run(&mut s, &mut h, "AUTH PLAIN").0.starts_with("502"));
+        assert_eq!(h.checked, 0);
+        // MAIL AUTH= with bad xtext is refused.
+        let (mut s, mut h) = authed_session("");
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c> AUTH=bad+4").0.starts_with("555"));
+    }
 }
