@@ -8,7 +8,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use support::*;
@@ -222,7 +221,29 @@ print("OK")
 }
 
 #[test]
-fn auth_refused_before_tls_and_checkpassword_missing() {
+fn per_message_queue_program_gets_the_auth_variables() {
+    let st = Setup::new();
+    let d = st.queue.path().join("qq");
+    std::fs::create_dir(&d).expect("qq dir");
+    let qq = st.queue.path().join("fake-qmail-queue");
+    std::fs::write(
+        &qq,
+        format!("#!/bin/sh\ncat > {0}/msg || exit 54\ncat <&1 > {0}/env || exit 54\necho \"$SMTPAUTHUSER $TCPREMOTEINFO $SMTP_AUTH_USER\" > {0}/authenv\nexit 0\n", d.display()),
+    )
+    .expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&qq, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut env = st.env("", "");
+    env.push(("QMAILQUEUE".into(), qq.display().to_string()));
+    let (port, h) = serve_once(Setup::args(&[]), env);
+    let (ok, out) = swaks(port, &["--tls", "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "s3cret"]);
+    h.join().expect("server");
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(d.join("authenv")).expect("authenv"), "alice alice alice\n");
+}
+
+#[test]
+fn auth_refused_before_tls() {
     let st = Setup::new();
     let (port, h) = serve_once(Setup::args(&[]), st.env("", ""));
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -234,7 +255,6 @@ fn auth_refused_before_tls_and_checkpassword_missing() {
     read_until(&mut s, &mut r, "221 ");
     assert!(r.contains("538 5.7.11") && !r.contains("235"), "{r}");
     h.join().expect("server");
-    let _ = Path::new("");
 }
 
 fn read_until(s: &mut TcpStream, acc: &mut String, what: &str) {
