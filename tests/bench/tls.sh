@@ -48,6 +48,10 @@ port() { # a free loopback port
 }
 P1=$(port); P2=$(port)
 
+# A queue and a name for smtpd-rs (the wrapped app under both wrappers).
+mkdir -p "$work/queue/tmp" "$work/queue/new"
+export QUEUE_DIR="$work/queue" SMTPD_HOSTNAME=bench.test
+
 # tls-wrap under tcpserver (one process pair per connection).
 CERTFILE=$work/cert.pem KEYFILE=$work/key.pem \
   tcpserver -R -H -l localhost -c 200 127.0.0.1 "$P1" "$TLS_WRAP" -i "$APP" $APPARGS 2>"$work/tcpserver.log" &
