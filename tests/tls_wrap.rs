@@ -368,6 +368,41 @@ fn idle_sessions_do_not_spin() {
     assert_eq!(h.join().expect("server").code, Some(0));
 }
 
+#[test]
+fn under_systemd_socket_activation() {
+    need("systemd-socket-activate", "systemd");
+    let certs = Certs::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new("systemd-socket-activate");
+    cmd.args(["-a", "--inetd", "-l", &listen]);
+    for (k, v) in certs.env("ecdsa") {
+        cmd.arg("-E").arg(format!("{k}={v}"));
+    }
+    let mut child = cmd
+        .args([TLS_WRAP, "-i", "/usr/bin/python3", &app()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let mut up = false;
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = if up { s_client(port, &[], SESSION) } else { String::new() };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "systemd-socket-activate did not listen on {listen}");
+    assert!(out.contains("250-SSL_PROTOCOL=TLSv1.3") && out.contains("221 bye"), "{out}");
+}
+
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
