@@ -1,7 +1,8 @@
 #!/bin/sh
 # Implicit-TLS handshakes per second through tls-wrap + an application, side
-# by side with stunnel4 wrapping the same application, in one run; then the
-# memory of one tls-wrap + application pair. Public tools only: tcpserver
+# by side with stunnel4 wrapping the same application (as a daemon, and in
+# inetd mode under tcpserver, tls-wrap's own process model), in one run;
+# then the memory of one tls-wrap + application pair. Public tools only: tcpserver
 # (ucspi-tcp), stunnel4, openssl s_time, openssl s_client.
 #
 #   sh tests/bench/tls.sh [seconds [app args...]]
@@ -46,7 +47,7 @@ openssl req -x509 -nodes -days 2 -subj /CN=localhost $newkey -keyout "$work/key.
 port() { # a free loopback port
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-P1=$(port); P2=$(port)
+P1=$(port); P2=$(port); P3=$(port)
 
 # A queue and a name for smtpd-rs (the wrapped app under both wrappers).
 mkdir -p "$work/queue/tmp" "$work/queue/new"
@@ -80,15 +81,30 @@ wait_port() {
     sleep 0.1
   done
 }
-wait_port "$P1"; wait_port "$P2"
+# stunnel4 in inetd mode under tcpserver: the same process model as
+# tls-wrap (one wrapper process per connection), for comparison.
+cat >"$work/stunnel-inetd.conf" <<CONF
+foreground = yes
+pid =
+debug = 3
+output = $work/stunnel-inetd.log
+cert = $work/cert.pem
+key = $work/key.pem
+exec = $APP
+execArgs = $(basename "$APP") $APPARGS
+CONF
+tcpserver -R -H -l localhost -c 200 127.0.0.1 "$P3" stunnel4 "$work/stunnel-inetd.conf" 2>/dev/null &
+pids="$pids $!"
+
+wait_port "$P1"; wait_port "$P2"; wait_port "$P3"
 
 rate() { # openssl s_time: full handshakes (-new), report connections per real second
   openssl s_time -connect "127.0.0.1:$1" -new -time "$SECS" 2>/dev/null |
     awk '/connections in [0-9.]+ real seconds/ { n=$1; t=$4; printf "%.1f", (t>0 ? n/t : 0) } /connections in .*s;/ && !seen { seen=1 }'
 }
 echo "app: $APP $APPARGS; key: ${KEY:-ecdsa}; $SECS s per run"
-r1=$(rate "$P1"); r2=$(rate "$P2")
-echo "handshakes/s  tls-wrap: ${r1:-?}  stunnel4: ${r2:-?}"
+r1=$(rate "$P1"); r2=$(rate "$P2"); r3=$(rate "$P3")
+echo "handshakes/s  tls-wrap (tcpserver): ${r1:-?}  stunnel4 (daemon): ${r2:-?}  stunnel4 (inetd, tcpserver): ${r3:-?}"
 
 # Memory of one tls-wrap + application pair, with a TLS session open.
 ( sleep 3 ) | openssl s_client -connect "127.0.0.1:$P1" -quiet >/dev/null 2>&1 &
@@ -97,7 +113,7 @@ sleep 1
 tw=$(pgrep -n -f "$TLS_WRAP -i" || true)
 if [ -n "$tw" ]; then
   ch=$(pgrep -P "$tw" | head -1 || true)
-  kb() { awk '/^(Rss|Pss):/ { printf "%s=%s ", $1, $2 }' "/proc/$1/smaps_rollup" 2>/dev/null; }
+  kb() { awk '/^(Rss|Pss):/ { sub(":", "", $1); printf "%s=%s ", $1, $2 }' "/proc/$1/smaps_rollup" 2>/dev/null; }
   echo "tls-wrap pid $tw: $(kb "$tw")kB; app pid ${ch:-?}: $( [ -n "$ch" ] && kb "$ch")kB"
 else
   echo "tls-wrap pair: not found (connection ended early)"
