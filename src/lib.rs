@@ -2,6 +2,8 @@
 //! Pure modules (parsers, state machines) have no I/O; adapters live in io/.
 #![deny(unsafe_code)]
 
+pub mod auth;
+pub mod checkpassword;
 pub mod die;
 pub mod dns;
 pub mod envelope;
@@ -23,5 +25,6 @@ pub mod supervise;
 pub mod sys;
 pub mod systemd;
 pub mod tcprules;
+pub mod tlswrap;
 pub mod xtext;
 pub mod queuerun;

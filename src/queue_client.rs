@@ -335,6 +335,13 @@ impl PerMessage {
             } else {
                 cmd.env("QUEUE_ATTRS", attrs.encode());
             }
+            // The AUTH patch's variables, which qmail-queue inherits from
+            // qmail-smtpd after a successful AUTH.
+            if let Some(user) = attrs.get("CLIENT_LOGIN") {
+                use std::os::unix::ffi::OsStrExt;
+                let user = std::ffi::OsStr::from_bytes(user);
+                cmd.env("TCPREMOTEINFO", user).env("SMTPAUTHUSER", user).env("SMTP_AUTH_USER", user);
+            }
             crate::sys::child_fd(&mut cmd, err_w.as_raw_fd(), 6);
             let child = cmd.spawn()?;
             drop(err_w);

@@ -14,6 +14,8 @@ pub struct Trace<'a> {
     pub hostname: &'a str,
     /// RFC 3848 / RFC 6531 protocol word, see `protocol_word`.
     pub proto: &'a str,
+    /// TLS protocol and cipher, as a comment after the protocol word.
+    pub tls: Option<&'a str>,
     /// The recipient, named only when the message has exactly one.
     pub rcpt: Option<&'a [u8]>,
     /// Seconds since the epoch.
@@ -49,6 +51,9 @@ pub fn received_header(t: &Trace<'_>) -> Vec<u8> {
         (None, None) => {}
     }
     h.extend_from_slice(format!("\n\tby {} (smtpd-rs) with {}", t.hostname, t.proto).as_bytes());
+    if let Some(c) = t.tls {
+        h.extend_from_slice(format!(" ({c})").as_bytes());
+    }
     if let Some(r) = t.rcpt {
         h.extend_from_slice(b"\n\tfor <");
         h.extend_from_slice(r);
@@ -120,6 +125,7 @@ mod tests {
             remote_ip: Some("192.0.2.1"),
             hostname: "mx.example.org",
             proto: "ESMTP",
+            tls: None,
             rcpt: Some(b"u@example.org"),
             now: 0,
         };
@@ -127,5 +133,9 @@ mod tests {
             String::from_utf8(received_header(&t)).unwrap(),
             "Received: from client.example ([192.0.2.1])\n\tby mx.example.org (smtpd-rs) with ESMTP\n\tfor <u@example.org>;\n\tThu, 1 Jan 1970 00:00:00 +0000\n"
         );
+        let t = Trace { proto: "ESMTPS", tls: Some("using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"), rcpt: None, ..t };
+        assert!(String::from_utf8(received_header(&t))
+            .unwrap()
+            .contains("with ESMTPS (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384);\n"));
     }
 }

@@ -4,7 +4,10 @@
 //! go through the `Hooks` trait so that this module stays pure and testable
 //! with transcripts. No fd is touched here.
 
+use crate::auth::{self, Credentials, Exchange, Mech, Step};
+use crate::checkpassword::Verdict;
 use crate::envelope::{Attrs, Envelope};
+use crate::io::ucspitls::{self, TlsInfo};
 use crate::policy::Decision;
 use crate::received::{protocol_word, received_header, Trace};
 use crate::smtp::command::{self, check_helo, check_mailbox, is_postmaster, params_iter, AddrError, Command, ParseError};
@@ -22,6 +25,24 @@ pub trait Hooks {
     fn helo_resolves(&mut self, name: &[u8]) -> bool;
     /// One log line (without the program prefix and the newline).
     fn log(&mut self, line: fmt::Arguments<'_>);
+    /// Is a UCSPI-TLS server in front of us (SSLCTLFD and its fds)?
+    fn tls_available(&self) -> bool {
+        false
+    }
+    /// Run the checkpassword program (smtpd-rs's arguments) on `creds`;
+    /// after a rejection the implementation waits before returning.
+    fn check_password(&mut self, _creds: &Credentials) -> Verdict {
+        Verdict::TempFail
+    }
+    /// Process id and time for the CRAM-MD5 challenge `<pid.time@host>`.
+    fn unique(&mut self) -> (u32, u64) {
+        (0, 0)
+    }
+    /// Start TLS through UCSPI-TLS (`Y` on SSLCTLFD, the facts back, the
+    /// TLS pipes moved onto fd 0/1). The `220` has been flushed already.
+    fn start_tls(&mut self) -> Result<TlsInfo, String> {
+        Err("no UCSPI-TLS server".into())
+    }
 }
 
 /// The RCPTCHECK program's verdict (notqmail: exit 100 reject, 111 and 120
@@ -46,6 +67,13 @@ pub enum Action {
     Bdat { size: u64, last: bool, accept: bool },
     /// Flush the replies and end the session.
     Close,
+    /// STARTTLS was accepted: unless input is already buffered behind it
+    /// (then `starttls_pipelined`), send `220`, start TLS through UCSPI-TLS,
+    /// discard buffered input and call `tls_started`.
+    StartTls,
+    /// An AUTH exchange waits for the client's next line: read one and
+    /// pass it to `auth_line`.
+    AuthLine,
 }
 
 /// How the I/O loop's attempt to queue a message ended.
@@ -97,6 +125,8 @@ struct Tx {
     bdat: bool,
     /// Sticky refusal of a failed BDAT transaction, repeated to each chunk.
     failed: Option<String>,
+    /// MAIL AUTH= from an authenticated client (RFC 4954 section 5).
+    auth_param: Option<auth::MailAuth>,
 }
 
 /// XFORWARD attributes (Postfix XFORWARD_README); `None` is [UNAVAILABLE].
@@ -124,6 +154,14 @@ pub struct Session<'c> {
     tx: Option<Tx>,
     fwd: Option<Forwarded>,
     pub stats: Stats,
+    /// TLS facts once TLS is active (from the start with implicit TLS).
+    tls: Option<TlsInfo>,
+    /// The user name after a successful AUTH, and the mechanism.
+    auth_user: Option<String>,
+    auth_mech: Option<Mech>,
+    auth_failures: u32,
+    /// An AUTH exchange in progress.
+    auth_ex: Option<Exchange>,
 }
 
 /// Attribute names of XCLIENT and XFORWARD as offered in EHLO.
@@ -144,7 +182,59 @@ impl<'c> Session<'c> {
             tx: None,
             fwd: None,
             stats: Stats::default(),
+            tls: cfg.tls_initial.clone(),
+            auth_user: None,
+            auth_mech: None,
+            auth_failures: 0,
+            auth_ex: None,
         }
+    }
+
+    /// TLS facts, once TLS is active.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The AUTH user, once authenticated.
+    pub fn auth_user(&self) -> Option<&str> {
+        self.auth_user.as_deref()
+    }
+
+    /// RFC 3207 section 4.2: TLS is up; forget everything the client said
+    /// before (it must EHLO again), including any AUTH.
+    pub fn tls_started(&mut self, info: TlsInfo, hooks: &mut dyn Hooks) {
+        hooks.log(format_args!(
+            "starttls: {} {}{}",
+            info.protocol,
+            info.cipher,
+            info.peer_subject.as_deref().map(|p| format!(" peer {p}")).unwrap_or_default()
+        ));
+        self.tls = Some(info);
+        self.helo = None;
+        self.esmtp = false;
+        self.end_tx();
+        self.auth_user = None;
+        self.auth_mech = None;
+        self.auth_ex = None;
+    }
+
+    /// STARTTLS with more input already buffered behind it: refused
+    /// (command injection, CVE-2011-0411); the session goes on in plaintext.
+    pub fn starttls_pipelined(&mut self, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        self.refuse("STARTTLS", ucspitls::STARTTLS_PIPELINED, hooks, out)
+    }
+
+    /// The next line of an AUTH exchange; `None` when the line was refused
+    /// as a whole (too long, NUL, bare CR/LF).
+    pub fn auth_line(&mut self, line: Option<&[u8]>, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        let Some(mut ex) = self.auth_ex.take() else {
+            return self.refuse("AUTH", auth::AUTH_MALFORMED, hooks, out);
+        };
+        let step = match line {
+            Some(l) => ex.respond(l),
+            None => Step::Fail(auth::AUTH_LINE_TOO_LONG),
+        };
+        self.auth_step(ex, step, hooks, out)
     }
 
     /// Between MAIL and the end of the message (or RSET).
@@ -220,8 +310,8 @@ impl<'c> Session<'c> {
             }
             Command::Xclient(args) => self.xclient(args, hooks, out),
             Command::Xforward(args) => self.xforward(args, hooks, out),
-            Command::StartTls => self.refuse(verb, reply::STARTTLS_UNAVAILABLE, hooks, out),
-            Command::Auth(_) => self.refuse(verb, reply::AUTH_UNAVAILABLE, hooks, out),
+            Command::StartTls => self.starttls(verb, hooks, out),
+            Command::Auth(arg) => self.auth(arg, hooks, out),
             Command::Refused(_) => self.refuse(verb, reply::NOT_OFFERED, hooks, out),
             Command::Unknown => self.refuse(verb, reply::UNKNOWN, hooks, out),
         }
@@ -256,7 +346,14 @@ impl<'c> Session<'c> {
         if self.cfg.xforward {
             lines.push(format!("XFORWARD {XFORWARD_ATTRS}"));
         }
-        // STARTTLS and AUTH keywords go here once tls-wrap/AUTH exist (issue 3).
+        if self.tls.is_none() && self.cfg.tls_policy.offer && hooks.tls_available() {
+            lines.push("STARTTLS".into());
+        }
+        if let Some(a) = self.cfg.auth {
+            if self.auth_user.is_none() && (self.tls.is_some() || self.cfg.auth_plaintext) {
+                lines.push(a.ehlo_keyword());
+            }
+        }
         let n = lines.len();
         for (i, l) in lines.iter().enumerate() {
             out.extend_from_slice(if i + 1 == n { b"250 " } else { b"250-" });
@@ -273,11 +370,36 @@ impl<'c> Session<'c> {
         if self.tx.is_some() {
             return self.refuse("MAIL", reply::NESTED_MAIL, hooks, out);
         }
+        // UCSPITLS=! or @: submission ports want TLS first (530 5.7.0).
+        if self.cfg.tls_policy.require && self.tls.is_none() {
+            return self.refuse("MAIL", ucspitls::TLS_REQUIRED, hooks, out);
+        }
+        // SMTPAUTH=!...: AUTH first.
+        if self.cfg.auth.is_some_and(|a| a.required) && self.auth_user.is_none() {
+            return self.refuse("MAIL", auth::AUTH_REQUIRED, hooks, out);
+        }
         let mut tx = Tx::default();
         let mut size: Option<u64> = None;
         let mut seen: u8 = 0;
+        let mut seen_auth = false;
         for p in params_iter(params) {
             let Ok((k, v)) = p else { return self.refuse("MAIL", reply::BAD_PARAM, hooks, out) };
+            if k.eq_ignore_ascii_case(b"AUTH") && self.cfg.auth.is_some() {
+                // RFC 4954 section 5: valid xtext or <>; kept only from an
+                // authenticated client (otherwise as if AUTH=<>).
+                let parsed = v.and_then(auth::parse_mail_auth);
+                if parsed.is_none() {
+                    return self.refuse("MAIL", reply::BAD_PARAM, hooks, out);
+                }
+                if seen_auth {
+                    return self.refuse("MAIL", reply::DUP_PARAM, hooks, out);
+                }
+                seen_auth = true;
+                if self.auth_user.is_some() {
+                    tx.auth_param = parsed;
+                }
+                continue;
+            }
             let (bit, r) = match_mail_param(k, v, &mut tx, &mut size);
             if let Some(r) = r {
                 return self.refuse("MAIL", r, hooks, out);
@@ -349,7 +471,12 @@ impl<'c> Session<'c> {
         if self.cfg.maxrcpt > 0 && tx.rcpts.len() >= self.cfg.maxrcpt {
             return self.refuse("RCPT", reply::TOO_MANY_RCPTS, hooks, out);
         }
-        let addr = match self.cfg.policy.check_rcpt(path) {
+        // An authenticated client, or (UCSPITLS ? or @) one whose certificate
+        // verified, may relay, as with RELAYCLIENT.
+        let relay_ok = self.auth_user.is_some()
+            || (self.cfg.tls_policy.cert_relay && self.tls.as_ref().is_some_and(TlsInfo::client_cert_verified));
+        let decision = if relay_ok { Decision::Accept(path.to_vec()) } else { self.cfg.policy.check_rcpt(path) };
+        let addr = match decision {
             Decision::Accept(a) => a,
             Decision::Refuse(r) => return self.refuse("RCPT", r, hooks, out),
             Decision::Ask(a) => match hooks.rcpt_check(&tx.sender, &a) {
@@ -513,8 +640,13 @@ impl<'c> Session<'c> {
                 client("CLIENT_IDENT", self.peer.remote_info.as_deref());
             }
         }
-        if let Some(l) = &self.x_login {
+        if let Some(l) = self.x_login.as_ref().or(self.auth_user.as_ref()) {
             attrs.push("CLIENT_LOGIN", l);
+        }
+        if let Some(t) = &self.tls {
+            for (k, v) in t.attrs() {
+                attrs.push(k, v);
+            }
         }
         (env, attrs)
     }
@@ -522,6 +654,7 @@ impl<'c> Session<'c> {
     /// The Received header for the message about to be queued.
     pub fn received(&self, now: i64) -> Vec<u8> {
         let helo = self.helo_name();
+        let tls_comment = self.tls.as_ref().map(TlsInfo::received_comment);
         let rcpt = self.tx.as_ref().filter(|t| t.rcpts.len() == 1).and_then(|t| t.rcpts.first());
         received_header(&Trace {
             helo: helo.as_bytes(),
@@ -529,6 +662,7 @@ impl<'c> Session<'c> {
             remote_ip: self.peer.remote_ip.as_deref(),
             hostname: &self.cfg.hostname,
             proto: self.proto(),
+            tls: tls_comment.as_deref(),
             rcpt: rcpt.map(Vec::as_slice),
             now,
         })
@@ -558,7 +692,8 @@ impl<'c> Session<'c> {
 
     fn proto(&self) -> &'static str {
         let utf8 = self.tx.as_ref().is_some_and(|t| t.smtputf8);
-        protocol_word(self.x_proto.unwrap_or(self.esmtp), false, self.x_login.is_some(), utf8)
+        let auth = self.x_login.is_some() || self.auth_user.is_some();
+        protocol_word(self.x_proto.unwrap_or(self.esmtp), self.tls.is_some(), auth, utf8)
     }
 
     fn end_tx(&mut self) {
@@ -634,6 +769,91 @@ impl<'c> Session<'c> {
 
     /// Give a refusal, log it, count it; protocol errors (5.5.x: 500-504,
     /// 555) count toward the limit that ends the session with 421.
+    fn starttls(&mut self, verb: &str, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        if self.tls.is_some() {
+            return self.refuse(verb, ucspitls::STARTTLS_AGAIN, hooks, out);
+        }
+        if !(self.cfg.tls_policy.offer && hooks.tls_available()) {
+            return self.refuse(verb, reply::STARTTLS_UNAVAILABLE, hooks, out);
+        }
+        Action::StartTls
+    }
+
+    fn auth(&mut self, arg: &[u8], hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        let Some(policy) = self.cfg.auth else { return self.refuse("AUTH", reply::AUTH_UNAVAILABLE, hooks, out) };
+        let r = if self.helo.is_none() {
+            Some(reply::WANT_HELO)
+        } else if self.auth_user.is_some() {
+            Some(auth::AUTH_ALREADY)
+        } else if self.tx.is_some() {
+            Some(auth::AUTH_IN_TRANSACTION)
+        } else if self.tls.is_none() && !self.cfg.auth_plaintext {
+            Some(auth::AUTH_NEEDS_TLS)
+        } else {
+            None
+        };
+        if let Some(r) = r {
+            return self.refuse("AUTH", r, hooks, out);
+        }
+        let (mech, initial) = match auth::parse_auth_args(arg) {
+            Ok(x) => x,
+            Err(r) => return self.refuse("AUTH", r, hooks, out),
+        };
+        if !policy.allows(mech) {
+            return self.refuse("AUTH", auth::AUTH_UNKNOWN_MECH, hooks, out);
+        }
+        let challenge = if mech == Mech::CramMd5 {
+            let (pid, t) = hooks.unique();
+            auth::cram_challenge(pid, t, &self.cfg.hostname)
+        } else {
+            Vec::new()
+        };
+        let (ex, step) = auth::start(mech, initial, challenge);
+        self.auth_step(ex, step, hooks, out)
+    }
+
+    fn auth_step(&mut self, ex: Exchange, step: Step, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
+        let mech = ex.mech();
+        match step {
+            Step::Ask(text) => {
+                out.extend_from_slice(text.as_bytes());
+                self.auth_ex = Some(ex);
+                Action::AuthLine
+            }
+            Step::Fail(r) => self.refuse("AUTH", r, hooks, out),
+            Step::Check(creds) => {
+                let user = String::from_utf8_lossy(&creds.user).into_owned();
+                let verdict = hooks.check_password(&creds);
+                let shown: String = user.chars().filter(|c| !c.is_control()).take(100).collect();
+                match verdict {
+                    Verdict::Accepted => {
+                        hooks.log(format_args!("auth: success type={} user=<{shown}>", mech.lower_name()));
+                        self.auth_user = Some(user);
+                        self.auth_mech = Some(mech);
+                        out.extend_from_slice(auth::AUTH_OK.as_bytes());
+                        Action::Continue
+                    }
+                    Verdict::Rejected => {
+                        self.auth_failures += 1;
+                        hooks.log(format_args!("auth: failed type={} user=<{shown}>", mech.lower_name()));
+                        if self.auth_failures >= auth::MAX_FAILURES {
+                            self.stats.refused += 1;
+                            out.extend_from_slice(auth::AUTH_FAILED.as_bytes());
+                            out.extend_from_slice(auth::AUTH_TOO_MANY.as_bytes());
+                            hooks.log(format_args!("too many authentication failures"));
+                            return Action::Close;
+                        }
+                        self.refuse("AUTH", auth::AUTH_FAILED, hooks, out)
+                    }
+                    Verdict::TempFail | Verdict::Misuse => {
+                        hooks.log(format_args!("auth: checkpassword {verdict:?} type={} user=<{shown}>", mech.lower_name()));
+                        self.refuse("AUTH", auth::AUTH_TEMP, hooks, out)
+                    }
+                }
+            }
+        }
+    }
+
     fn refuse(&mut self, verb: &str, r: &str, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
         out.extend_from_slice(r.as_bytes());
         self.count_refusal(verb, r, hooks);
@@ -885,6 +1105,11 @@ mod tests {
             xforward: false,
             policy: Policy { rcpthosts: Some(parse_list(b"example.com\n")), ..Policy::default() },
             queue: QueueProgram::Session(PathBuf::from("queue-inject")),
+            tls_policy: Default::default(),
+            tls_initial: None,
+            auth: None,
+            auth_plaintext: false,
+            checkpassword: Vec::new(),
         }
     }
 
@@ -903,6 +1128,8 @@ mod tests {
                 Action::Close => format!("{last} [close]"),
                 Action::Bdat { accept, .. } => format!("{last}[bdat {accept}]"),
                 Action::Continue => last,
+                Action::StartTls => format!("{last} [starttls]"),
+                Action::AuthLine => format!("{last} [authline]"),
             });
         }
         (got, s)
@@ -1235,5 +1462,228 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Hooks with a UCSPI-TLS server in front and a checkpassword that
+    /// knows alice/s3cret.
+    struct TlsFake {
+        inner: Fake,
+        tls: bool,
+        checked: u32,
+    }
+
+    impl Hooks for TlsFake {
+        fn rcpt_check(&mut self, sender: &[u8], rcpt: &[u8]) -> RcptCheck {
+            self.inner.rcpt_check(sender, rcpt)
+        }
+        fn helo_resolves(&mut self, name: &[u8]) -> bool {
+            self.inner.helo_resolves(name)
+        }
+        fn log(&mut self, line: fmt::Arguments<'_>) {
+            self.inner.log(line)
+        }
+        fn tls_available(&self) -> bool {
+            self.tls
+        }
+        fn check_password(&mut self, c: &Credentials) -> Verdict {
+            self.checked += 1;
+            if c.user == b"alice" && c.secret == b"s3cret" {
+                Verdict::Accepted
+            } else if c.user == b"tempfail" {
+                Verdict::TempFail
+            } else {
+                Verdict::Rejected
+            }
+        }
+    }
+
+    fn tls_fake() -> TlsFake {
+        TlsFake { inner: fake(), tls: true, checked: 0 }
+    }
+
+    fn tls_info() -> TlsInfo {
+        TlsInfo { protocol: "TLSv1.3".into(), cipher: "TLS_AES_128_GCM_SHA256".into(), ..Default::default() }
+    }
+
+    fn b64(s: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn run(s: &mut Session<'_>, h: &mut dyn Hooks, line: &str) -> (String, Action) {
+        let mut out = Vec::new();
+        let a = s.handle_line(line.as_bytes(), h, &mut out);
+        (String::from_utf8(out).unwrap(), a)
+    }
+
+    fn tls_config(ucspitls: Option<&str>, smtpauth: Option<&str>) -> &'static Config {
+        let mut c = config();
+        c.tls_policy = crate::io::ucspitls::parse_ucspitls(ucspitls);
+        c.auth = auth::parse_smtpauth(smtpauth);
+        Box::leak(Box::new(c))
+    }
+
+    #[test]
+    fn starttls_offered_and_state_reset() {
+        let cfg = tls_config(Some(""), Some(""));
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        let (t, _) = run(&mut s, &mut h, "EHLO c.test");
+        assert!(t.contains("250-STARTTLS\r\n") || t.contains("250 STARTTLS\r\n"), "{t}");
+        assert!(!t.contains("AUTH"), "AUTH before TLS: {t}");
+        run(&mut s, &mut h, "MAIL FROM:<a@b.c>");
+        assert_eq!(run(&mut s, &mut h, "STARTTLS").1, Action::StartTls);
+        s.tls_started(tls_info(), &mut h);
+        // RFC 3207 4.2: back to the start; the transaction is gone.
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("503 5.5.1"));
+        let (t, _) = run(&mut s, &mut h, "EHLO c.test");
+        assert!(!t.contains("STARTTLS") && t.contains("AUTH LOGIN PLAIN"), "{t}");
+        assert!(run(&mut s, &mut h, "STARTTLS").0.starts_with("503 5.5.1"));
+        run(&mut s, &mut h, "MAIL FROM:<a@b.c>");
+        run(&mut s, &mut h, "RCPT TO:<u@example.com>");
+        let r = String::from_utf8(s.received(0)).unwrap();
+        assert!(r.contains("with ESMTPS (using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256)"), "{r}");
+        let (_, attrs) = s.queue_request();
+        assert_eq!(attrs.get("TLS_PROTOCOL"), Some(&b"TLSv1.3"[..]));
+    }
+
+    #[test]
+    fn starttls_not_offered_without_server_or_policy() {
+        for (ucspitls, tls) in [(None, true), (Some("-"), true), (Some(""), false)] {
+            let cfg = tls_config(ucspitls, None);
+            let mut h = TlsFake { tls, ..tls_fake() };
+            let mut s = Session::new(cfg, Peer::default());
+            assert!(!run(&mut s, &mut h, "EHLO c.test").0.contains("STARTTLS"));
+            assert!(run(&mut s, &mut h, "STARTTLS").0.starts_with("502 5.5.1"), "{ucspitls:?} {tls}");
+        }
+        let cfg = tls_config(Some(""), None);
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        assert!(run(&mut s, &mut h, "STARTTLS x").0.starts_with("501"));
+        assert!(s.starttls_pipelined(&mut h, &mut Vec::new()) == Action::Continue);
+    }
+
+    #[test]
+    fn ucspitls_require_and_cert_relay() {
+        let cfg = tls_config(Some("!"), None);
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        run(&mut s, &mut h, "EHLO c.test");
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("530 5.7.0"));
+        s.tls_started(tls_info(), &mut h);
+        run(&mut s, &mut h, "EHLO c.test");
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("250"));
+        // Relaying is not granted by TLS alone...
+        assert!(run(&mut s, &mut h, "RCPT TO:<x@elsewhere.org>").0.starts_with("553"));
+        // ...but by a verified client certificate under ? or @.
+        for pol in ["?", "@"] {
+            let cfg = tls_config(Some(pol), None);
+            let mut s = Session::new(cfg, Peer::default());
+            let mut info = tls_info();
+            info.peer_subject = Some("/CN=client".into());
+            s.tls_started(info, &mut h);
+            run(&mut s, &mut h, "EHLO c.test");
+            run(&mut s, &mut h, "MAIL FROM:<a@b.c>");
+            assert!(run(&mut s, &mut h, "RCPT TO:<x@elsewhere.org>").0.starts_with("250"), "{pol}");
+        }
+    }
+
+    #[test]
+    fn auth_only_over_tls_unless_allowed() {
+        let cfg = tls_config(Some(""), Some(""));
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        run(&mut s, &mut h, "EHLO c.test");
+        assert!(run(&mut s, &mut h, "AUTH PLAIN").0.starts_with("538 5.7.11"));
+        let mut c = config();
+        c.auth = auth::parse_smtpauth(Some(""));
+        c.auth_plaintext = true;
+        let cfg: &'static Config = Box::leak(Box::new(c));
+        let mut s = Session::new(cfg, Peer::default());
+        assert!(run(&mut s, &mut h, "EHLO c.test").0.contains("AUTH LOGIN PLAIN"));
+        let (t, a) = run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0alice\0s3cret")));
+        assert_eq!((t.as_str(), a), ("235 2.7.0 authentication successful\r\n", Action::Continue));
+    }
+
+    fn authed_session(smtpauth: &str) -> (Session<'static>, TlsFake) {
+        let cfg = tls_config(Some(""), Some(smtpauth));
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        s.tls_started(tls_info(), &mut h);
+        run(&mut s, &mut h, "EHLO c.test");
+        (s, h)
+    }
+
+    #[test]
+    fn auth_mechanisms() {
+        // PLAIN in two steps.
+        let (mut s, mut h) = authed_session("");
+        assert_eq!(run(&mut s, &mut h, "AUTH PLAIN"), ("334 \r\n".into(), Action::AuthLine));
+        let mut out = Vec::new();
+        assert_eq!(s.auth_line(Some(b64(b"\0alice\0s3cret").as_bytes()), &mut h, &mut out), Action::Continue);
+        assert!(out.starts_with(b"235 "));
+        assert!(run(&mut s, &mut h, "AUTH PLAIN").0.starts_with("503 5.5.1"));
+        run(&mut s, &mut h, "MAIL FROM:<alice@b.c> AUTH=alice+40b.c");
+        assert!(run(&mut s, &mut h, "RCPT TO:<x@elsewhere.org>").0.starts_with("250"), "authenticated relay");
+        let r = String::from_utf8(s.received(0)).unwrap();
+        assert!(r.contains("with ESMTPSA"), "{r}");
+        assert_eq!(s.queue_request().1.get("CLIENT_LOGIN"), Some(&b"alice"[..]));
+        // LOGIN.
+        let (mut s, mut h) = authed_session("");
+        assert_eq!(run(&mut s, &mut h, "AUTH LOGIN").1, Action::AuthLine);
+        let mut out = Vec::new();
+        assert_eq!(s.auth_line(Some(b64(b"alice").as_bytes()), &mut h, &mut out), Action::AuthLine);
+        assert_eq!(s.auth_line(Some(b64(b"s3cret").as_bytes()), &mut h, &mut out), Action::Continue);
+        assert!(String::from_utf8(out).unwrap().ends_with("235 2.7.0 authentication successful\r\n"));
+        // CRAM-MD5 only when allowed.
+        let (mut s, mut h) = authed_session("");
+        assert!(run(&mut s, &mut h, "AUTH CRAM-MD5").0.starts_with("504 5.5.4"));
+        let (mut s, mut h) = authed_session("+cram");
+        let (t, a) = run(&mut s, &mut h, "AUTH CRAM-MD5");
+        assert!(t.starts_with("334 ") && a == Action::AuthLine, "{t}");
+        // "*" cancels; the session goes on.
+        let mut out = Vec::new();
+        assert_eq!(s.auth_line(Some(b"*"), &mut h, &mut out), Action::Continue);
+        assert!(out.starts_with(b"501 5.7.0"));
+        // Bad base64, over-long line.
+        run(&mut s, &mut h, "AUTH LOGIN");
+        let mut out = Vec::new();
+        s.auth_line(Some(b"%%%"), &mut h, &mut out);
+        assert!(out.starts_with(b"501 5.5.2"));
+        run(&mut s, &mut h, "AUTH LOGIN");
+        let mut out = Vec::new();
+        s.auth_line(None, &mut h, &mut out);
+        assert!(out.starts_with(b"500 5.5.6"));
+    }
+
+    #[test]
+    fn auth_failures_close_the_session() {
+        let (mut s, mut h) = authed_session("");
+        for i in 1..=3 {
+            let (t, a) = run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0alice\0wrong")));
+            assert!(t.starts_with("535 5.7.8"), "{t}");
+            assert_eq!(a, if i < 3 { Action::Continue } else { Action::Close }, "{i}");
+        }
+        let (mut s, mut h) = authed_session("");
+        let (t, _) = run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0tempfail\0x")));
+        assert!(t.starts_with("454 4.7.0"), "{t}");
+    }
+
+    #[test]
+    fn smtpauth_required_and_off() {
+        let (mut s, mut h) = authed_session("!");
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("530 5.7.0"));
+        run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0alice\0s3cret")));
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c>").0.starts_with("250"));
+        let cfg = tls_config(Some(""), Some("-"));
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        s.tls_started(tls_info(), &mut h);
+        assert!(!run(&mut s, &mut h, "EHLO c.test").0.contains("AUTH"));
+        assert!(run(&mut s, &mut h, "AUTH PLAIN").0.starts_with("502"));
+        assert_eq!(h.checked, 0);
+        // MAIL AUTH= with bad xtext is refused.
+        let (mut s, mut h) = authed_session("");
+        assert!(run(&mut s, &mut h, "MAIL FROM:<a@b.c> AUTH=bad+4").0.starts_with("555"));
     }
 }

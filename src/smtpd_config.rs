@@ -2,6 +2,8 @@
 //! name) read once at startup into a typed `Config`. A bad value is an error
 //! here, never a surprise in the middle of a session.
 
+use crate::auth::{parse_smtpauth, AuthPolicy};
+use crate::io::ucspitls::{parse_ucspitls, TlsInfo, TlsPolicy};
 use crate::policy::{parse_list, Policy};
 use std::ffi::OsString;
 use std::fmt;
@@ -46,6 +48,16 @@ pub struct Config {
     pub xforward: bool,
     pub policy: Policy,
     pub queue: QueueProgram,
+    /// UCSPITLS (s/qmail's values), see io/ucspitls.rs.
+    pub tls_policy: TlsPolicy,
+    /// TLS already active from the start (SSL_PROTOCOL set: implicit TLS).
+    pub tls_initial: Option<TlsInfo>,
+    /// SMTPAUTH (the fehcom AUTH patch's values); None: no AUTH.
+    pub auth: Option<AuthPolicy>,
+    /// SMTPAUTH_PLAINTEXT set: AUTH also without TLS (a trusted network).
+    pub auth_plaintext: bool,
+    /// The checkpassword program and its arguments (smtpd-rs's arguments).
+    pub checkpassword: Vec<OsString>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +75,13 @@ impl Config {
     /// Read the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         let exe = std::env::current_exe().ok();
-        Config::from_vars(&|k| std::env::var_os(k), exe.as_deref())
+        let mut cfg = Config::from_vars(&|k| std::env::var_os(k), exe.as_deref())?;
+        cfg.checkpassword = std::env::args_os().skip(1).collect();
+        if cfg.checkpassword.is_empty() {
+            // As the AUTH patch: no checkpassword program, no AUTH.
+            cfg.auth = None;
+        }
+        Ok(cfg)
     }
 
     /// Build from a variable lookup (for tests) and the path of our binary
@@ -127,6 +145,11 @@ impl Config {
             xforward: get("XFORWARD").is_some(),
             policy,
             queue,
+            tls_policy: parse_ucspitls(text("UCSPITLS")?.as_deref()),
+            tls_initial: TlsInfo::from_env(&|k| get(k).and_then(|v| v.into_string().ok())),
+            auth: parse_smtpauth(text("SMTPAUTH")?.as_deref()),
+            auth_plaintext: get("SMTPAUTH_PLAINTEXT").is_some(),
+            checkpassword: Vec::new(),
         })
     }
 }

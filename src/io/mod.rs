@@ -1,3 +1,4 @@
 //! Adapters for fds, pipes, sockets and processes. The pure modules never see an fd.
 pub mod serve;
 pub mod ucspi;
+pub mod ucspitls;

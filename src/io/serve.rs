@@ -5,8 +5,11 @@
 //! takes any connection and a fresh `Session`, so that one process can serve
 //! a session on fds it was handed (doc/PROTOCOLS.md section 4).
 
+use crate::auth::{self, Credentials};
+use crate::checkpassword::{self, Verdict};
 use crate::die;
 use crate::io::ucspi::{Conn, ConnError, IN_BUF, OUT_HIGH};
+use crate::io::ucspitls::{TlsInfo, UcspiTls, READY};
 use crate::queue_client::QueueClient;
 use crate::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
 use crate::smtp::data::{ChunkDecoder, DataError, DotDecoder};
@@ -36,6 +39,8 @@ pub enum End {
     Pregreet,
     /// Reading from or writing to the client failed.
     IoError,
+    /// STARTTLS was accepted but TLS did not start.
+    TlsFailed,
 }
 
 impl End {
@@ -48,6 +53,7 @@ impl End {
             End::TooManyErrors => "too many errors",
             End::Pregreet => "client talked before the greeting",
             End::IoError => "connection error",
+            End::TlsFailed => "TLS did not start",
         }
     }
 
@@ -124,6 +130,47 @@ fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mu
         }
         match action {
             Action::Continue => {}
+            Action::StartTls => {
+                // RFC 3207 / CVE-2011-0411: nothing may follow STARTTLS in
+                // the same flight; such input is refused, not carried over.
+                if !conn.buffered().is_empty() {
+                    if s.starttls_pipelined(hooks, &mut conn.out) == Action::Close {
+                        return End::TooManyErrors;
+                    }
+                } else {
+                    conn.out.extend_from_slice(READY.as_bytes());
+                    if let Err(e) = conn.flush() {
+                        return conn_end(e, false);
+                    }
+                    match hooks.start_tls() {
+                        Ok(info) => match use_tls_fds(conn) {
+                            Ok(()) => s.tls_started(info, hooks),
+                            Err(e) => {
+                                hooks.log(format_args!("unable to use the TLS fds: {e}"));
+                                return End::TlsFailed;
+                            }
+                        },
+                        Err(e) => {
+                            hooks.log(format_args!("starttls: {e}"));
+                            return End::TlsFailed;
+                        }
+                    }
+                }
+            }
+            Action::AuthLine => {
+                let mut a = Action::AuthLine;
+                while a == Action::AuthLine {
+                    a = match conn.next_line(&mut line) {
+                        Ok(None) => s.auth_line(Some(&line), hooks, &mut conn.out),
+                        Ok(Some(_)) => s.auth_line(None, hooks, &mut conn.out),
+                        Err(e) => return conn_end(e, false),
+                    };
+                }
+                line.iter_mut().for_each(|b| *b = 0); // the last answer may be a password
+                if a == Action::Close {
+                    return End::TooManyErrors;
+                }
+            }
             Action::Close => {
                 return if s.stats.errors >= MAX_ERRORS { End::TooManyErrors } else { End::Quit };
             }
@@ -346,12 +393,40 @@ fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) -> s
 pub struct ProcessHooks<'c> {
     cfg: &'c Config,
     pid: u32,
+    /// The UCSPI-TLS fds, while TLS has not been started.
+    tls: Option<UcspiTls>,
 }
 
 impl<'c> ProcessHooks<'c> {
     pub fn new(cfg: &'c Config) -> ProcessHooks<'c> {
-        ProcessHooks { cfg, pid: std::process::id() }
+        let tls = match UcspiTls::from_env(&|k| std::env::var(k).ok()) {
+            Ok(t) => t,
+            Err(e) => {
+                die::warn(PROG, format_args!("UCSPI-TLS: {e}; STARTTLS not offered"));
+                None
+            }
+        };
+        ProcessHooks { cfg, pid: std::process::id(), tls }
     }
+}
+
+/// After STARTTLS the TLS pipes are fds 0 and 1: give the connection its
+/// own copies of them (dropping its buffered input), and keep fds 0 and 1
+/// open on them (the connection may have owned the old ones), so that no
+/// later pipe lands on fd 0 or 1.
+fn use_tls_fds(conn: &mut Conn) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let dup = || -> std::io::Result<(std::fs::File, std::fs::File)> {
+        let r = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+        let w = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+        Ok((r, w))
+    };
+    let (r, w) = dup()?;
+    let (keep_r, keep_w) = dup()?;
+    conn.replace_fds(r, w);
+    nix::unistd::dup2_stdin(&keep_r)?;
+    nix::unistd::dup2_stdout(&keep_w)?;
+    Ok(())
 }
 
 impl Hooks for ProcessHooks<'_> {
@@ -395,5 +470,39 @@ impl Hooks for ProcessHooks<'_> {
 
     fn log(&mut self, line: fmt::Arguments<'_>) {
         die::info(PROG, format_args!("{} {}", self.pid, line));
+    }
+
+    fn tls_available(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn start_tls(&mut self) -> Result<TlsInfo, String> {
+        let t = self.tls.take().ok_or("no UCSPI-TLS server")?;
+        match t.start(true, self.cfg.timeout) {
+            Ok(Some(info)) => Ok(info),
+            Ok(None) => Ok(TlsInfo::default()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The checkpassword program, with the AUTH patch's pause after a
+    /// rejection (against password guessing).
+    fn check_password(&mut self, creds: &Credentials) -> Verdict {
+        match checkpassword::check(&self.cfg.checkpassword, creds, checkpassword::DEFAULT_TIMEOUT) {
+            Ok(Verdict::Rejected) => {
+                std::thread::sleep(std::time::Duration::from_secs(auth::FAILURE_DELAY_SECS));
+                Verdict::Rejected
+            }
+            Ok(v) => v,
+            Err(e) => {
+                die::warn(PROG, format_args!("unable to run the checkpassword program: {e}"));
+                Verdict::TempFail
+            }
+        }
+    }
+
+    fn unique(&mut self) -> (u32, u64) {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        (self.pid, t)
     }
 }

@@ -1,0 +1,328 @@
+//! tls-wrap's process side: start prog with the UCSPI-TLS fds (or, with -i,
+//! after the handshake with pipes on its fd 0/1), wait for its request on
+//! the control socket, then hand over to the relay. tls-wrap stays the
+//! parent: it holds the key, prog never does.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{pipe2, Gid, Pid, Uid};
+use rustls::{ServerConfig, ServerConnection};
+
+use super::config::{is_tls_var, Options, TlsEnv};
+use super::envblock::EnvOp;
+use super::relay::{self, Net, RelayEnd, TlsFail};
+use super::certs;
+use crate::die;
+
+pub const PROG: &str = "tls-wrap";
+/// Exit code when TLS failed (handshake, timeout) or a system call failed.
+pub const EXIT_TLS: i32 = 111;
+/// How long output may wait for a peer that does not read.
+pub const WRITE_STALL: Duration = Duration::from_secs(300);
+/// After a failed handshake, how long prog gets to exit on its own after
+/// seeing EOF, before SIGTERM (and as long again before SIGKILL).
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// Everything, from argv and environment to the exit code.
+pub fn main_with(args: Vec<OsString>) -> i32 {
+    // Before any key is in memory: no core dumps, no ptrace by the same uid.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let opts = super::config::parse_args(&args, &|k| std::env::var_os(k))
+        .unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
+    let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let tenv = super::config::parse_env(&vars, &opts).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
+    let cfg = certs::server_config(&tenv, opts.client_cert).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, e));
+    let sigfd = block_sigchld().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up SIGCHLD: {e}")));
+    if opts.implicit {
+        implicit(&opts, &tenv, cfg, &sigfd)
+    } else {
+        ucspi(&opts, &tenv, cfg, &sigfd)
+    }
+}
+
+/// Who is on the other end, for log lines.
+fn remote() -> String {
+    ["TCPREMOTEIP", "REMOTE_ADDR", "SSLREMOTEIP"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn deadline(opts: &Options) -> Option<Instant> {
+    opts.handshake_timeout.map(|t| Instant::now() + t)
+}
+
+/// UCSPI-TLS: prog starts at once with fd 0/1 on the network and the three
+/// fds in SSLCTLFD, SSLREADFD, SSLWRITEFD; TLS starts when it asks.
+fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd) -> i32 {
+    let sys = |what: &str, e: nix::Error| -> ! { die::fatal(PROG, EXIT_TLS, format_args!("unable to {what}: {e}")) };
+    let (ctl, ctl_app) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+        .unwrap_or_else(|e| sys("create the control socket", e));
+    let (app_rd, to_app) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
+    let (from_app, app_wr) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
+    for fd in [&ctl_app, &app_rd, &app_wr] {
+        fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::empty())).unwrap_or_else(|e| sys("pass an fd on", e));
+    }
+    let mut cmd = command(opts);
+    cmd.env("SSLCTLFD", ctl_app.as_raw_fd().to_string())
+        .env("SSLREADFD", app_rd.as_raw_fd().to_string())
+        .env("SSLWRITEFD", app_wr.as_raw_fd().to_string());
+    let pid = spawn(cmd, opts);
+    drop((ctl_app, app_rd, app_wr));
+    drop_self(tenv);
+    let mut status: Option<i32> = None;
+
+    // Plaintext phase: prog talks to the network itself; we wait for a
+    // command on the control socket, or for prog to end.
+    let mut ctl = Some(ctl);
+    let cmd_byte = loop {
+        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(c) = &ctl {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => sys("poll", e),
+        }
+        let sig_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let ctl_ready = fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        drop(fds);
+        if sig_ready {
+            reap(sigfd, pid, &mut status);
+            if let Some(code) = status {
+                return code;
+            }
+        }
+        if ctl_ready {
+            let mut b = [0u8; 1];
+            let c = ctl.as_ref().map(|c| nix::unistd::read(c.as_fd(), &mut b));
+            match c {
+                Some(Ok(1)) if b[0] == b'Y' || b[0] == b'y' => break b[0],
+                Some(Err(nix::errno::Errno::EINTR)) | Some(Err(nix::errno::Errno::EAGAIN)) => {}
+                Some(Ok(1)) => {
+                    die::warn(PROG, format_args!("pid {pid}: unrecognized command on control socket from {}", remote()));
+                    return fail_app(sigfd, pid, status, (None, to_app, from_app));
+                }
+                _ => ctl = None, // prog declined TLS; wait for it to end
+            }
+        }
+    };
+    if cmd_byte == b'y' {
+        ctl = None; // no facts wanted: prog sees EOF on the control socket
+    }
+    // TLS phase: prog has given fd 0/1 up.
+    let (net_rd, net_wr) = Net::take_stdio().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up fd 0/1: {e}")));
+    let net = Net { rd: &net_rd, wr: &net_wr };
+    let mut conn = match ServerConnection::new(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            die::warn(PROG, format_args!("pid {pid}: unable to start TLS: {e}"));
+            return fail_app(sigfd, pid, status, (ctl, to_app, from_app));
+        }
+    };
+    if let Err(e) = relay::handshake(&mut conn, net, deadline(opts)) {
+        log_fail(pid, &e);
+        return fail_app(sigfd, pid, status, (ctl, to_app, from_app));
+    }
+    let facts = certs::facts(&conn);
+    if opts.verbosity >= 2 {
+        die::info(PROG, format_args!("pid {pid}: {} {} from {}{}", facts.protocol, facts.cipher, remote(), sni_note(&facts.sni)));
+    }
+    if let Some(c) = ctl.take() {
+        // The facts block, then EOF on the control socket. prog may have
+        // gone already: a write error is not ours to report.
+        let _ = std::fs::File::from(c).write_all(&facts.encode_block());
+    }
+    let mut on_sig = || reap(sigfd, pid, &mut status);
+    let end = relay::relay(&mut conn, net, to_app, from_app, Some(sigfd.as_fd()), &mut on_sig, WRITE_STALL);
+    log_end(pid, &end);
+    finish(sigfd, pid, status)
+}
+
+/// Implicit TLS (-i): the handshake first; prog starts only once it is
+/// done, with pipes on its fd 0/1 and the facts in its environment.
+fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd) -> i32 {
+    let sys = |what: &str, e: nix::Error| -> ! { die::fatal(PROG, EXIT_TLS, format_args!("unable to {what}: {e}")) };
+    let me = std::process::id();
+    let (net_rd, net_wr) = Net::take_stdio().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up fd 0/1: {e}")));
+    let net = Net { rd: &net_rd, wr: &net_wr };
+    let mut conn = ServerConnection::new(cfg).unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to start TLS: {e}")));
+    if let Err(e) = relay::handshake(&mut conn, net, deadline(opts)) {
+        log_fail(Pid::from_raw(me as i32), &e);
+        return EXIT_TLS;
+    }
+    let facts = certs::facts(&conn);
+    if opts.verbosity >= 2 {
+        die::info(PROG, format_args!("pid {me}: {} {} from {}{}", facts.protocol, facts.cipher, remote(), sni_note(&facts.sni)));
+    }
+    let (app_in, to_app) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
+    let (from_app, app_out) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
+    let mut cmd = command(opts);
+    cmd.stdin(Stdio::from(app_in)).stdout(Stdio::from(app_out));
+    for op in facts.env_ops() {
+        match op {
+            EnvOp::Set(k, v) => cmd.env(k, v),
+            EnvOp::Unset(k) => cmd.env_remove(k),
+        };
+    }
+    let pid = spawn(cmd, opts);
+    drop_self(tenv);
+    let mut status = None;
+    let mut on_sig = || reap(sigfd, pid, &mut status);
+    let end = relay::relay(&mut conn, net, to_app, from_app, Some(sigfd.as_fd()), &mut on_sig, WRITE_STALL);
+    log_end(pid, &end);
+    finish(sigfd, pid, status)
+}
+
+/// prog's command: its environment without the TLS material (unless -Z),
+/// under the uid/gid of -u/-g/-U (std sets groups, gid, then uid).
+fn command(opts: &Options) -> Command {
+    let mut cmd = Command::new(&opts.prog[0]);
+    cmd.args(&opts.prog[1..]);
+    if !opts.keep_env {
+        for (k, _) in std::env::vars_os() {
+            if is_tls_var(&k) {
+                cmd.env_remove(k);
+            }
+        }
+    }
+    if let Some(g) = opts.app_gid {
+        cmd.gid(g);
+    }
+    if let Some(u) = opts.app_uid {
+        cmd.uid(u);
+    }
+    cmd
+}
+
+/// Start prog; it is reaped with waitpid (see `reap`, `finish`), not
+/// through std's Child.
+#[allow(clippy::zombie_processes)]
+fn spawn(mut cmd: Command, opts: &Options) -> Pid {
+    let child: Child = cmd.spawn().unwrap_or_else(|e| {
+        die::fatal(PROG, EXIT_TLS, format_args!("unable to run {}: {e}", opts.prog[0].to_string_lossy()))
+    });
+    Pid::from_raw(child.id() as i32)
+}
+
+/// SIGCHLD arrives as a byte on a self-pipe, so that the poll loops see
+/// prog end. (A signalfd would need SIGCHLD blocked, and std's Command
+/// hands the signal mask on to the child.)
+fn block_sigchld() -> std::io::Result<OwnedFd> {
+    crate::sys::default_sigchld();
+    crate::sys::signal_pipe(&[Signal::SIGCHLD as i32])
+}
+
+/// Drain the self-pipe and collect prog's status if it has ended.
+fn reap(sigfd: &OwnedFd, pid: Pid, status: &mut Option<i32>) {
+    let mut b = [0u8; 64];
+    while matches!(nix::unistd::read(sigfd.as_fd(), &mut b), Ok(n) if n > 0) {}
+    if status.is_none() {
+        if let Ok(ws) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            *status = exit_code(ws);
+        }
+    }
+}
+
+fn exit_code(ws: WaitStatus) -> Option<i32> {
+    match ws {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
+        _ => None,
+    }
+}
+
+/// The relay is over: prog's fds are closed, so it is ending; wait for it.
+fn finish(_sigfd: &OwnedFd, pid: Pid, status: Option<i32>) -> i32 {
+    if let Some(c) = status {
+        return c;
+    }
+    loop {
+        match waitpid(pid, None) {
+            Ok(ws) => {
+                if let Some(c) = exit_code(ws) {
+                    return c;
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return EXIT_TLS,
+        }
+    }
+}
+
+/// TLS did not start: close every fd prog has to us so that it sees EOF
+/// (on the control socket, or on SSLREADFD after a `y`), give it time to
+/// exit, then SIGTERM, then SIGKILL. Exit 111.
+fn fail_app(sigfd: &OwnedFd, pid: Pid, mut status: Option<i32>, fds: (Option<OwnedFd>, OwnedFd, OwnedFd)) -> i32 {
+    drop(fds);
+    for sig in [None, Some(Signal::SIGTERM), Some(Signal::SIGKILL)] {
+        if let Some(s) = sig {
+            let _ = kill(pid, s);
+        }
+        let end = Instant::now() + GRACE;
+        while status.is_none() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX);
+            let _ = poll(&mut fds, ms);
+            reap(sigfd, pid, &mut status);
+        }
+        if status.is_some() {
+            break;
+        }
+    }
+    EXIT_TLS
+}
+
+fn log_fail(pid: Pid, e: &TlsFail) {
+    die::warn(PROG, format_args!("pid {pid}: TLS handshake failed with {}: {e}", remote()));
+}
+
+fn log_end(pid: Pid, end: &RelayEnd) {
+    match end {
+        RelayEnd::Done => {}
+        RelayEnd::Stalled => die::warn(PROG, format_args!("pid {pid}: peer {} stopped reading; connection dropped", remote())),
+        RelayEnd::PeerError(m) => die::warn(PROG, format_args!("pid {pid}: connection with {} ended: {m}", remote())),
+    }
+}
+
+fn sni_note(sni: &Option<String>) -> String {
+    sni.as_ref().map(|s| format!(" sni {s}")).unwrap_or_default()
+}
+
+/// Once the keys are loaded and prog started: as s6-tlsd-io does, drop to
+/// TLS_GID/TLS_UID when running as root; groups, gid, uid, then check that
+/// root cannot come back. Keep the process non-dumpable afterwards.
+fn drop_self(tenv: &TlsEnv) {
+    if !Uid::effective().is_root() {
+        return;
+    }
+    let fail = |what: &str, e: nix::Error| -> ! { die::fatal(PROG, EXIT_TLS, format_args!("unable to {what}: {e}")) };
+    if let Some(g) = tenv.tls_gid {
+        let g = Gid::from_raw(g);
+        nix::unistd::setgroups(&[g]).unwrap_or_else(|e| fail("setgroups", e));
+        nix::unistd::setresgid(g, g, g).unwrap_or_else(|e| fail("set gid", e));
+    }
+    if let Some(u) = tenv.tls_uid {
+        let u = Uid::from_raw(u);
+        nix::unistd::setresuid(u, u, u).unwrap_or_else(|e| fail("set uid", e));
+        if !u.is_root() && nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).is_ok() {
+            die::fatal(PROG, EXIT_TLS, "root privileges could be regained after dropping them");
+        }
+    }
+    let _ = nix::sys::prctl::set_dumpable(false);
+}
