@@ -295,6 +295,42 @@ fn under_tcpserver() {
 }
 
 #[test]
+fn handoff_worker_under_smtpd_supervise() {
+    // smtpd-supervise -W: tls-wrap waits with its keys loaded and gets each
+    // connection handed over (doc/PROTOCOLS.md section 4), with TCPREMOTEIP
+    // in its environment for the app; both UCSPI-TLS and implicit TLS.
+    let certs = Certs::new();
+    for (opts, client) in [(vec![], vec!["-starttls", "smtp"]), (vec!["-i"], vec![])] {
+        let mut args = vec!["-1", "-W", "-w", "2", "127.0.0.1", "0", TLS_WRAP];
+        args.extend_from_slice(&opts);
+        let app = app();
+        args.extend_from_slice(&["python3", &app]);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_smtpd-supervise"))
+            .args(&args)
+            .envs(certs.env("ecdsa"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("smtpd-supervise");
+        let mut line = String::new();
+        {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(child.stdout.as_mut().expect("stdout"));
+            r.read_line(&mut line).expect("port line");
+        }
+        let port: u16 = line.trim().parse().expect("port");
+        // Three sessions in turn: each one a fresh worker that was waiting.
+        let outs: Vec<String> = (0..3).map(|_| s_client(port, &client, SESSION)).collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        for out in outs {
+            assert!(out.contains("SSL_PROTOCOL=TLSv1.3") && out.contains("221 bye"), "{opts:?}: {out}");
+            assert!(out.contains("TCPREMOTEIP=127.0.0.1"), "{opts:?}: {out}");
+        }
+    }
+}
+
+#[test]
 fn privileges_app_and_tls_wrap_under_their_own_uids() {
     let certs = Certs::new();
     let mut env = certs.env("ecdsa");

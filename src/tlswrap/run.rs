@@ -44,10 +44,32 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     let tenv = super::config::parse_env(&vars, &opts).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
     let cfg = certs::server_config(&tenv, opts.client_cert).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, e));
     let sigfd = block_sigchld().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up SIGCHLD: {e}")));
+    if !wait_for_handoff() {
+        return 0;
+    }
     if opts.implicit {
         implicit(&opts, &tenv, cfg, &sigfd)
     } else {
         ucspi(&opts, &tenv, cfg, &sigfd)
+    }
+}
+
+/// Under `smtpd-supervise -W` (HANDOFF_FD set): the keys are loaded and the
+/// configuration built; now wait for the connection, which arrives on fd 0/1
+/// with its variables in the environment (doc/PROTOCOLS.md section 4). One
+/// session per tls-wrap process: after the first prog is started tls-wrap
+/// may have dropped its privileges, so it could not start the next one as
+/// another uid; the supervisor starts the next worker ahead of time. `false`:
+/// the supervisor is gone, exit quietly.
+fn wait_for_handoff() -> bool {
+    let mut w = match crate::handoff::Worker::from_env() {
+        Ok(Some(w)) => w,
+        Ok(None) => return true,
+        Err(e) => die::fatal(PROG, EXIT_TLS, format_args!("hand-off: {e}")),
+    };
+    match w.begin_session() {
+        Ok(more) => more,
+        Err(e) => die::fatal(PROG, EXIT_TLS, format_args!("hand-off: {e}")),
     }
 }
 

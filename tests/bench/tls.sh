@@ -47,7 +47,7 @@ openssl req -x509 -nodes -days 2 -subj /CN=localhost $newkey -keyout "$work/key.
 port() { # a free loopback port
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-P1=$(port); P2=$(port); P3=$(port)
+P1=$(port); P2=$(port); P3=$(port); P4=$(port)
 
 # A queue and a name for smtpd-rs (the wrapped app under both wrappers).
 mkdir -p "$work/queue/tmp" "$work/queue/new"
@@ -96,15 +96,24 @@ CONF
 tcpserver -R -H -l localhost -c 200 127.0.0.1 "$P3" stunnel4 "$work/stunnel-inetd.conf" 2>/dev/null &
 pids="$pids $!"
 
-wait_port "$P1"; wait_port "$P2"; wait_port "$P3"
+# tls-wrap as a hand-off worker under smtpd-supervise -W: keys loaded and the
+# process waiting before the connection arrives (the stunnel-daemon shape).
+SUPERVISE=${SUPERVISE:-$(dirname "$TLS_WRAP")/smtpd-supervise}
+if [ -x "$SUPERVISE" ]; then
+  CERTFILE=$work/cert.pem KEYFILE=$work/key.pem \
+    "$SUPERVISE" -W -c 200 -C 200 127.0.0.1 "$P4" "$TLS_WRAP" -i "$APP" $APPARGS 2>"$work/supervise.log" &
+  pids="$pids $!"
+fi
+
+wait_port "$P1"; wait_port "$P2"; wait_port "$P3"; [ -x "$SUPERVISE" ] && wait_port "$P4"
 
 rate() { # openssl s_time: full handshakes (-new), report connections per real second
   openssl s_time -connect "127.0.0.1:$1" -new -time "$SECS" 2>/dev/null |
     awk '/connections in [0-9.]+ real seconds/ { n=$1; t=$4; printf "%.1f", (t>0 ? n/t : 0) } /connections in .*s;/ && !seen { seen=1 }'
 }
 echo "app: $APP $APPARGS; key: ${KEY:-ecdsa}; $SECS s per run"
-r1=$(rate "$P1"); r2=$(rate "$P2"); r3=$(rate "$P3")
-echo "handshakes/s  tls-wrap (tcpserver): ${r1:-?}  stunnel4 (daemon): ${r2:-?}  stunnel4 (inetd, tcpserver): ${r3:-?}"
+r1=$(rate "$P1"); r2=$(rate "$P2"); r3=$(rate "$P3"); r4=; [ -x "$SUPERVISE" ] && r4=$(rate "$P4")
+echo "handshakes/s  tls-wrap (tcpserver): ${r1:-?}  tls-wrap (smtpd-supervise -W): ${r4:-?}  stunnel4 (daemon): ${r2:-?}  stunnel4 (inetd, tcpserver): ${r3:-?}"
 
 # Memory of one tls-wrap + application pair, with a TLS session open.
 ( sleep 3 ) | openssl s_client -connect "127.0.0.1:$P1" -quiet >/dev/null 2>&1 &

@@ -86,6 +86,7 @@ while True:
             out("250-%s=%s" % (k, facts[k]))
         out("250-HIDDEN=%s" % ",".join(hidden))
         out("250-APPUID=%d" % os.getuid())
+        out("250-TCPREMOTEIP=%s" % os.environ.get("TCPREMOTEIP", "?"))
         blk = [l.split()[1] for l in open("/proc/self/status").read().splitlines() if l.startswith("SigBlk:")]
         out("250-SIGBLK=%s" % (blk[0] if blk else "?"))
         try:
