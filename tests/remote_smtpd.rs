@@ -25,11 +25,16 @@ impl Drop for Server {
 }
 
 fn smtpd(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
+    smtpd_behind(dir, env, &[])
+}
+
+/// smtpd-rs under tcpserver, with `wrap` (e.g. tls-wrap) in front of it.
+fn smtpd_behind(dir: &std::path::Path, env: &[(&str, &str)], wrap: &[&str]) -> Server {
     let qq = dir.join("qq");
     std::fs::write(&qq, QQ).unwrap();
     std::fs::set_permissions(&qq, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut c = Command::new("tcpserver");
-    c.args(["-1", "-R", "-H", "-c", "4", "127.0.0.1", "0", SMTPD])
+    c.args(["-1", "-R", "-H", "-l", "0", "-c", "4", "127.0.0.1", "0"]).args(wrap).arg(SMTPD)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("SMTPD_HOSTNAME", "mx.test")
@@ -72,6 +77,33 @@ CLIENT_ADDR=192.0.2.9\nCLIENT_HELO=box.example\nCLIENT_PROTO=ESMTP\nCLIENT_NAME=
     for want in ["BODY=8BITMIME", "SMTPUTF8=1", "RET=HDRS", "ENVID=env1", "RCPT.0.NOTIFY=SUCCESS,FAILURE", "CLIENT_ADDR=192.0.2.9", "CLIENT_HELO=box.example"] {
         assert!(stored.lines().any(|l| l == want), "{want} not in {stored}");
     }
+}
+
+#[test]
+fn smtpd_rs_through_tls_wrap_with_starttls() {
+    // tls-wrap gives smtpd-rs STARTTLS (UCSPI-TLS); smtp-remote with TLS
+    // required and the test CA verifies it, and the message arrives exact.
+    let d = tempfile::tempdir().unwrap();
+    let (ca, _leaf, key, chain) = ca_and_leaf(d.path(), "mx.test");
+    let s = smtpd_behind(
+        d.path(),
+        &[("CERTFILE", chain.to_str().unwrap()), ("KEYFILE", key.to_str().unwrap()), ("UCSPITLS", "")],
+        &[env!("CARGO_BIN_EXE_tls-wrap")],
+    );
+    let msg: &[u8] = b"From: a@example.org\nSubject: over TLS\n\nbody\n.dot\n";
+    let r = run(
+        &["[127.0.0.1]", "a@example.org", "b@example.net"],
+        &[("SMTP_PORT", &s.port.to_string()), ("SMTP_TLS", "verify"), ("TLS_CAFILE", ca.to_str().unwrap())],
+        msg,
+    );
+    assert!(r.report.starts_with("r|K127.0.0.1 accepted message.\nRemote host said: 250 2.0.0 ok"), "{}", r.report);
+    let got = std::fs::read(d.path().join("msg")).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(got.ends_with(msg), "{text}");
+    assert!(text.lines().take(4).any(|l| l.contains("with ESMTPS")), "{text}");
+    let stored = std::fs::read_to_string(d.path().join("attrs")).unwrap();
+    assert!(stored.lines().any(|l| l.starts_with("TLS_PROTOCOL=TLSv1.")), "{stored}");
+    assert_eq!(std::fs::read(d.path().join("env")).unwrap(), b"Fa@example.org\0Tb@example.net\0\0");
 }
 
 #[test]
