@@ -18,6 +18,9 @@ pub struct Trace<'a> {
     pub tls: Option<&'a str>,
     /// The recipient, named only when the message has exactly one.
     pub rcpt: Option<&'a [u8]>,
+    /// The AUTH user, shown only when the operator asks for it
+    /// (SMTPD_RECEIVED_AUTH): it tells the world who sent the message.
+    pub auth_user: Option<&'a str>,
     /// Seconds since the epoch.
     pub now: i64,
 }
@@ -49,6 +52,14 @@ pub fn received_header(t: &Trace<'_>) -> Vec<u8> {
         (None, Some(ip)) => h.extend_from_slice(format!(" ([{ip}])").as_bytes()),
         (Some(n), None) => h.extend_from_slice(format!(" ({n})").as_bytes()),
         (None, None) => {}
+    }
+    if let Some(u) = t.auth_user {
+        // As Postfix's smtpd_sasl_authenticated_header; the name is shown
+        // only if it is printable ASCII without parentheses or backslashes,
+        // so that it cannot break the comment or fold the header.
+        if u.bytes().all(|b| b.is_ascii_graphic() && b != b'(' && b != b')' && b != b'\\') {
+            h.extend_from_slice(format!("\n\t(Authenticated sender: {u})").as_bytes());
+        }
     }
     h.extend_from_slice(format!("\n\tby {} (smtpd-rs) with {}", t.hostname, t.proto).as_bytes());
     if let Some(c) = t.tls {
@@ -127,6 +138,7 @@ mod tests {
             proto: "ESMTP",
             tls: None,
             rcpt: Some(b"u@example.org"),
+            auth_user: None,
             now: 0,
         };
         assert_eq!(
@@ -137,5 +149,11 @@ mod tests {
         assert!(String::from_utf8(received_header(&t))
             .unwrap()
             .contains("with ESMTPS (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384);\n"));
+        let t = Trace { proto: "ESMTPSA", auth_user: Some("alice"), ..t };
+        assert!(String::from_utf8(received_header(&t))
+            .unwrap()
+            .starts_with("Received: from client.example ([192.0.2.1])\n\t(Authenticated sender: alice)\n\tby "));
+        let t = Trace { auth_user: Some("a)b\nc"), ..t };
+        assert!(!String::from_utf8(received_header(&t)).unwrap().contains("Authenticated"));
     }
 }

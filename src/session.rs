@@ -664,6 +664,7 @@ impl<'c> Session<'c> {
             proto: self.proto(),
             tls: tls_comment.as_deref(),
             rcpt: rcpt.map(Vec::as_slice),
+            auth_user: self.auth_user.as_deref().filter(|_| self.cfg.received_auth),
             now,
         })
     }
@@ -1101,6 +1102,7 @@ mod tests {
             pregreet: Duration::ZERO,
             helo_check: false,
             rcptcheck_timeout: Duration::from_secs(60),
+            received_auth: false,
             xclient: false,
             xforward: false,
             policy: Policy { rcpthosts: Some(parse_list(b"example.com\n")), ..Policy::default() },

@@ -42,6 +42,8 @@ pub struct Config {
     pub helo_check: bool,
     /// RCPTCHECK_TIMEOUT: how long the RCPTCHECK program may take.
     pub rcptcheck_timeout: Duration,
+    /// SMTPD_RECEIVED_AUTH set: name the AUTH user in the Received header.
+    pub received_auth: bool,
     /// XCLIENT set: this peer may use XCLIENT.
     pub xclient: bool,
     /// XFORWARD set: this peer may use XFORWARD.
@@ -141,6 +143,7 @@ impl Config {
             pregreet: Duration::from_millis(number("SMTPD_PREGREET", 0)?),
             helo_check: get("HELO_CHECK").is_some(),
             rcptcheck_timeout: Duration::from_secs(number("RCPTCHECK_TIMEOUT", 60)?.max(1)),
+            received_auth: get("SMTPD_RECEIVED_AUTH").is_some(),
             xclient: get("XCLIENT").is_some(),
             xforward: get("XFORWARD").is_some(),
             policy,

@@ -124,6 +124,16 @@ fn swaks_tlsc_implicit_tls() {
     let q = st.queued();
     assert_eq!(q.len(), 1);
     assert!(q[0].contains("with ESMTPSA (using TLSv1."), "{}", q[0]);
+    assert!(!q[0].contains("Authenticated sender"), "not asked for: {}", q[0]);
+    // SMTPD_RECEIVED_AUTH: the AUTH user is named in the Received header.
+    let mut env = st.env("", "");
+    env.push(("SMTPD_RECEIVED_AUTH".into(), "".into()));
+    let (port, h) = serve_once(Setup::args(&["-i"]), env);
+    let (ok, out) = swaks(port, &["--tlsc", "--auth", "PLAIN", "--auth-user", "bob", "--auth-password", "b0b"]);
+    let o = h.join().expect("server");
+    assert!(ok, "{out}\n{o:?}");
+    let q = st.queued();
+    assert!(q.iter().any(|m| m.contains("\n\t(Authenticated sender: bob)\n\tby mx.test")), "{q:?}");
 }
 
 #[test]
