@@ -59,26 +59,7 @@ pub fn spki(cert: &[u8]) -> Option<&[u8]> {
     tbs.get(..tbs.len() - rest.len())
 }
 
-/// One DER TLV: (tag, contents, what follows). Definite lengths only.
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *b.first()?;
-    let l0 = *b.get(1)?;
-    let (len, hdr) = if l0 < 0x80 {
-        (l0 as usize, 2)
-    } else {
-        let n = (l0 & 0x7f) as usize;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *b.get(2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let end = hdr.checked_add(len)?;
-    Some((tag, b.get(hdr..end)?, b.get(end..)?))
-}
+use crate::der::tlv;
 
 #[cfg(test)]
 mod tests {

@@ -191,30 +191,7 @@ pub fn subject_oneline(cert: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// One DER TLV: (tag, contents, rest). Single-octet tags, definite lengths.
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *b.first()?;
-    if tag & 0x1f == 0x1f {
-        return None;
-    }
-    let first = *b.get(1)?;
-    let (len, hdr) = if first < 0x80 {
-        (first as usize, 2)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *b.get(2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let end = hdr.checked_add(len)?;
-    let body = b.get(hdr..end)?;
-    Some((tag, body, b.get(end..)?))
-}
+use crate::der::tlv;
 
 fn oid_name(oid: &[u8]) -> String {
     match oid {
