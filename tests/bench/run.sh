@@ -1,9 +1,30 @@
 #!/bin/sh
-# make bench: smtpd-rs + queue-inject, a private Postfix and smtp-sink, side
-# by side, driven by smtp-source (see tests/bench/bench.py for the scenarios
-# and the BENCH_* settings). BENCH_SCALE=small: a quick check that it works.
+# make bench: every benchmark of the suite, one after the other, each side by
+# side with its anchor in the same run:
+#   bench.py   smtpd-rs + queue-inject (tcpserver, smtpd-supervise), a private
+#              Postfix and smtp-sink, driven by smtp-source (scenarios a1 a20 b c)
+#   tls.sh     implicit-TLS handshakes/s: tls-wrap + smtpd-rs against stunnel4
+#   remote.sh  smtp-remote against msmtp, one process per message, to smtp-sink
+#   relay.sh   the whole relay chain against a private Postfix relay, to smtp-sink
+# BENCH_ONLY="bench tls remote relay" picks some; BENCH_SCALE=small makes each
+# a quick check that it works. Output: the tables on stdout.
 set -eu
 cd "$(dirname "$0")/../.."
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
-exec "$py" tests/bench/bench.py "$@"
+only=${BENCH_ONLY:-"bench tls remote relay"}
+# pick SMALL FULL: the size for this run
+pick() { if [ "${BENCH_SCALE:-full}" = small ]; then echo "$1"; else echo "$2"; fi; }
+rc=0
+for b in $only; do
+	echo "## $b"
+	case $b in
+	bench)  "$py" tests/bench/bench.py || rc=1 ;;
+	tls)    sh tests/bench/tls.sh "$(pick 1 10)" || rc=1 ;;
+	remote) sh tests/bench/remote.sh "$(pick 20 1000)" || rc=1 ;;
+	relay)  sh tests/bench/relay.sh "$(pick 20 2000)" "$(pick 2 20)" || rc=1 ;;
+	*) echo "run.sh: unknown benchmark $b" >&2; rc=1 ;;
+	esac
+	echo
+done
+exit $rc
