@@ -193,7 +193,11 @@ class Tcpserver(Receiver):
         if max_use:
             # -C 100: every client is 127.0.0.1, and smtp-source reconnects
             # before the supervisor has reaped the previous session.
+            # -w: waiting workers (BENCH_WORKERS, default 4: twice the
+            # processors here), so that a worker started to replace one that
+            # ended is not the one the next connection has to wait for.
             server = [os.path.join(BIN, "smtpd-supervise"), "-1", "-W", "-m", str(max_use),
+                      "-w", os.environ.get("BENCH_WORKERS", "4"),
                       "-c", "100", "-C", "100", "127.0.0.1", "0"]
         else:
             server = ["tcpserver", "-1", "-R", "-H", "-l", "0", "-c", "100", "127.0.0.1", "0"]

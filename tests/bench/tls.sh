@@ -116,7 +116,7 @@ r1=$(rate "$P1"); r2=$(rate "$P2"); r3=$(rate "$P3"); r4=; [ -x "$SUPERVISE" ] &
 echo "handshakes/s  tls-wrap (tcpserver): ${r1:-?}  tls-wrap (smtpd-supervise -W): ${r4:-?}  stunnel4 (daemon): ${r2:-?}  stunnel4 (inetd, tcpserver): ${r3:-?}"
 
 # Memory of one tls-wrap + application pair, with a TLS session open.
-( sleep 3 ) | openssl s_client -connect "127.0.0.1:$P1" -quiet >/dev/null 2>&1 &
+( sleep 3 ) | openssl s_client -connect "127.0.0.1:$P1" -quiet -no_ign_eof >/dev/null 2>&1 &
 cpid=$!
 sleep 1
 tw=$(pgrep -n -f "$TLS_WRAP -i" || true)
