@@ -42,6 +42,14 @@ need systemd          have systemd-socket-activate
 need procps           have pgrep
 need make             have make
 
+# cargo-fuzz (make fuzz-short, tests/fuzz.sh) is a cargo tool, not a Debian
+# package: built for this user once cargo is on PATH (about 1.5 min here).
+# On a fresh CI machine cargo arrives later: .ci/run calls this again.
+if command -v cargo >/dev/null 2>&1 && ! cargo fuzz --version >/dev/null 2>&1; then
+	echo "install-peers: installing cargo-fuzz (cargo install --locked)" >&2
+	cargo install cargo-fuzz --locked
+fi
+
 if [ "$mode" = --ci ]; then
 	# On a fresh machine install the whole list (apt-get skips what is there)
 	# plus what the build needs.
