@@ -20,6 +20,9 @@ use support::*;
 
 const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
 
+/// The two tests measure throughput: never run them at the same time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Sessions of the soak run when SOAK_SESSIONS is not set.
 const SOAK_DEFAULT: usize = 20_000;
 
@@ -105,6 +108,7 @@ fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn soak_sessions_queue_exact_supervisor_flat() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let n: usize = std::env::var("SOAK_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(SOAK_DEFAULT);
     let s = Scratch::new();
     let sup = supervise(&s, &["-c", "100", "-C", "100"], &[]);
@@ -139,6 +143,7 @@ fn soak_sessions_queue_exact_supervisor_flat() {
 
 #[test]
 fn slowloris_does_not_starve_fast_clients() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     const SLOW: usize = 200;
     const LIMIT: u64 = 20;
     let m: usize = std::env::var("SLOWLORIS_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
