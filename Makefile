@@ -9,7 +9,7 @@ BINS := $(patsubst src/bin/%.rs,%,$(wildcard src/bin/*.rs))
 MAN8 := $(wildcard man/*.8)
 MAN5 := $(wildcard man/*.5)
 
-.PHONY: all build test peers install check-man run bench clean
+.PHONY: all build test peers install check-man run bench clean fuzz fuzz-short
 
 all: build
 
@@ -25,8 +25,16 @@ peers:
 
 # Every test (debug profile: the release profile's LTO would link each of the
 # ~30 test programs for minutes); --no-fail-fast so each prints its summary.
-test: peers build check-man
+test: peers build check-man fuzz-short
 	$(CARGO) test --locked --no-fail-fast
+
+# Every fuzz target of fuzz/ for a few seconds (cargo-fuzz, ASan); make fuzz
+# for long runs (FUZZ_SECONDS per target, default 300). See tests/fuzz.sh.
+fuzz-short: peers
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-3} sh tests/fuzz.sh
+
+fuzz: peers
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} sh tests/fuzz.sh
 
 # groff -ww -z must be silent for every page.
 check-man:

@@ -43,6 +43,9 @@ impl Policy {
         if self.rcpthosts.is_none() && self.recipients.is_none() && self.rcptcheck.is_none() {
             return Decision::Refuse(reply::NO_POLICY);
         }
+        if routed(addr) {
+            return Decision::Refuse(reply::ROUTING_REFUSED);
+        }
         if let Some(hosts) = &self.rcpthosts {
             let ok = is_postmaster(addr) || domain_of(addr).is_some_and(|d| domain_listed(hosts, d));
             if !ok {
@@ -64,6 +67,19 @@ impl Policy {
     pub fn listed(&self, addr: &[u8]) -> bool {
         self.recipients.as_ref().is_some_and(|l| l.contains(&addr.to_ascii_lowercase()))
     }
+}
+
+/// Sender-specified routing: `%`, `!` or `@` in the local part
+/// (`u%other.example@ours`, `other.example!u@ours`). A later hop that
+/// honours the percent hack or bang paths would relay it (nmap's
+/// smtp-open-relay counts it as relaying); refused as Postfix's
+/// allow_untrusted_routing = no does, unless RELAYCLIENT is set.
+fn routed(addr: &[u8]) -> bool {
+    let local = match addr.iter().rposition(|&b| b == b'@') {
+        Some(at) => &addr[..at],
+        None => return false,
+    };
+    local.iter().any(|&b| b == b'%' || b == b'!' || b == b'@')
 }
 
 /// qmail's rcpthosts rule: the domain itself, or `.suffix` for any of its
@@ -115,6 +131,10 @@ mod tests {
         assert_eq!(h.check_rcpt(b"a@sub.org"), Decision::Refuse(reply::NOT_RCPTHOST));
         assert_eq!(h.check_rcpt(b"a@evil.com"), Decision::Refuse(reply::NOT_RCPTHOST));
         assert_eq!(h.check_rcpt(b"postmaster"), Decision::Accept(b"postmaster".to_vec()));
+        // nmap smtp-open-relay: routing in the local part of a listed domain.
+        for a in [&b"relaytest%nmap.scanme.org@example.com"[..], b"nmap.scanme.org!relaytest@example.com", b"\"a@evil.com\"@example.com"] {
+            assert_eq!(h.check_rcpt(a), Decision::Refuse(reply::ROUTING_REFUSED), "{}", String::from_utf8_lossy(a));
+        }
 
         let r = with(Some(b"example.com"), Some(b"list@example.com\n"), false, None);
         assert_eq!(r.check_rcpt(b"List@Example.com"), Decision::Accept(b"List@Example.com".to_vec()));
@@ -129,6 +149,7 @@ mod tests {
 
         let relay = with(None, None, false, Some(b""));
         assert_eq!(relay.check_rcpt(b"a@evil.com"), Decision::Accept(b"a@evil.com".to_vec()));
+        assert_eq!(relay.check_rcpt(b"a%evil.com@example.com"), Decision::Accept(b"a%evil.com@example.com".to_vec()));
         let relay = with(Some(b"x.y"), None, false, Some(b"@gw"));
         assert_eq!(relay.check_rcpt(b"a@b.c"), Decision::Accept(b"a@b.c@gw".to_vec()));
     }

@@ -41,13 +41,22 @@ need groff-base       have groff
 need systemd          have systemd-socket-activate
 need procps           have pgrep
 need make             have make
+need g++              have g++   # libfuzzer-sys compiles libFuzzer (make fuzz-short)
+
+# cargo-fuzz (make fuzz-short, tests/fuzz.sh) is a cargo tool, not a Debian
+# package: built for this user once cargo is on PATH (about 1.5 min here).
+# On a fresh CI machine cargo arrives later: .ci/run calls this again.
+if command -v cargo >/dev/null 2>&1 && ! cargo fuzz --version >/dev/null 2>&1; then
+	echo "install-peers: installing cargo-fuzz (cargo install --locked)" >&2
+	cargo install cargo-fuzz --locked
+fi
 
 if [ "$mode" = --ci ]; then
 	# On a fresh machine install the whole list (apt-get skips what is there)
 	# plus what the build needs.
 	missing="ucspi-tcp swaks libnet-ssleay-perl libdigest-hmac-perl postfix python3 python3-aiosmtpd
 	  openssl stunnel4 msmtp testssl.sh nmap time groff-base systemd procps make
-	  gcc libc6-dev curl ca-certificates"
+	  gcc g++ libc6-dev curl ca-certificates"
 elif [ -z "$missing" ]; then
 	exit 0
 fi

@@ -18,6 +18,11 @@ fn main() {
     if !m.free.is_empty() {
         die::fatal(PROG, die::EXIT_PERM, "usage: queue-run [-l] [-e FILE]");
     }
+    // A state file written past RLIMIT_FSIZE fails with EFBIG (reported and
+    // retried, as ENOSPC is) instead of killing queue-run with SIGXFSZ.
+    if let Err(e) = smtpd::sys::ignore_sigxfsz() {
+        die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to ignore SIGXFSZ: {e}"));
+    }
     let env_file = m.opt_str("e").map(PathBuf::from);
     let cfg = runner::load_config(env_file.as_deref()).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
     if m.opt_present("l") {

@@ -52,6 +52,7 @@ pub const HELO_UNRESOLVED: &str = "450 4.7.1 HELO/EHLO name does not resolve\r\n
 pub const NO_POLICY: &str =
     "553 5.7.1 no recipients accepted here: relaying denied (no RCPTHOSTS, RECIPIENTS, RCPTCHECK or RELAYCLIENT)\r\n";
 pub const NOT_RCPTHOST: &str = "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts\r\n";
+pub const ROUTING_REFUSED: &str = "553 5.7.1 sender-specified routing (% ! @ in the local part) not accepted\r\n";
 pub const NO_MAILBOX: &str = "550 5.1.1 sorry, no mailbox here by that name\r\n";
 pub const RCPTCHECK_TEMP: &str = "451 4.3.0 unable to verify recipient, try again later\r\n";
 pub const TOO_MANY_RCPTS: &str = "452 4.5.3 too many recipients\r\n";
