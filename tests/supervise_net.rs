@@ -980,7 +980,7 @@ fn storm_beyond_limits() {
                     let g = read_line(&s);
                     if g.starts_with("hello") {
                         if i % 3 == 0 {
-                            let _ = say(&s, "sleep 20");
+                            let _ = say(&s, "sleep 2");
                         }
                         *served.lock().unwrap() += 1;
                     }
@@ -999,9 +999,19 @@ fn storm_beyond_limits() {
         fd_count(sup.pid()),
         zombies(sup.pid())
     );
-    let (s, g) = sup.session();
-    assert!(g.starts_with("hello"));
-    assert_eq!(say(&s, "quit"), "bye");
+    // Sleeping sessions may still hold the per-address slots (-C 3) for a
+    // moment: the supervisor must serve again once they end.
+    let mut last = None;
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            let (s, g) = sup.session();
+            let ok = g.starts_with("hello");
+            last = ok.then_some(s);
+            ok
+        }),
+        "not serving after the storm"
+    );
+    assert_eq!(say(last.as_ref().unwrap(), "quit"), "bye");
 }
 
 fn soak_fds_and_memory_flat() {

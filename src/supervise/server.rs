@@ -227,7 +227,14 @@ struct WorkerState {
     retired: bool,
     gen: u64,
     served: u64,
+    /// When it last became idle (for retiring surplus workers).
+    idle_since: Instant,
 }
+
+/// How long an idle worker beyond twice -w is kept before it is retired (as
+/// Postfix's max_idle): a burst of concurrent sessions leaves workers that the
+/// next burst reuses, instead of a fork and exec for each of its sessions.
+const IDLE_KEEP: Duration = Duration::from_secs(30);
 
 struct Session {
     ip: IpAddr,
@@ -420,6 +427,9 @@ impl Server {
         if let Some(p) = self.accept_pause_until {
             at(p);
         }
+        if let Some(r) = self.surplus_due() {
+            at(r);
+        }
         t.map(|i| i.saturating_duration_since(now))
     }
 
@@ -427,6 +437,21 @@ impl Server {
 
     fn sessions(&self) -> usize {
         self.children.values().filter(|c| c.session.is_some()).count() + self.pending.len() + self.waiting.len()
+    }
+
+    /// When the longest-idle surplus worker is due to be retired.
+    fn surplus_due(&self) -> Option<Instant> {
+        let mut idle: Vec<Instant> = self
+            .children
+            .values()
+            .filter(|c| c.session.is_none())
+            .filter_map(|c| c.worker.as_ref().filter(|w| w.chan.is_some() && !w.retired).map(|w| w.idle_since))
+            .collect();
+        if idle.len() <= 2 * self.cfg.workers {
+            return None;
+        }
+        idle.sort();
+        idle.first().map(|&i| i + IDLE_KEEP)
     }
 
     fn idle_workers(&self) -> usize {
@@ -692,7 +717,7 @@ impl Server {
         self.children.insert(
             pid,
             Child {
-                worker: Some(WorkerState { chan: Some(ours), retired: false, gen: self.gen, served: 0 }),
+                worker: Some(WorkerState { chan: Some(ours), retired: false, gen: self.gen, served: 0, idle_since: Instant::now() }),
                 session: None,
                 started: Instant::now(),
             },
@@ -804,16 +829,44 @@ impl Server {
     /// Close an idle worker's channel (it sees EOF and exits) when it is of an
     /// older generation, surplus, or we are draining.
     fn maybe_retire(&mut self, pid: i32) {
-        // Up to twice -w idle workers are kept, so that reuse does not churn.
-        let surplus = self.idle_workers() > 2 * self.cfg.workers;
+        // Idle workers beyond twice -w are retired by `retire_surplus` once
+        // they have been idle for IDLE_KEEP, so that reuse does not churn.
         let draining = self.draining.is_some();
         let gen = self.gen;
         if let Some(w) = self.children.get_mut(&pid).and_then(|c| c.worker.as_mut()) {
-            if draining || surplus || w.gen != gen {
+            w.idle_since = Instant::now();
+            if draining || w.gen != gen {
                 w.chan = None;
                 w.retired = true;
             }
         }
+    }
+
+    /// Retire the longest-idle workers beyond twice -w that have been idle
+    /// for IDLE_KEEP. Returns when the next one would be due, if any.
+    fn retire_surplus(&mut self, now: Instant) -> Option<Instant> {
+        let mut idle: Vec<(Instant, i32)> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.session.is_none())
+            .filter_map(|(p, c)| c.worker.as_ref().filter(|w| w.chan.is_some() && !w.retired).map(|w| (w.idle_since, *p)))
+            .collect();
+        let keep = 2 * self.cfg.workers;
+        if idle.len() <= keep {
+            return None;
+        }
+        idle.sort();
+        let surplus = idle.len() - keep;
+        for &(since, pid) in idle.iter().take(surplus) {
+            if now < since + IDLE_KEEP {
+                return Some(since + IDLE_KEEP);
+            }
+            if let Some(w) = self.children.get_mut(&pid).and_then(|c| c.worker.as_mut()) {
+                w.chan = None;
+                w.retired = true;
+            }
+        }
+        None
     }
 
     // ---- children ending
@@ -866,6 +919,7 @@ impl Server {
 
     fn timers(&mut self) {
         let now = Instant::now();
+        self.retire_surplus(now);
         if let Some(limit) = self.cfg.session_limit {
             let over: Vec<i32> = self
                 .children
