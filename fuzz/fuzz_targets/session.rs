@@ -14,7 +14,6 @@ use smtpd::smtp::reply;
 use smtpd::smtpd_config::{Config, QueueProgram};
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 struct Fake {
     check: RcptCheck,
@@ -88,24 +87,33 @@ fn next_line<'a>(input: &mut &'a [u8]) -> Option<Result<&'a [u8], &'static str>>
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, mut input)) = data.split_first() else { return };
-    let cfg = Config {
-        hostname: "mx.test".into(),
-        databytes: if flags & 1 != 0 { 100 } else { 0 },
-        maxrcpt: if flags & 2 != 0 { 2 } else { 0 },
-        timeout: Duration::from_secs(5),
-        pregreet: Duration::ZERO,
-        helo_check: flags & 4 != 0,
-        rcptcheck_timeout: Duration::from_secs(5),
-        xclient: flags & 8 != 0,
-        xforward: flags & 16 != 0,
-        policy: Policy {
-            rcpthosts: Some(parse_list(b"example.com\n.example.net\n")),
-            recipients: (flags & 32 != 0).then(|| parse_list(b"a@example.com\n")),
-            rcptcheck: (flags & 64 != 0).then(|| PathBuf::from("/bin/true")),
-            relayclient: (flags & 128 != 0).then(|| b"".to_vec()),
-        },
-        queue: QueueProgram::Session(PathBuf::from("queue-inject")),
+    // Built through the same reader as the program (so that new settings
+    // get their defaults), then the lists set inline.
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("SMTPD_HOSTNAME", "mx.test"),
+        ("DATABYTES", if flags & 1 != 0 { "100" } else { "0" }),
+        ("MAXRCPT", if flags & 2 != 0 { "2" } else { "0" }),
+        ("SMTPD_TIMEOUT", "5"),
+        ("RCPTCHECK_TIMEOUT", "5"),
+    ];
+    if flags & 4 != 0 {
+        vars.push(("HELO_CHECK", ""));
+    }
+    if flags & 8 != 0 {
+        vars.push(("XCLIENT", ""));
+    }
+    if flags & 16 != 0 {
+        vars.push(("XFORWARD", ""));
+    }
+    let get = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| std::ffi::OsString::from(v));
+    let Ok(mut cfg) = Config::from_vars(&get, None) else { return };
+    cfg.policy = Policy {
+        rcpthosts: Some(parse_list(b"example.com\n.example.net\n")),
+        recipients: (flags & 32 != 0).then(|| parse_list(b"a@example.com\n")),
+        rcptcheck: (flags & 64 != 0).then(|| PathBuf::from("/bin/true")),
+        relayclient: (flags & 128 != 0).then(|| b"".to_vec()),
     };
+    cfg.queue = QueueProgram::Session(PathBuf::from("queue-inject"));
     let mut hooks = Fake {
         check: match flags % 3 {
             0 => RcptCheck::Accept,
@@ -134,6 +142,24 @@ fuzz_target!(|data: &[u8]| {
         match action {
             Action::Continue => {}
             Action::Close => break,
+            // The fake offers no TLS (Hooks::tls_available is false), so
+            // STARTTLS is refused and this cannot come; end if it does.
+            Action::StartTls => break,
+            // As io/serve.rs: AUTH answers are read as lines until the
+            // exchange is over (not offered in this configuration either).
+            Action::AuthLine => {
+                let mut a = Action::AuthLine;
+                while a == Action::AuthLine {
+                    a = match next_line(&mut input) {
+                        None => break,
+                        Some(Ok(l)) => s.auth_line(Some(l), &mut hooks, &mut out),
+                        Some(Err(_)) => s.auth_line(None, &mut hooks, &mut out),
+                    };
+                }
+                if a == Action::AuthLine || a == Action::Close {
+                    break;
+                }
+            }
             Action::Data => {
                 let (env, attrs) = s.queue_request();
                 check_request(&env, &attrs);
