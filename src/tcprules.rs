@@ -83,18 +83,7 @@ pub fn parse_rules(text: &[u8]) -> Result<Rules, Error> {
         let err = |what| Error { line, what };
         let (addr, instr) = split_rule(raw).ok_or(err("no ':allow' or ':deny' after the address"))?;
         let action = parse_instructions(instr).map_err(err)?;
-        let idx = rules.actions.len();
-        let nets = parse_address(addr).map_err(err)?;
-        match nets {
-            Pattern::Any => {
-                if rules.any.is_none() {
-                    rules.any = Some(idx);
-                }
-            }
-            Pattern::Never => {}
-            Pattern::Nets(v) => rules.nets.extend(v.into_iter().map(|(a, l)| (a, l, idx))),
-        }
-        rules.actions.push(action);
+        rules.add(parse_address(addr).map_err(err)?, action);
     }
     Ok(rules)
 }
@@ -159,22 +148,27 @@ pub fn parse_cdb(bytes: &[u8]) -> Result<Rules, Error> {
             }
             Action::Allow(vars)
         };
-        let idx = rules.actions.len();
-        match parse_address(key).map_err(|what| err(n, what))? {
-            Pattern::Any => {
-                if rules.any.is_none() {
-                    rules.any = Some(idx);
-                }
-            }
-            Pattern::Never => {}
-            Pattern::Nets(v) => rules.nets.extend(v.into_iter().map(|(a, l)| (a, l, idx))),
-        }
-        rules.actions.push(action);
+        rules.add(parse_address(key).map_err(|what| err(n, what))?, action);
     }
     Ok(rules)
 }
 
 impl Rules {
+    /// Record one rule, in file order (the first match wins, as tcpserver's).
+    fn add(&mut self, pattern: Pattern, action: Action) {
+        let idx = self.actions.len();
+        match pattern {
+            Pattern::Any => {
+                if self.any.is_none() {
+                    self.any = Some(idx);
+                }
+            }
+            Pattern::Never => {}
+            Pattern::Nets(v) => self.nets.extend(v.into_iter().map(|(a, l)| (a, l, idx))),
+        }
+        self.actions.push(action);
+    }
+
     /// The action for a connection from `ip`, or `None` when no rule applies
     /// (tcpserver then allows the connection with nothing added).
     pub fn lookup(&self, ip: IpAddr) -> Option<&Action> {
