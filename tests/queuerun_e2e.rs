@@ -16,7 +16,6 @@ use support::*;
 const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
 const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
 const SMTPD: &str = env!("CARGO_BIN_EXE_smtpd-rs");
-const SENDMAIL: &str = env!("CARGO_BIN_EXE_sendmail");
 const SMTP_REMOTE: &str = env!("CARGO_BIN_EXE_smtp-remote");
 const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
 const PY: &str = "/usr/bin/python3";
@@ -82,19 +81,8 @@ fn crlf(b: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Queue a message with sendmail (through the real queue-inject).
 fn sendmail(w: &World, args: &[&str], input: &[u8]) {
-    let mut c = Command::new(SENDMAIL)
-        .args(args)
-        .env("QMAILQUEUE", QUEUE_INJECT)
-        .env("QUEUE_DIR", w.queue())
-        .env("MAILHOST", "app.test")
-        .env("USER", "app")
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input).unwrap();
-    assert!(c.wait().unwrap().success());
+    sendmail_via_queue_inject(w, "app.test", args, input);
 }
 
 #[test]

@@ -6,26 +6,13 @@
 #[path = "support/queuerun.rs"]
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use support::*;
 
 const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
-const SENDMAIL: &str = env!("CARGO_BIN_EXE_sendmail");
 const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
 
 fn sendmail(w: &World, args: &[&str], input: &[u8]) {
-    let mut c = Command::new(SENDMAIL)
-        .args(args)
-        .env("QMAILQUEUE", QUEUE_INJECT)
-        .env("QUEUE_DIR", w.queue())
-        .env("MAILHOST", "h.test")
-        .env("USER", "app")
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input).unwrap();
-    assert!(c.wait().unwrap().success());
+    sendmail_via_queue_inject(w, "h.test", args, input);
 }
 
 #[test]

@@ -241,3 +241,19 @@ cat <&1 > "$out/bounce.$n.tmp"
 printf '%s' "$QUEUE_ATTRS" > "$out/battrs.$n"
 mv "$out/bounce.$n.tmp" "$out/bounce.$n.env"
 "#;
+
+/// Queue a message with sendmail through the real queue-inject, as a local
+/// program on `host` would (MAILHOST, USER=app).
+pub fn sendmail_via_queue_inject(w: &World, host: &str, args: &[&str], input: &[u8]) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sendmail"))
+        .args(args)
+        .env("QMAILQUEUE", env!("CARGO_BIN_EXE_queue-inject"))
+        .env("QUEUE_DIR", w.queue())
+        .env("MAILHOST", host)
+        .env("USER", "app")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    assert!(c.wait().unwrap().success());
+}
