@@ -58,7 +58,7 @@ fn vanish(stage: &str, input: &str, want: usize, reset: bool) {
         .stdout(Stdio::from(std::os::fd::OwnedFd::from(conn)))
         .stderr(Stdio::piped());
     let mut g = Group::spawn(&mut cmd);
-    let log = collect(g.0.stderr.take().unwrap());
+    let (log, reader) = collect_joinable(g.0.stderr.take().unwrap());
     let pgid = Pid::from_raw(g.pid() as i32);
 
     let mut greeting = [0u8; 64];
@@ -89,6 +89,9 @@ fn vanish(stage: &str, input: &str, want: usize, reset: bool) {
         assert!(start.elapsed() < Duration::from_secs(10), "{stage} (reset {reset}): a process of the session is stuck");
         thread::sleep(Duration::from_millis(10));
     }
+    // Every process of the session has gone, so stderr is at EOF: wait for
+    // the reader to have taken all of it (reading earlier raced the last line).
+    reader.join().expect("log reader");
     let text = String::from_utf8_lossy(&take(&log)).into_owned();
     let queued = s.new_files();
     assert_eq!(queued.len(), want, "{stage} (reset {reset}): messages queued\n{text}");
