@@ -175,3 +175,157 @@ pub fn inotify_events(buf: &[u8]) -> Vec<(u32, Vec<u8>)> {
     }
     v
 }
+
+// ---- spawning without waiting for the exec (smtpd-supervise)
+
+/// A program ready to be exec'd: everything `execve` needs, built before the
+/// fork so that the child allocates nothing.
+pub struct Exec {
+    path: std::ffi::CString,
+    argv: Vec<std::ffi::CString>,
+    envp: Vec<std::ffi::CString>,
+    /// Written to fd 2 by a child whose execve failed (then the errno).
+    fail: Vec<u8>,
+}
+
+impl Exec {
+    /// `path` (already resolved: it contains a '/'), `argv` (argv[0] first),
+    /// `env` as KEY=VALUE items; `fail` prefixes the child's message when the
+    /// exec fails. Fails on a NUL inside any of them.
+    pub fn new<P, A, E>(path: P, argv: &[A], env: &[E], fail: &str) -> io::Result<Exec>
+    where
+        P: AsRef<[u8]>,
+        A: AsRef<[u8]>,
+        E: AsRef<[u8]>,
+    {
+        let c = |b: &[u8]| std::ffi::CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+        Ok(Exec {
+            path: c(path.as_ref())?,
+            argv: argv.iter().map(|a| c(a.as_ref())).collect::<io::Result<_>>()?,
+            envp: env.iter().map(|e| c(e.as_ref())).collect::<io::Result<_>>()?,
+            fail: fail.as_bytes().to_vec(),
+        })
+    }
+}
+
+/// fork, then in the child: its own process group if `pgroup`, default
+/// dispositions for `caught` (the signals the parent handles), each
+/// `(from, to)` of `fds` dup2'd in order (from == to clears close-on-exec;
+/// a `from` must not be another pair's `to`), and execve. Unlike std's
+/// `Command::spawn`, this returns as soon as the fork is done, without
+/// waiting until the child has exec'd (which on a busy machine stalls the
+/// caller for as long as the child waits for a processor). An exec failure
+/// is written by the child on its fd 2, and it exits 127.
+pub fn fork_exec(exec: &Exec, fds: &[(RawFd, RawFd)], pgroup: bool, caught: &[libc::c_int]) -> io::Result<i32> {
+    let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = exec.envp.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: sigset_t is plain data; sigfillset/pthread_sigmask only write
+    // the sets they are given. All signals are blocked across the fork so that
+    // none runs the parent's handler in the child before its reset below.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // SAFETY: in the child, only async-signal-safe calls (setpgid, sigaction,
+    // pthread_sigmask, dup2, fcntl, execve, write, _exit) run before execve or
+    // _exit, on memory prepared before the fork; nothing is allocated or
+    // unwound, so a lock held by another thread at the fork cannot be touched.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            if pgroup {
+                libc::setpgid(0, 0);
+            }
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            for &sig in caught {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            let mut ok = true;
+            for &(from, to) in fds {
+                ok &= if from == to {
+                    let fl = libc::fcntl(to, libc::F_GETFD);
+                    fl != -1 && libc::fcntl(to, libc::F_SETFD, fl & !libc::FD_CLOEXEC) != -1
+                } else {
+                    libc::dup2(from, to) != -1
+                };
+            }
+            if ok {
+                libc::execve(exec.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            }
+            let errno = *libc::__errno_location();
+            let mut num = [0u8; 12];
+            let text = errno_digits(errno, &mut num);
+            libc::write(2, exec.fail.as_ptr().cast(), exec.fail.len());
+            libc::write(2, text.as_ptr().cast(), text.len());
+            libc::_exit(127);
+        }
+    }
+    let err = io::Error::last_os_error();
+    // SAFETY: restores the mask saved above; `old` is a valid set.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    if pid < 0 {
+        return Err(err);
+    }
+    Ok(pid)
+}
+
+/// "errno N\n" into `buf`, without allocating (for a forked child).
+fn errno_digits(errno: i32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut n = errno.unsigned_abs();
+    let mut i = buf.len();
+    i -= 1;
+    buf[i] = b'\n';
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 7 {
+            break;
+        }
+    }
+    i -= 6;
+    buf[i..i + 6].copy_from_slice(b"errno ");
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_digits_formats_without_allocating() {
+        let mut b = [0u8; 12];
+        assert_eq!(errno_digits(2, &mut b), b"errno 2\n");
+        assert_eq!(errno_digits(123, &mut b), b"errno 123\n");
+        assert_eq!(errno_digits(0, &mut b), b"errno 0\n");
+    }
+
+    #[test]
+    fn fork_exec_runs_the_program_with_its_env_and_fds() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let f = File::create(&out).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        let exec = Exec::new("/bin/sh", &["sh", "-c", "echo \"$X\"; exit 3"], &["X=hello"], "test: exec: ").unwrap();
+        let pid = fork_exec(&exec, &[(fd, 1)], true, &[]).unwrap();
+        let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+        assert_eq!(st, nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 3));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "hello\n");
+    }
+
+    #[test]
+    fn fork_exec_failure_is_exit_127() {
+        let exec = Exec::new("/nonexistent/prog", &["prog"], &[] as &[&str], "test: exec: ").unwrap();
+        let pid = fork_exec(&exec, &[], false, &[]).unwrap();
+        let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+        assert_eq!(st, nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 127));
+    }
+}

@@ -12,8 +12,6 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -91,6 +89,12 @@ pub fn run(cfg: Config) -> i32 {
         None
     };
 
+    let devnull = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .unwrap_or_else(|e| crate::die::fatal(PROG, crate::die::EXIT_TEMP, format!("unable to open /dev/null: {e}")));
     let base_env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| !PRIVATE_VARS.iter().any(|p| k.as_bytes() == p.as_bytes()))
         .collect();
@@ -121,10 +125,31 @@ pub fn run(cfg: Config) -> i32 {
         log_pipe,
         splitter: LineSplitter::default(),
         tag,
+        devnull,
+        // SIGPIPE too: std ignores it in this process, and an ignored signal stays ignored across exec.
+        caught: sigs.iter().map(|&s| s as i32).chain([libc::SIGPIPE]).collect(),
         cfg,
     };
     s.start();
     s.serve()
+}
+
+/// `prog` as execvp would find it: itself when it names a path (has a '/'),
+/// else the first executable file of that name in `path` (the child's PATH,
+/// or ours when it has none).
+fn resolve(prog: &OsString, path: Option<&[u8]>) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if prog.as_bytes().contains(&b'/') {
+        return Some(prog.into());
+    }
+    let ours = std::env::var_os("PATH").map(|p| p.into_vec());
+    let path = path.map(<[u8]>::to_vec).or(ours).unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec());
+    path.split(|&b| b == b':').find_map(|dir| {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let p = std::path::Path::new(std::ffi::OsStr::from_bytes(dir)).join(prog);
+        let m = std::fs::metadata(&p).ok()?;
+        (m.is_file() && m.permissions().mode() & 0o111 != 0).then_some(p)
+    })
 }
 
 /// Bind (or take systemd's sockets) and listen; non-blocking, close-on-exec.
@@ -213,6 +238,10 @@ struct Server {
     log_pipe: Option<(OwnedFd, OwnedFd)>,
     splitter: LineSplitter,
     tag: String,
+    /// fd 0 and 1 of a worker (it takes its connection over HANDOFF_FD).
+    devnull: OwnedFd,
+    /// The signals we handle, reset to their defaults in a child before exec.
+    caught: Vec<i32>,
 }
 
 struct Child {
@@ -640,26 +669,10 @@ impl Server {
     }
 
     fn spawn_classic(&mut self, conn: TcpStream, ip: IpAddr, env: Vec<(Vec<u8>, Option<Vec<u8>>)>, desc: String) {
-        let mut cmd = self.command();
-        for (k, v) in &env {
-            let k = OsString::from_vec(k.clone());
-            match v {
-                Some(v) => cmd.env(k, OsString::from_vec(v.clone())),
-                None => cmd.env_remove(k),
-            };
-        }
-        let out = match conn.try_clone() {
-            Ok(o) => o,
-            Err(e) => {
-                self.warn(&format!("unable to duplicate socket: {e}"));
-                self.ip_down(ip);
-                return;
-            }
-        };
-        cmd.stdin(Stdio::from(OwnedFd::from(conn))).stdout(Stdio::from(OwnedFd::from(out)));
-        match cmd.spawn() {
-            Ok(child) => {
-                let pid = child.id() as i32;
+        let fd = conn.as_raw_fd();
+        match self.spawn(&env, &[(fd, 0), (fd, 1)]) {
+            Ok(pid) => {
+                drop(conn);
                 let now = Instant::now();
                 self.children.insert(
                     pid,
@@ -676,44 +689,61 @@ impl Server {
         }
     }
 
-    /// prog args..., with the base environment, the -e file, stdio and its own
-    /// process group (so that a kill reaches what it started).
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.cfg.prog[0]);
-        cmd.args(&self.cfg.prog[1..]);
-        cmd.env_clear();
-        cmd.envs(self.base_env.iter().map(|(k, v)| (k, v)));
+    /// Start prog args... with the base environment, the -e file and `extra`
+    /// (None removes a variable), `fds` dup2'd in the child (fd 0 and 1 are
+    /// /dev/null unless given), stderr the log pipe or ours, in its own
+    /// process group (so that a kill reaches what it started). Returns at
+    /// once after the fork, not when the child has exec'd: a busy machine
+    /// must not stall the accept loop (see sys::fork_exec).
+    fn spawn(&self, extra: &[(Vec<u8>, Option<Vec<u8>>)], fds: &[(i32, i32)]) -> io::Result<i32> {
+        let mut env: Vec<(Vec<u8>, Vec<u8>)> =
+            self.base_env.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
+        let mut set = |k: &[u8], v: Option<&[u8]>| {
+            env.retain(|(ek, _)| ek != k);
+            if let Some(v) = v {
+                env.push((k.to_vec(), v.to_vec()));
+            }
+        };
         for (k, v) in &self.env_file {
-            cmd.env(OsString::from_vec(k.clone()), OsString::from_vec(v.clone()));
+            set(k, Some(v));
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null());
-        match &self.log_pipe {
-            Some((_, w)) => match w.try_clone() {
-                Ok(w) => {
-                    cmd.stderr(Stdio::from(w));
-                }
-                Err(_) => {
-                    cmd.stderr(Stdio::inherit());
-                }
-            },
-            None => {
-                cmd.stderr(Stdio::inherit());
+        for (k, v) in extra {
+            set(k, v.as_deref());
+        }
+        let path_var = env.iter().find(|(k, _)| k == b"PATH").map(|(_, v)| v.clone());
+        let prog = resolve(&self.cfg.prog[0], path_var.as_deref())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{}: not found", self.cfg.prog[0].to_string_lossy())))?;
+        let items: Vec<Vec<u8>> = env.into_iter().map(|(mut k, v)| {
+            k.push(b'=');
+            k.extend_from_slice(&v);
+            k
+        }).collect();
+        let argv: Vec<&[u8]> = self.cfg.prog.iter().map(|a| a.as_bytes()).collect();
+        let exec = crate::sys::Exec::new(prog.as_os_str().as_bytes(), &argv, &items, &format!("{PROG}: warning: unable to run {}: ", self.tag))?;
+        let null = self.devnull.as_raw_fd();
+        let mut all: Vec<(i32, i32)> = Vec::with_capacity(3 + fds.len());
+        for to in [0, 1] {
+            if !fds.iter().any(|&(_, t)| t == to) {
+                all.push((null, to));
             }
         }
-        cmd.process_group(0);
-        cmd
+        all.extend_from_slice(fds);
+        let err = self.log_pipe.as_ref().map_or(2, |(_, w)| w.as_raw_fd());
+        all.push((err, 2));
+        crate::sys::fork_exec(&exec, &all, true, &self.caught)
     }
 
     // ---- hand-off workers
 
     fn spawn_worker(&mut self) -> io::Result<()> {
         let (ours, theirs) = handoff::pair()?;
-        let mut cmd = self.command();
-        cmd.env(handoff::ENV_FD, theirs.as_raw_fd().to_string());
-        cmd.env(handoff::ENV_MAX, self.cfg.max_use.to_string());
-        let child = cmd.spawn()?;
+        let fd = theirs.as_raw_fd();
+        let extra = [
+            (handoff::ENV_FD.as_bytes().to_vec(), Some(fd.to_string().into_bytes())),
+            (handoff::ENV_MAX.as_bytes().to_vec(), Some(self.cfg.max_use.to_string().into_bytes())),
+        ];
+        let pid = self.spawn(&extra, &[(fd, fd)])?;
         drop(theirs);
-        let pid = child.id() as i32;
         self.children.insert(
             pid,
             Child {
