@@ -11,7 +11,9 @@
 # filled by make), RELAY_CONCURRENCY / RELAY_CONCURRENCY_DOMAIN (queue-run's
 # CONCURRENCY / CONCURRENCY_DOMAIN, default 20 / 20, as Postfix's default
 # destination concurrency), RELAY_TIMEOUT (seconds per chain, 600),
-# RELAY_ONLY (ours or postfix). Quick check: tests/bench/relay.sh 20 2
+# RELAY_ONLY (ours or postfix), RELAY_FRONT (what runs smtpd-rs: supervise,
+# the default, smtpd-supervise -W -m 100 as make run has it; or tcpserver,
+# one process per connection). Quick check: tests/bench/relay.sh 20 2
 # Needs root (private Postfix instance, never the system one), postfix
 # (smtp-source, smtp-sink), ucspi-tcp (tcpserver).
 set -eu
@@ -22,6 +24,7 @@ SIZE=${RELAY_SIZE:-1024}
 BIN=$(cd "${RELAY_BIN:-bin}" 2>/dev/null && pwd) || { echo "relay.sh: no ${RELAY_BIN:-bin}/: run make first" >&2; exit 1; }
 TIMEOUT=${RELAY_TIMEOUT:-600}
 ONLY=${RELAY_ONLY:-}
+FRONT=${RELAY_FRONT:-supervise}
 
 die() { echo "relay.sh: $*" >&2; exit 1; }
 for p in /usr/sbin/smtp-source:postfix /usr/sbin/smtp-sink:postfix /usr/sbin/postfix:postfix; do
@@ -80,8 +83,14 @@ ours() {
     mkdir -p "$root/q"
     printf ':127.0.0.1:%s\n' "$SINKPORT" > "$root/smtproutes"
     in=$(port)
+    if [ "$FRONT" = tcpserver ]; then
+        front="tcpserver -c $((S + 10)) -RHl0 127.0.0.1 $in"
+    else
+        # As make run: hand-off workers, each serving up to 100 sessions.
+        front="$BIN/smtpd-supervise -W -m 100 -c $((S + 10)) -C $((S + 10)) 127.0.0.1 $in"
+    fi
     env PATH="$BIN:$PATH" QUEUE_DIR="$root/q" RELAYCLIENT= SMTPD_HOSTNAME=relay.test \
-        setsid tcpserver -c "$((S + 10))" -RHl0 127.0.0.1 "$in" "$BIN/smtpd-rs" 2> "$root/smtpd.log" &
+        setsid $front "$BIN/smtpd-rs" 2> "$root/smtpd.log" &
     pids="$pids $!"
     env QUEUE_DIR="$root/q" SMTPROUTES="$root/smtproutes" HELOHOST=relay.test \
         SMTP_REMOTE="$BIN/smtp-remote" QMAILQUEUE="$BIN/queue-inject" \
@@ -162,7 +171,7 @@ OURS=""; PF=""
 [ "$ONLY" = postfix ] || ours
 [ "$ONLY" = ours ] || postfix_relay
 printf '%-34s %10s %10s\n' chain seconds msgs/s
-[ -z "$OURS" ] || printf '%-34s %10.2f %10s\n' "smtpd-rs ... queue-run, smtp-remote" "$OURS" "$(rate "$OURS")"
+[ -z "$OURS" ] || printf '%-34s %10.2f %10s\n' "smtpd-rs ($FRONT) ... smtp-remote" "$OURS" "$(rate "$OURS")"
 [ -z "$PF" ] || printf '%-34s %10.2f %10s\n' "postfix (smtpd, qmgr, smtp)" "$PF" "$(rate "$PF")"
 if [ -n "$OURS" ] && [ -n "$PF" ]; then
     echo "ratio ours/postfix: $(awk -v p="$PF" -v o="$OURS" 'BEGIN { printf "%.2f\n", p / o }')x"
