@@ -44,6 +44,9 @@ use nix::sys::socket::{
 pub const ENV_FD: &str = "HANDOFF_FD";
 /// Variable giving how many sessions a worker may serve (default 1).
 pub const ENV_MAX: &str = "HANDOFF_MAX";
+/// Variable set by `smtpd-supervise -F`: the worker is a template that forks
+/// a fresh process for each session (see [`Worker::forks`]).
+pub const ENV_FORK: &str = "HANDOFF_FORK";
 /// Largest environment block in one hand-off packet.
 pub const MAX_PACKET: usize = 65536;
 /// The byte a worker writes when it is idle again.
@@ -153,6 +156,8 @@ pub struct Worker {
     chan: OwnedFd,
     max: u64,
     served: u64,
+    /// HANDOFF_FORK=1: a fresh process per session, forked from this one.
+    fork: bool,
     /// Variables changed by the current session, with the value each had
     /// before, so that nothing of one session is seen by the next.
     saved: Vec<(OsString, Option<OsString>)>,
@@ -181,14 +186,39 @@ impl Worker {
         }
         let chan = crate::sys::take_inherited_fd(fd).ok_or(Error::BadEnv("HANDOFF_FD names a closed fd"))?;
         fcntl(&chan, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        let fork = std::env::var_os(ENV_FORK).is_some_and(|v| v == "1");
         std::env::remove_var(ENV_FD);
         std::env::remove_var(ENV_MAX);
-        Ok(Some(Worker { chan, max, served: 0, saved: Vec::new() }))
+        std::env::remove_var(ENV_FORK);
+        Ok(Some(Worker { chan, max, served: 0, fork, saved: Vec::new() }))
     }
 
     /// Wrap an fd already owned (tests, or a program that finds the channel otherwise).
     pub fn from_fd(chan: OwnedFd, max: u64) -> Worker {
-        Worker { chan, max: max.max(1), served: 0, saved: Vec::new() }
+        Worker { chan, max: max.max(1), served: 0, fork: false, saved: Vec::new() }
+    }
+
+    /// The supervisor asked for a fresh process per session (HANDOFF_FORK=1,
+    /// `smtpd-supervise -F`): this process should serve no session itself but
+    /// fork, ahead of each connection, a child that calls
+    /// [`begin_session`](Self::begin_session), serves that one session and
+    /// exits; this process waits for it and then calls
+    /// [`session_done`](Self::session_done). A program that ignores the
+    /// variable serves up to HANDOFF_MAX sessions in one process instead.
+    pub fn forks(&self) -> bool {
+        self.fork
+    }
+
+    /// For a forking template, after its child's session: counts it and,
+    /// when another may follow, reports idle (`Ok(true)`). `Ok(false)`: the
+    /// template has served its HANDOFF_MAX sessions and should exit.
+    pub fn session_done(&mut self) -> Result<bool, Error> {
+        self.served += 1;
+        if !self.may_serve_more() {
+            return Ok(false);
+        }
+        self.idle()?;
+        Ok(true)
     }
 
     /// Wait for the next connection. `Ok(None)`: EOF, the supervisor is gone.

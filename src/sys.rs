@@ -277,6 +277,21 @@ pub fn fork_exec(exec: &Exec, fds: &[(RawFd, RawFd)], pgroup: bool, caught: &[li
     Ok(pid)
 }
 
+/// fork(2), for a caller that has only one thread (smtpd-rs's hand-off
+/// template, which starts none): the child goes on running ordinary code,
+/// which is only sound when no other thread could have held a lock (the
+/// allocator's, say) at the fork. Returns 0 in the child, the child's pid in
+/// the parent.
+pub fn fork_single_threaded() -> io::Result<i32> {
+    // SAFETY: the caller's contract above: one thread, so every lock is free
+    // in the child and its copy of the process is consistent.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid)
+}
+
 /// "errno N\n" into `buf`, without allocating (for a forked child).
 fn errno_digits(errno: i32, buf: &mut [u8; 12]) -> &[u8] {
     let mut n = errno.unsigned_abs();

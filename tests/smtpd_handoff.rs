@@ -137,3 +137,99 @@ fn handoff_session_without_rules_relay_is_refused() {
     assert!(!out.contains("queued as"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("553 ") || l.starts_with("550 ")), "{out}");
 }
+
+/// Lines of the log file once `n` sessions have ended (or after 5 s).
+fn log_after(log: &std::path::Path, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text.clear();
+        std::fs::File::open(log).unwrap().read_to_string(&mut text).unwrap();
+        if text.matches(" end: quit").count() >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    text
+}
+
+/// The distinct pids in the word after `prefix` on the log's lines.
+fn pids_after(text: &str, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn forking_template_serves_each_session_in_a_fresh_process() {
+    // -F: each worker is a template that forks a fresh smtpd-rs (with its
+    // own queue-inject) per session and outlives it, up to -m sessions.
+    let d = tempfile::tempdir().unwrap();
+    let queue = d.path().join("queue");
+    std::fs::create_dir(&queue).unwrap();
+    let rules = d.path().join("rules");
+    std::fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
+    let log = d.path().join("log");
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtpd-supervise"))
+        .args(["-1", "-W", "-F", "-w", "1", "-m", "3", "-T", "1", "-x"])
+        .arg(&rules)
+        .args(["127.0.0.1", "0", env!("CARGO_BIN_EXE_smtpd-rs")])
+        .env("PATH", path)
+        .env("QUEUE_DIR", &queue)
+        .env("SMTPD_HOSTNAME", "mx.test")
+        .env_remove("RELAYCLIENT")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let _k = Kill(child);
+    let port: u16 = first.trim().parse().expect("port on stdout");
+
+    for i in 0..4 {
+        let out = session(port, &format!("u{i}@example.com"));
+        assert!(out.contains("250 2.0.0 ok: queued as "), "session {i}: {out}");
+        assert!(out.contains("221 "), "session {i}: {out}");
+    }
+    let text = log_after(&log, 4);
+    assert!(text.contains("max_use 3 fork"), "{text}");
+    // Four sessions, four smtpd-rs processes...
+    let sessions = pids_after(&text, "smtpd-rs: info: ");
+    assert_eq!(sessions.len(), 4, "{sessions:?}\n{text}");
+    // ...forked by fewer workers (templates), which served none themselves.
+    let workers = pids_after(&text, "smtpd-supervise: pid ");
+    assert!(!workers.is_empty() && workers.len() < 4, "{workers:?}\n{text}");
+    assert!(sessions.iter().all(|p| !workers.contains(p)), "{sessions:?} {workers:?}");
+    // A queue-inject of its own per session: <secs>.<pid>.<seq> with seq 1
+    // and four different pids.
+    let ids: Vec<String> = std::fs::read_dir(queue.join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(ids.iter().all(|id| id.ends_with(".1")), "{ids:?}");
+    let mut qpids: Vec<&str> = ids.iter().map(|id| id.split('.').nth(1).unwrap()).collect();
+    qpids.sort();
+    qpids.dedup();
+    assert_eq!(qpids.len(), 4, "{ids:?}");
+
+    // The watchdog (-T 1) ends a session that outlives its limit, template
+    // and all; the next session is served by a new template.
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let started = Instant::now();
+    let _ = idle.read_to_end(&mut buf);
+    assert!(started.elapsed() < Duration::from_secs(5), "the idle session was not ended");
+    assert!(String::from_utf8_lossy(&buf).starts_with("220 "), "{buf:?}");
+    let out = session(port, "after@example.com");
+    assert!(out.contains("250 2.0.0 ok: queued as "), "after the kill: {out}");
+}

@@ -52,6 +52,9 @@ fn config_or_421() -> Config {
 /// supervisor's rules set per-client variables (RELAYCLIENT, XCLIENT, ...).
 fn worker(mut w: Worker) -> ! {
     let first = Config::from_env().unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, e));
+    if w.forks() {
+        template(w, &first)
+    }
     let mut queue = QueueClient::new(&first.queue);
     queue.prepare();
     loop {
@@ -60,17 +63,7 @@ fn worker(mut w: Worker) -> ! {
             Ok(false) => break,
             Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
         }
-        match (Config::from_env(), dup_stdio()) {
-            (Ok(cfg), Ok((r, wr))) => {
-                let mut conn = Conn::new(r, wr, cfg.timeout);
-                session(&mut conn, &cfg, &mut queue);
-            }
-            (Err(e), _) => {
-                let _ = std::io::stdout().write_all(reply::CONFIG_ERROR.as_bytes());
-                die::warn(PROG, e);
-            }
-            (_, Err(e)) => die::warn(PROG, format_args!("unable to use fd 0 and 1: {e}")),
-        }
+        handed_session(&mut queue);
         match w.end_session() {
             Ok(true) => queue.prepare(),
             Ok(false) => break,
@@ -79,6 +72,74 @@ fn worker(mut w: Worker) -> ! {
     }
     queue.close();
     std::process::exit(0)
+}
+
+/// One handed-off session, now on fds 0 and 1 with its variables applied.
+fn handed_session(queue: &mut QueueClient) -> i32 {
+    match (Config::from_env(), dup_stdio()) {
+        (Ok(cfg), Ok((r, wr))) => {
+            let mut conn = Conn::new(r, wr, cfg.timeout);
+            session(&mut conn, &cfg, queue)
+        }
+        (Err(e), _) => {
+            let _ = std::io::stdout().write_all(reply::CONFIG_ERROR.as_bytes());
+            die::warn(PROG, e);
+            die::EXIT_TEMP
+        }
+        (_, Err(e)) => {
+            die::warn(PROG, format_args!("unable to use fd 0 and 1: {e}"));
+            die::EXIT_TEMP
+        }
+    }
+}
+
+/// A template's child's exit code when the channel closed before a
+/// connection came (the supervisor is gone or retired the worker).
+const NO_SESSION: i32 = 99;
+
+/// HANDOFF_FORK (smtpd-supervise -F): this process serves no session. Ahead
+/// of each connection it forks a child, which starts its queue-inject, takes
+/// one connection, serves it and exits; so each session has a fresh process,
+/// as with one exec per session, without the exec. The template waits for
+/// the child and reports idle. It never reads a byte of any session, so
+/// nothing of one session can reach the next; what the children share with
+/// it is the configuration read at start and the memory layout.
+fn template(mut w: Worker, cfg: &Config) -> ! {
+    loop {
+        // One thread here (this program starts none), as fork_single_threaded needs.
+        let pid = match smtpd::sys::fork_single_threaded() {
+            Ok(p) => p,
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to fork: {e}")),
+        };
+        if pid == 0 {
+            let mut queue = QueueClient::new(&cfg.queue);
+            queue.prepare();
+            match w.begin_session() {
+                Ok(true) => {}
+                Ok(false) => std::process::exit(NO_SESSION),
+                Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+            }
+            let code = handed_session(&mut queue);
+            queue.close();
+            std::process::exit(code);
+        }
+        use nix::sys::wait::{waitpid, WaitStatus};
+        let child = nix::unistd::Pid::from_raw(pid);
+        let status = loop {
+            match waitpid(child, None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        if matches!(status, Ok(WaitStatus::Exited(_, NO_SESSION)) | Err(_)) {
+            std::process::exit(0);
+        }
+        match w.session_done() {
+            Ok(true) => {}
+            Ok(false) => std::process::exit(0),
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+        }
+    }
 }
 
 /// Private copies of fds 0 and 1 for one session's `Conn`; the worker keeps

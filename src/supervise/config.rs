@@ -12,7 +12,7 @@ use crate::envfile;
 use crate::passwd;
 use crate::tcprules::{self, Rules};
 
-pub const USAGE: &str = "usage: smtpd-supervise [-1DHRWXadqsv] [-c limit] [-C perip] [-x rules] [-e envfile] \
+pub const USAGE: &str = "usage: smtpd-supervise [-1DFHRWXadqsv] [-c limit] [-C perip] [-x rules] [-e envfile] \
 [-u user] [-g group] [-U] [-w workers] [-m maxuse] [-T seconds] [-k seconds] [-S seconds] [-b backlog] \
 [-B banner] [-l localname] host port prog [arg ...]";
 
@@ -51,6 +51,9 @@ pub struct Config {
     pub handoff: bool,
     pub workers: usize,
     pub max_use: u64,
+    /// -F: each worker is a template forking a fresh process per session
+    /// (HANDOFF_FORK=1); -m then bounds the template's sessions (default 100).
+    pub fork: bool,
     /// -T: session wall-clock limit (None: no limit).
     pub session_limit: Option<Duration>,
     /// -k: how long running sessions may go on after SIGTERM.
@@ -81,6 +84,8 @@ pub const DEFAULT_PER_IP: usize = 20;
 pub const DEFAULT_SESSION_LIMIT: u64 = 3600;
 /// Default -k, seconds.
 pub const DEFAULT_DRAIN: u64 = 30;
+/// Default -m with -F: sessions one template forks before it is replaced.
+pub const DEFAULT_FORK_MAX_USE: u64 = 100;
 /// Default -b.
 pub const DEFAULT_BACKLOG: i32 = 128;
 
@@ -89,7 +94,7 @@ impl Config {
     pub fn parse(args: &[OsString], env_uid_gid: (Option<String>, Option<String>)) -> Result<Config, UsageError> {
         let mut o = getopts::Options::new();
         o.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
-        for f in ["1", "D", "d", "H", "R", "W", "X", "a", "q", "Q", "s", "v", "U", "h", "p", "P", "r"] {
+        for f in ["1", "D", "d", "F", "H", "R", "W", "X", "a", "q", "Q", "s", "v", "U", "h", "p", "P", "r"] {
             o.optflagmulti(f, "", "");
         }
         for f in ["c", "C", "x", "e", "u", "g", "w", "m", "T", "k", "S", "b", "B", "l", "t"] {
@@ -136,9 +141,10 @@ impl Config {
         };
         let secs = |n: u64| if n == 0 { None } else { Some(Duration::from_secs(n)) };
         let handoff = m.opt_present("W");
-        if !handoff && (m.opt_present("w") || m.opt_present("m")) {
-            return Err(UsageError("-w and -m need -W (hand-off workers)".into()));
+        if !handoff && (m.opt_present("w") || m.opt_present("m") || m.opt_present("F")) {
+            return Err(UsageError("-w, -m and -F need -W (hand-off workers)".into()));
         }
+        let fork = m.opt_present("F");
         let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u64;
 
         let (mut uid, mut gid) = (None, None);
@@ -189,7 +195,8 @@ impl Config {
             print_port: m.opt_present("1"),
             handoff,
             workers: num("w", nproc, 1)? as usize,
-            max_use: num("m", 1, 1)?,
+            max_use: num("m", if fork { DEFAULT_FORK_MAX_USE } else { 1 }, 1)?,
+            fork,
             session_limit: secs(num("T", DEFAULT_SESSION_LIMIT, 0)?),
             drain: Duration::from_secs(num("k", DEFAULT_DRAIN, 0)?),
             syslog: m.opt_present("s"),
@@ -294,6 +301,13 @@ mod tests {
         assert_eq!(c.session_limit, None);
         let c = p(&["-u", "nobody", "0", "1", "p"]).unwrap();
         assert!(c.uid.is_some() && c.gid.is_some());
+        assert!(!c.fork);
+        // -F: a template per worker, replaced after 100 sessions unless -m says.
+        let c = p(&["-W", "-F", "0", "1", "p"]).unwrap();
+        assert!(c.fork && c.max_use == DEFAULT_FORK_MAX_USE);
+        let c = p(&["-W", "-F", "-m", "7", "0", "1", "p"]).unwrap();
+        assert!(c.fork && c.max_use == 7);
+        assert!(p(&["-F", "0", "1", "p"]).is_err(), "-F needs -W");
     }
 
     #[test]

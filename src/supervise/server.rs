@@ -43,7 +43,7 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Pause in accepting after EMFILE and similar.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Variables taken from the supervisor's own environment and never passed on.
-const PRIVATE_VARS: &[&str] = &["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HANDOFF_FD", "HANDOFF_MAX"];
+const PRIVATE_VARS: &[&str] = &["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HANDOFF_FD", "HANDOFF_MAX", "HANDOFF_FORK"];
 /// The rules variable that marks a trusted PROXY sender (with -a).
 pub const PROXY_VAR: &[u8] = b"PROXY";
 
@@ -310,7 +310,7 @@ impl Server {
         let addrs: Vec<String> =
             self.listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
         let mode = if self.cfg.handoff {
-            format!("handoff workers {} max_use {}", self.cfg.workers, self.cfg.max_use)
+            format!("handoff workers {} max_use {}{}", self.cfg.workers, self.cfg.max_use, if self.cfg.fork { " fork" } else { "" })
         } else {
             "classic".into()
         };
@@ -738,10 +738,13 @@ impl Server {
     fn spawn_worker(&mut self) -> io::Result<()> {
         let (ours, theirs) = handoff::pair()?;
         let fd = theirs.as_raw_fd();
-        let extra = [
+        let mut extra = vec![
             (handoff::ENV_FD.as_bytes().to_vec(), Some(fd.to_string().into_bytes())),
             (handoff::ENV_MAX.as_bytes().to_vec(), Some(self.cfg.max_use.to_string().into_bytes())),
         ];
+        if self.cfg.fork {
+            extra.push((handoff::ENV_FORK.as_bytes().to_vec(), Some(b"1".to_vec())));
+        }
         let pid = self.spawn(&extra, &[(fd, fd)])?;
         drop(theirs);
         self.children.insert(

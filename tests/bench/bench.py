@@ -7,6 +7,8 @@ Receivers (BENCH_SYSTEMS, all by default):
   supervise-m1     smtpd-rs under smtpd-supervise -W (hand-off workers, already
                    smtpd-rs with queue-inject started), one session per process
   supervise-m100   the same, each worker serving up to 100 sessions in turn
+  supervise-fork   smtpd-supervise -W -F: each worker a template forking a fresh
+                   smtpd-rs (with its own queue-inject) per session, no exec
   postfix          a private Postfix instance on a loopback port that keeps what
                    it receives in its own queue (no qmgr: nothing ever leaves)
   smtp-sink        Postfix's smtp-sink: no disk, the protocol-only upper bound
@@ -72,6 +74,7 @@ SYSTEMS = {
     "smtpd-rs-permsg": "smtpd-rs, queue-inject per message",
     "supervise-m1": "smtpd-supervise -W -m 1",
     "supervise-m100": "smtpd-supervise -W -m 100",
+    "supervise-fork": "smtpd-supervise -W -F (a process per session)",
     "postfix": "Postfix (own queue)",
     "smtp-sink": "smtp-sink (no disk)",
 }
@@ -147,7 +150,7 @@ class Receiver:
 class Tcpserver(Receiver):
     """smtpd-rs under tcpserver -1 (it prints the port it bound)."""
 
-    def __init__(self, root, name, permsg, rss=False, max_use=0):
+    def __init__(self, root, name, permsg, rss=False, max_use=0, fork=False):
         if not max_use:
             need("tcpserver", "ucspi-tcp")
         for b in ("smtpd-rs", "queue-inject") + (("smtpd-supervise",) if max_use else ()):
@@ -196,7 +199,7 @@ class Tcpserver(Receiver):
             # -w: waiting workers (BENCH_WORKERS, default 4: twice the
             # processors here), so that a worker started to replace one that
             # ended is not the one the next connection has to wait for.
-            server = [os.path.join(BIN, "smtpd-supervise"), "-1", "-W", "-m", str(max_use),
+            server = [os.path.join(BIN, "smtpd-supervise"), "-1", "-W"] + (["-F"] if fork else []) + ["-m", str(max_use),
                       "-w", os.environ.get("BENCH_WORKERS", "4"),
                       "-c", "100", "-C", "100", "127.0.0.1", "0"]
         else:
@@ -365,6 +368,8 @@ def start(name, root):
         return Tcpserver(root, name, permsg=False, max_use=1)
     if name == "supervise-m100":
         return Tcpserver(root, name, permsg=False, max_use=100)
+    if name == "supervise-fork":
+        return Tcpserver(root, name, permsg=False, max_use=100, fork=True)
     if name == "postfix":
         return Postfix(root)
     return Sink(root)
