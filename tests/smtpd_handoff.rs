@@ -50,6 +50,28 @@ fn session(port: u16, rcpt: &str) -> String {
     out + &rest
 }
 
+/// smtpd-supervise `args` 127.0.0.1 0 smtpd-rs, with the queue in `queue`
+/// and stderr to `log`; the running supervisor and its port.
+fn supervise(args: &[&str], queue: &std::path::Path, log: Stdio) -> (Kill, u16) {
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtpd-supervise"))
+        .args(args)
+        .args(["127.0.0.1", "0", env!("CARGO_BIN_EXE_smtpd-rs")])
+        .env("PATH", path)
+        .env("QUEUE_DIR", queue)
+        .env("SMTPD_HOSTNAME", "mx.test")
+        .env_remove("RELAYCLIENT")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let k = Kill(child);
+    let port: u16 = first.trim().parse().expect("port on stdout");
+    (k, port)
+}
+
 #[test]
 fn handoff_workers_serve_sessions_with_rules_env_and_a_kept_queue_inject() {
     let d = tempfile::tempdir().unwrap();
@@ -59,23 +81,7 @@ fn handoff_workers_serve_sessions_with_rules_env_and_a_kept_queue_inject() {
     let rules = d.path().join("rules");
     std::fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
     let log = d.path().join("log");
-    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smtpd-supervise"))
-        .args(["-1", "-W", "-w", "1", "-m", "3", "-x"])
-        .arg(&rules)
-        .args(["127.0.0.1", "0", env!("CARGO_BIN_EXE_smtpd-rs")])
-        .env("PATH", path)
-        .env("QUEUE_DIR", &queue)
-        .env("SMTPD_HOSTNAME", "mx.test")
-        .env_remove("RELAYCLIENT")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let _k = Kill(child);
-    let port: u16 = first.trim().parse().expect("port on stdout");
+    let (_k, port) = supervise(&["-1", "-W", "-w", "1", "-m", "3", "-x", rules.to_str().unwrap()], &queue, std::fs::File::create(&log).unwrap().into());
 
     for i in 0..4 {
         let out = session(port, &format!("u{i}@example.com"));
@@ -92,16 +98,7 @@ fn handoff_workers_serve_sessions_with_rules_env_and_a_kept_queue_inject() {
     assert!(ids.iter().any(|id| id.rsplit('.').next().unwrap() != "1"), "{ids:?}");
 
     // The log names fewer session pids than sessions: workers were reused.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut text = String::new();
-    while Instant::now() < deadline {
-        text.clear();
-        std::fs::File::open(&log).unwrap().read_to_string(&mut text).unwrap();
-        if text.matches(" end: quit").count() >= 4 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let text = log_after(&log, 4);
     let mut pids: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("smtpd-supervise: pid "))
@@ -119,20 +116,7 @@ fn handoff_session_without_rules_relay_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let queue = d.path().join("queue");
     std::fs::create_dir(&queue).unwrap();
-    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smtpd-supervise"))
-        .args(["-1", "-W", "-w", "1", "-m", "3", "127.0.0.1", "0", env!("CARGO_BIN_EXE_smtpd-rs")])
-        .env("PATH", path)
-        .env("QUEUE_DIR", &queue)
-        .env_remove("RELAYCLIENT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let _k = Kill(child);
-    let port: u16 = first.trim().parse().unwrap();
+    let (_k, port) = supervise(&["-1", "-W", "-w", "1", "-m", "3"], &queue, Stdio::null());
     let out = session(port, "u@example.com");
     assert!(!out.contains("queued as"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("553 ") || l.starts_with("550 ")), "{out}");
@@ -176,23 +160,8 @@ fn forking_template_serves_each_session_in_a_fresh_process() {
     let rules = d.path().join("rules");
     std::fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
     let log = d.path().join("log");
-    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smtpd-supervise"))
-        .args(["-1", "-W", "-F", "-w", "1", "-m", "3", "-T", "1", "-x"])
-        .arg(&rules)
-        .args(["127.0.0.1", "0", env!("CARGO_BIN_EXE_smtpd-rs")])
-        .env("PATH", path)
-        .env("QUEUE_DIR", &queue)
-        .env("SMTPD_HOSTNAME", "mx.test")
-        .env_remove("RELAYCLIENT")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let _k = Kill(child);
-    let port: u16 = first.trim().parse().expect("port on stdout");
+    let args = ["-1", "-W", "-F", "-w", "1", "-m", "3", "-T", "1", "-x", rules.to_str().unwrap()];
+    let (_k, port) = supervise(&args, &queue, std::fs::File::create(&log).unwrap().into());
 
     for i in 0..4 {
         let out = session(port, &format!("u{i}@example.com"));

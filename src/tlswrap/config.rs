@@ -117,19 +117,8 @@ pub fn parse_args(args: &[OsString], env: &dyn Fn(&str) -> Option<OsString>) -> 
     let mut app_uid = num("u", u32::MAX as u64)?.map(|n| n as u32);
     let mut app_gid = num("g", u32::MAX as u64)?.map(|n| n as u32);
     if m.opt_present("U") {
-        let id = |name: &str| -> Result<Option<u32>, ConfigError> {
-            match env(name) {
-                None => Ok(None),
-                Some(v) => v
-                    .to_str()
-                    .and_then(parse_u64)
-                    .filter(|&n| n <= u32::MAX as u64)
-                    .map(|n| Some(n as u32))
-                    .ok_or_else(|| ConfigError::Env(format!("bad ${name}: {}", v.to_string_lossy()))),
-            }
-        };
-        app_uid = id("UID")?.or(app_uid);
-        app_gid = id("GID")?.or(app_gid);
+        app_uid = env_id(env("UID"), "$UID")?.or(app_uid);
+        app_gid = env_id(env("GID"), "$GID")?.or(app_gid);
     }
     Ok(Options {
         implicit: m.opt_present("i"),
@@ -188,19 +177,8 @@ pub fn parse_env(vars: &[(OsString, OsString)], opts: &Options) -> Result<TlsEnv
     if opts.client_cert != ClientCert::None && e.cafile.is_none() && e.cadir.is_none() {
         return Err(err("-Y or -y given but neither CAFILE nor CADIR is set".into()));
     }
-    let id = |k: &str| -> Result<Option<u32>, ConfigError> {
-        match get(k) {
-            None => Ok(None),
-            Some(v) => v
-                .to_str()
-                .and_then(parse_u64)
-                .filter(|&n| n <= u32::MAX as u64)
-                .map(|n| Some(n as u32))
-                .ok_or_else(|| err(format!("bad {k}: {}", v.to_string_lossy()))),
-        }
-    };
-    e.tls_uid = id("TLS_UID")?;
-    e.tls_gid = id("TLS_GID")?;
+    e.tls_uid = env_id(get("TLS_UID"), "TLS_UID")?;
+    e.tls_gid = env_id(get("TLS_GID"), "TLS_GID")?;
     Ok(e)
 }
 
@@ -219,6 +197,20 @@ fn valid_sni_name(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+/// A uid or gid from the variable `name` (unset: None; not a number that
+/// fits 32 bits: an error naming it).
+fn env_id(v: Option<std::ffi::OsString>, name: &str) -> Result<Option<u32>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .and_then(parse_u64)
+            .filter(|&n| n <= u32::MAX as u64)
+            .map(|n| Some(n as u32))
+            .ok_or_else(|| ConfigError::Env(format!("bad {name}: {}", v.to_string_lossy()))),
+    }
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
