@@ -54,8 +54,32 @@ impl TlsFacts {
     /// The control-fd block: `KEY=VALUE\0` / `KEY\0` items, then `\0`.
     /// Never longer than [`MAX_BLOCK`]: an over-long subject is cut.
     pub fn encode_block(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        for op in self.env_ops() {
+        let mut ops = self.env_ops();
+        // Too long: cut values, the subject first (the one a peer can make
+        // long), then the others, until the block fits. Each value is cut
+        // once, by what is still over, at a character boundary: a loop, not
+        // a recursion, so that it ends whatever the values (a fuzz finding:
+        // long values beside the subject made the old recursion overflow the
+        // stack).
+        for name in ["SSL_PEER_CERT_SUBJECT", "SSL_TLS_SNI_SERVERNAME", "SSL_PEER_CERT_HASH", "SSL_CIPHER", "SSL_PROTOCOL"] {
+            let over = block_len(&ops).saturating_sub(MAX_BLOCK);
+            if over == 0 {
+                break;
+            }
+            for op in ops.iter_mut() {
+                if let EnvOp::Set(k, v) = op {
+                    if *k == name {
+                        let mut cut = v.len().saturating_sub(over);
+                        while !v.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        v.truncate(cut);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(block_len(&ops));
+        for op in ops {
             match op {
                 EnvOp::Set(k, v) => {
                     out.extend_from_slice(k.as_bytes());
@@ -67,21 +91,19 @@ impl TlsFacts {
             out.push(0);
         }
         out.push(0);
-        if out.len() > MAX_BLOCK {
-            // Only the subject can be long; keep the block well formed.
-            let mut short = self.clone();
-            if let Some(s) = short.peer_cert_subject.as_mut() {
-                let cut = s.len().saturating_sub(out.len() - MAX_BLOCK);
-                let mut cut = cut.min(s.len());
-                while !s.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                s.truncate(cut);
-            }
-            return short.encode_block();
-        }
         out
     }
+}
+
+/// The length of the block `ops` make: each item and its NUL, then a NUL.
+fn block_len(ops: &[EnvOp]) -> usize {
+    1 + ops
+        .iter()
+        .map(|op| match op {
+            EnvOp::Set(k, v) => k.len() + 1 + v.len() + 1,
+            EnvOp::Unset(k) => k.len() + 1,
+        })
+        .sum::<usize>()
 }
 
 /// No NUL may travel inside a value (it would end the item).
@@ -282,6 +304,28 @@ mod tests {
         let needle = b"\0SSL_TLS_SNI_SERVERNAME=mx.example.org\0";
         assert!(b.windows(needle.len()).any(|w| w == needle));
         assert_eq!(b.iter().filter(|&&c| c == 0).count(), 6);
+    }
+
+    #[test]
+    fn every_value_long_still_makes_a_bounded_block() {
+        // The fuzz finding (fuzz/artifacts/ucspitls, kept as a seed): long
+        // values beside the subject, and NULs in them.
+        let long = |c: &str| Some(c.repeat(3000));
+        let f = TlsFacts {
+            protocol: "p\0".repeat(3000),
+            cipher: "\u{e8}".repeat(3000),
+            sni: long("s"),
+            peer_cert_hash: long("h"),
+            peer_cert_subject: long("\0/CN=\u{ff}"),
+        };
+        let b = f.encode_block();
+        assert!(b.len() <= MAX_BLOCK && b.ends_with(b"\0\0"), "{}", b.len());
+        let items = crate::io::ucspitls::parse_block(&b).expect("parses");
+        let names: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["SSL_PROTOCOL", "SSL_CIPHER", "SSL_TLS_SNI_SERVERNAME", "SSL_PEER_CERT_HASH", "SSL_PEER_CERT_SUBJECT"]
+        );
     }
 
     #[test]
