@@ -72,16 +72,25 @@ fn supervise(args: &[&str], queue: &std::path::Path, log: Stdio) -> (Kill, u16) 
     (k, port)
 }
 
-#[test]
-fn handoff_workers_serve_sessions_with_rules_env_and_a_kept_queue_inject() {
+/// `supervise` with `args`, a queue and a log in a new folder, and rules that
+/// let loopback relay only through the rules' variable (handed over per
+/// session): the folder, the queue, the log, the supervisor and its port.
+fn supervise_with_rules(args: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf, Kill, u16) {
     let d = tempfile::tempdir().unwrap();
     let queue = d.path().join("queue");
     std::fs::create_dir(&queue).unwrap();
-    // Relaying only through the rules' variable, handed over per session.
     let rules = d.path().join("rules");
     std::fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
     let log = d.path().join("log");
-    let (_k, port) = supervise(&["-1", "-W", "-w", "1", "-m", "3", "-x", rules.to_str().unwrap()], &queue, std::fs::File::create(&log).unwrap().into());
+    let mut all = args.to_vec();
+    all.extend(["-x", rules.to_str().unwrap()]);
+    let (k, port) = supervise(&all, &queue, std::fs::File::create(&log).unwrap().into());
+    (d, queue, log, k, port)
+}
+
+#[test]
+fn handoff_workers_serve_sessions_with_rules_env_and_a_kept_queue_inject() {
+    let (_d, queue, log, _k, port) = supervise_with_rules(&["-1", "-W", "-w", "1", "-m", "3"]);
 
     for i in 0..4 {
         let out = session(port, &format!("u{i}@example.com"));
@@ -154,14 +163,7 @@ fn pids_after(text: &str, prefix: &str) -> Vec<String> {
 fn forking_template_serves_each_session_in_a_fresh_process() {
     // -F: each worker is a template that forks a fresh smtpd-rs (with its
     // own queue-inject) per session and outlives it, up to -m sessions.
-    let d = tempfile::tempdir().unwrap();
-    let queue = d.path().join("queue");
-    std::fs::create_dir(&queue).unwrap();
-    let rules = d.path().join("rules");
-    std::fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
-    let log = d.path().join("log");
-    let args = ["-1", "-W", "-F", "-w", "1", "-m", "3", "-T", "1", "-x", rules.to_str().unwrap()];
-    let (_k, port) = supervise(&args, &queue, std::fs::File::create(&log).unwrap().into());
+    let (_d, queue, log, _k, port) = supervise_with_rules(&["-1", "-W", "-F", "-w", "1", "-m", "3", "-T", "1"]);
 
     for i in 0..4 {
         let out = session(port, &format!("u{i}@example.com"));
