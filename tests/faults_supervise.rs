@@ -3,6 +3,10 @@
 //! (util-linux) as `ulimit -n` / `ulimit -u` would. Expected: a clear log
 //! line, no exit, no busy loop (accept pauses), refused connections closed
 //! rather than left hanging, and service again as soon as the pressure ends.
+#[path = "support/peers.rs"]
+mod support;
+
+use support::wait_for;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -113,17 +117,6 @@ fn zombies(pid: u32) -> usize {
         }
     }
     n
-}
-
-fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 #[test]

@@ -95,17 +95,6 @@ fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
 #[test]
 fn soak_sessions_queue_exact_supervisor_flat() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

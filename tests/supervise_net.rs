@@ -5,6 +5,10 @@
 //! end to end. `cargo test --test supervise_net [name-filter]`.
 //! `SUPERVISE_SOAK=<n>` sets the soak test's session count (default 10000).
 
+#[path = "support/peers.rs"]
+mod support;
+
+use support::wait_for;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
@@ -361,19 +365,6 @@ fn field(greeting: &str, name: &str) -> String {
         .find_map(|w| w.strip_prefix(&format!("{name}=")))
         .unwrap_or("")
         .to_string()
-}
-
-fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if t.elapsed() >= within {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn children(pid: i32) -> Vec<i32> {

@@ -299,6 +299,18 @@ impl TcpServer {
 }
 
 /// A loopback port that was free a moment ago (for peers that cannot pick one).
+/// Poll `f` every 20 ms until it holds or `within` has passed; its last answer.
+pub fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
