@@ -58,6 +58,15 @@ impl Setup {
     }
 }
 
+/// A plain connection to `port`, read up to the greeting; what was read.
+fn greeted(port: u16) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let mut seen = String::new();
+    read_until(&mut s, &mut seen, "220 mx.test");
+    (s, seen)
+}
+
 fn b64(s: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -177,10 +186,7 @@ print("OK")
 fn starttls_injection_gets_no_answer_inside_tls() {
     let st = Setup::new();
     let (port, h) = serve_once(Setup::args(&[]), st.env("", ""));
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
-    let mut seen = String::new();
-    read_until(&mut s, &mut seen, "220 mx.test");
+    let (mut s, mut seen) = greeted(port);
     s.write_all(b"EHLO client.test\r\n").expect("write");
     read_until(&mut s, &mut seen, "250 ");
     // The injection: a command behind STARTTLS in the same write.
@@ -256,10 +262,7 @@ fn per_message_queue_program_gets_the_auth_variables() {
 fn auth_refused_before_tls() {
     let st = Setup::new();
     let (port, h) = serve_once(Setup::args(&[]), st.env("", ""));
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
-    let mut seen = String::new();
-    read_until(&mut s, &mut seen, "220 mx.test");
+    let (mut s, _) = greeted(port);
     s.write_all(format!("EHLO c.test\r\nAUTH PLAIN {}\r\nQUIT\r\n", b64(b"\0alice\0s3cret")).as_bytes()).expect("write");
     let mut r = String::new();
     read_until(&mut s, &mut r, "221 ");
