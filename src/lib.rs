@@ -2,8 +2,7 @@
 //! Pure modules (parsers, state machines) have no I/O; adapters live in io/.
 #![deny(unsafe_code)]
 
-pub mod auth;
-pub mod checkpassword;
+pub mod date;
 pub mod der;
 pub mod die;
 pub mod dns;
@@ -13,15 +12,11 @@ pub mod handoff;
 pub mod io;
 pub mod netstring;
 pub mod passwd;
-pub mod policy;
 pub mod proxy;
 pub mod queue;
-pub mod queue_client;
-pub mod received;
 pub mod remote;
-pub mod session;
 pub mod smtp;
-pub mod smtpd_config;
+pub mod smtpd;
 pub mod supervise;
 pub mod sys;
 pub mod systemd;

@@ -6,6 +6,7 @@
 //! the same step), and then `new/` itself is fsynced: a reader of `new/` sees
 //! a message whole or not at all, and only once it is on disk.
 
+pub mod client;
 pub mod format;
 pub mod inject;
 
@@ -121,9 +122,35 @@ impl Queue {
 
     /// Start a message: a new work file in `tmp/` holding its header.
     pub fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<Work, Error> {
-        self.seq += 1;
+        self.begin_as(env, attrs, None)
+    }
+
+    /// `begin`, under the id the client proposed (session mode's `I` frame,
+    /// so that smtpd-rs can name the id in its Received header) when it is
+    /// one this process could have made: `<secs>.<this pid>.<n>` with `n`
+    /// past every sequence number used so far. Otherwise its own id, which
+    /// the answer tells.
+    pub fn begin_as(&mut self, env: &Envelope, attrs: &Attrs, proposed: Option<&str>) -> Result<Work, Error> {
         let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let id = format!("{time}.{}.{}", self.pid, self.seq);
+        let id = match proposed.and_then(|p| self.accept_id(p)) {
+            Some(n) => {
+                self.seq = n;
+                proposed.unwrap_or_default().to_owned()
+            }
+            None => {
+                self.seq += 1;
+                format!("{time}.{}.{}", self.pid, self.seq)
+            }
+        };
+        let header = encode_header(&id, time, env, attrs);
+        if header.len() > format::MAX_HEADER {
+            // One limit for the writer and every reader: what is queued can
+            // be read back (smtpd-queue(5)).
+            return Err(Error::new(
+                EXIT_ADDR_TOO_LONG,
+                format_args!("envelope too large: the queue file header would be {} octets, over {}", header.len(), format::MAX_HEADER),
+            ));
+        }
         let file = tempfile::Builder::new()
             .prefix(&format!("{id}."))
             .permissions(fs::Permissions::from_mode(0o640))
@@ -135,8 +162,21 @@ impl Queue {
                 )
             })?;
         let mut work = Work { id, w: BufWriter::with_capacity(BUF_SIZE, file) };
-        work.write(&encode_header(&work.id, time, env, attrs))?;
+        work.write(&header)?;
         Ok(work)
+    }
+
+    /// The sequence number of a proposed id, if it is `<secs>.<pid>.<n>`
+    /// with this process's pid and an unused `n`: then it is as unique as
+    /// an id of our own.
+    fn accept_id(&self, id: &str) -> Option<u64> {
+        let mut f = id.split('.');
+        let (secs, pid, n) = (f.next()?, f.next()?, f.next()?);
+        let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        if f.next().is_some() || !digits(secs) || pid != self.pid.to_string() || !digits(n) {
+            return None;
+        }
+        n.parse().ok().filter(|&n| n > self.seq)
     }
 
     /// Make `work` durable and visible; returns its queue id. On any error
@@ -245,6 +285,28 @@ mod tests {
         // Second message: next sequence number.
         let w = q.begin(&env(), &Attrs::default()).unwrap();
         assert!(q.commit(w).unwrap().ends_with(".2"));
+    }
+
+    #[test]
+    fn proposed_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(d.path()).unwrap();
+        let pid = std::process::id();
+        let mut put = |p: &str| {
+            let w = q.begin_as(&env(), &Attrs::default(), Some(p)).unwrap();
+            q.commit(w).unwrap()
+        };
+        // Ours to make: taken as it is, and the sequence moves past it.
+        assert_eq!(put(&format!("1700000000.{pid}.5")), format!("1700000000.{pid}.5"));
+        // Not ours (another pid, a used number, bad syntax): our own id.
+        for bad in [format!("1700000000.{}.9", pid + 1), format!("1700000000.{pid}.5"), "../x".into(), "1.2".into(), format!("x.{pid}.9")] {
+            let got = put(&bad);
+            assert_ne!(got, bad);
+            assert!(got.contains(&format!(".{pid}.")) && format::valid_id(&got), "{got}");
+        }
+        // Own ids went on from 5 (6 to 10): 6 is used, 11 is free.
+        assert!(put(&format!("1.{pid}.6")).ends_with(".11"));
+        assert_eq!(put(&format!("1.{pid}.12")), format!("1.{pid}.12"));
     }
 
     #[test]

@@ -223,3 +223,35 @@ fn default_queue_dir_is_documented_one() {
     assert_eq!(o.code, 55, "{}", o.stderr);
     assert!(o.stderr.contains(default), "{}", o.stderr);
 }
+
+/// Hardening: an envelope queue-inject accepts is one queue-run can read. 3000
+/// recipients of 984 octets that xtext writes three times over would make an
+/// 8.8 MB header: refused (11, nothing queued), where it used to be queued
+/// and then set aside as corrupt by queue-run. Just under the limit: queued,
+/// and the reader queue-run uses reads it back.
+#[test]
+fn envelope_too_large_for_the_reader_is_refused() {
+    let addr = |i: usize, n: usize| {
+        let mut a = format!("{i:05} ").into_bytes();
+        a.resize(n - 2, b' '); // spaces: three octets each in xtext
+        a.extend_from_slice(b"@x");
+        a
+    };
+    let env = |n: usize, len: usize| smtpd::envelope::Envelope { sender: b"s@x".to_vec(), recipients: (0..n).map(|i| addr(i, len)).collect() };
+    let (_d, q) = scratch();
+    let o = qmail_style(inject_cmd(&q), b"Subject: x\n\nbig envelope\n", &env(3000, 984).encode());
+    assert_eq!(o.code, 11, "refused as qmail-queue's 11: {}", o.stderr);
+    assert!(o.stderr.contains("envelope too large"), "{}", o.stderr);
+    assert_eq!(count(&q.join("new")), 0);
+    assert_eq!(count(&q.join("tmp")), 0);
+    // 2700 of them: about 8.0 MB, under the 8 MiB limit.
+    let (_d, q) = scratch();
+    let e = env(2700, 984);
+    let o = qmail_style(inject_cmd(&q), b"Subject: x\n\nbig envelope\n", &e.encode());
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let name = fs::read_dir(q.join("new")).unwrap().next().unwrap().unwrap().path();
+    let mut r = std::io::BufReader::new(fs::File::open(&name).unwrap());
+    let (h, off) = smtpd::queue::format::read_header(&mut r).expect("queue-run's reader reads what queue-inject wrote");
+    assert_eq!(h.envelope, e);
+    assert!(off > 7_000_000, "{off}");
+}

@@ -5,11 +5,11 @@
 #[path = "support/smtpd.rs"]
 mod support;
 
-use smtpd::io::serve::{serve, End, ProcessHooks};
+use smtpd::smtpd::serve::{serve, End, ProcessHooks};
 use smtpd::io::ucspi::Conn;
-use smtpd::queue_client::QueueClient;
-use smtpd::session::Peer;
-use smtpd::smtpd_config::Config;
+use smtpd::queue::client::QueueClient;
+use smtpd::smtpd::session::Peer;
+use smtpd::smtpd::config::Config;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};

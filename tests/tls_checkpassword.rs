@@ -1,12 +1,12 @@
-//! smtpd::checkpassword against a small checkpassword program: each
+//! smtpd::smtpd::checkpassword against a small checkpassword program: each
 //! mechanism, right and wrong passwords, temporary failure, misuse, a
 //! program that hangs (timeout) and one that does not exist.
 
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
-use smtpd::auth::{self, Credentials, Mech, Step};
-use smtpd::checkpassword::{check, Verdict};
+use smtpd::smtpd::auth::{self, Credentials, Mech, Step};
+use smtpd::smtpd::checkpassword::{check, Verdict};
 
 fn prog(sub: &[&str]) -> Vec<OsString> {
     let mut v = vec![OsString::from(format!("{}/tests/support/checkpassword.py", env!("CARGO_MANIFEST_DIR")))];

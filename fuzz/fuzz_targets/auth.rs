@@ -9,7 +9,7 @@
 //! password; CRAM-MD5 answers carry a 32-digit lower-case hex digest.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use smtpd::auth::{self, Mech, Step};
+use smtpd::smtpd::auth::{self, Mech, Step};
 
 fn one_line(s: &str) {
     assert!(s.ends_with("\r\n") && s.len() <= 512, "{s:?}");

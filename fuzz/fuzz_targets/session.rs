@@ -7,11 +7,11 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use smtpd::envelope::{Attrs, Envelope};
-use smtpd::policy::{parse_list, Policy};
-use smtpd::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
+use smtpd::smtpd::policy::{parse_list, Policy};
+use smtpd::smtpd::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
 use smtpd::smtp::data::{ChunkDecoder, DotDecoder};
 use smtpd::smtp::reply;
-use smtpd::smtpd_config::{Config, QueueProgram};
+use smtpd::smtpd::config::{Config, QueueProgram};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -163,7 +163,7 @@ fuzz_target!(|data: &[u8]| {
             Action::Data => {
                 let (env, attrs) = s.queue_request();
                 check_request(&env, &attrs);
-                check_received(&s.received(0));
+                check_received(&s.received(0, "1.2.3"));
                 let mut d = DotDecoder::new(s.size_limit());
                 msg.clear();
                 let (n, done) = d.feed(input, &mut msg);
@@ -197,7 +197,7 @@ fuzz_target!(|data: &[u8]| {
                     d.finish();
                     let (env, attrs) = s.queue_request();
                     check_request(&env, &attrs);
-                    check_received(&s.received(0));
+                    check_received(&s.received(0, "1.2.3"));
                     let o = match d.error() {
                         Some(e) => Outcome::Refused(e),
                         None => Outcome::Queued("1".into()),

@@ -1,4 +1,3 @@
 //! Adapters for fds, pipes, sockets and processes. The pure modules never see an fd.
-pub mod serve;
 pub mod ucspi;
 pub mod ucspitls;

@@ -5,7 +5,6 @@
 //! timeouts on both directions; and the peer's facts from the UCSPI-TCP or
 //! systemd variables, or from the socket itself.
 
-use crate::session::Peer;
 use crate::smtp::reply;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::fs::File;
@@ -263,6 +262,18 @@ fn wait_for(f: &File, what: PollFlags, timeout: Duration) -> Result<(), ConnErro
             Err(e) => return Err(ConnError::Io(e.into())),
         }
     }
+}
+
+/// Facts about the connection (UCSPI-TCP or systemd variables, or the
+/// socket itself); XCLIENT can replace them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peer {
+    pub remote_ip: Option<String>,
+    pub remote_port: Option<String>,
+    pub remote_host: Option<String>,
+    pub remote_info: Option<String>,
+    pub local_ip: Option<String>,
+    pub local_port: Option<String>,
 }
 
 /// The peer's facts: UCSPI-TCP variables (`TCPREMOTEIP`, `TCPREMOTEPORT`,

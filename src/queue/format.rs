@@ -23,6 +23,10 @@ pub const VERSION_LINE: &str = "smtpd-queue 1";
 /// Longest header line a reader accepts, newline included. A `to` line holds
 /// at most 3 x 1003 octets of xtext; attribute values are short.
 pub const MAX_LINE: usize = 65536;
+/// Longest header, empty line included: the one limit of the writer
+/// (queue-inject refuses an envelope whose header would be longer) and of
+/// every reader (a longer header is a corrupt file).
+pub const MAX_HEADER: usize = 8 << 20;
 
 /// Everything before the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +43,17 @@ pub enum FormatError {
     Version,
     /// A line longer than `MAX_LINE`.
     LineTooLong,
+    /// A header longer than `MAX_HEADER`.
+    TooLong,
     /// The input ended before the empty line that closes the header.
     Truncated,
     /// A required line is missing (`id`, `time`, `from`, `to`).
     Missing(&'static str),
-    /// A line that may appear once appears twice.
-    Duplicate(&'static str),
-    /// A value that does not parse (bad xtext, bad number, bad attribute).
-    BadValue(&'static str),
+    /// A line that may appear once appears twice (at this line number).
+    Duplicate(usize, &'static str),
+    /// A value that does not parse (bad xtext, bad number, bad attribute),
+    /// at this line number (the first line is 1).
+    BadValue(usize, &'static str),
 }
 
 impl fmt::Display for FormatError {
@@ -54,10 +61,11 @@ impl fmt::Display for FormatError {
         match self {
             FormatError::Version => write!(f, "not a queue file (first line is not `{VERSION_LINE}`)"),
             FormatError::LineTooLong => write!(f, "header line longer than {MAX_LINE} octets"),
+            FormatError::TooLong => write!(f, "header longer than {MAX_HEADER} octets"),
             FormatError::Truncated => f.write_str("header not ended by an empty line"),
             FormatError::Missing(k) => write!(f, "no `{k}` line in the header"),
-            FormatError::Duplicate(k) => write!(f, "more than one `{k}` line in the header"),
-            FormatError::BadValue(k) => write!(f, "bad value on a `{k}` line"),
+            FormatError::Duplicate(n, k) => write!(f, "line {n}: more than one `{k}` line in the header"),
+            FormatError::BadValue(n, k) => write!(f, "line {n}: bad {k}"),
         }
     }
 }
@@ -132,6 +140,9 @@ pub fn parse_header(buf: &[u8]) -> Result<(Header, usize), FormatError> {
         }
         let line = rest.get(..nl).unwrap_or_default();
         off += nl + 1;
+        if off > MAX_HEADER {
+            return Err(FormatError::TooLong);
+        }
         if p.line(line)? {
             return Ok((p.finish()?, off));
         }
@@ -139,9 +150,11 @@ pub fn parse_header(buf: &[u8]) -> Result<(Header, usize), FormatError> {
 }
 
 /// Read the header from `r`, leaving `r` at the message's first octet.
-pub fn read_header<R: BufRead>(r: &mut R) -> Result<Header, ReadError> {
+/// Returns the header and its length in octets (the message's offset).
+pub fn read_header<R: BufRead>(r: &mut R) -> Result<(Header, u64), ReadError> {
     let mut p = HeaderParser::default();
     let mut line = Vec::new();
+    let mut total = 0usize;
     loop {
         line.clear();
         let n = r.by_ref().take(MAX_LINE as u64).read_until(b'\n', &mut line).map_err(ReadError::Io)?;
@@ -152,11 +165,24 @@ pub fn read_header<R: BufRead>(r: &mut R) -> Result<Header, ReadError> {
                 FormatError::Truncated
             }));
         }
+        total += n;
+        if total > MAX_HEADER {
+            return Err(ReadError::Format(FormatError::TooLong));
+        }
         line.pop();
         if p.line(&line).map_err(ReadError::Format)? {
-            return p.finish().map_err(ReadError::Format);
+            return p.finish().map(|h| (h, total as u64)).map_err(ReadError::Format);
         }
     }
+}
+
+/// A queue id as a file name: `[A-Za-z0-9._-]`, not starting with `.`, at
+/// most 200 octets (queue-inject's are `<secs>.<pid>.<seq>`).
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && !s.starts_with('.')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// Line-at-a-time header parser. Unknown keywords are skipped, so that a
@@ -189,35 +215,31 @@ impl HeaderParser {
         match key {
             b"id" => {
                 if self.id.is_some() {
-                    return Err(FormatError::Duplicate("id"));
+                    return Err(FormatError::Duplicate(self.lines, "id"));
                 }
-                if value.is_empty()
-                    || !value
-                        .iter()
-                        .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
-                {
-                    return Err(FormatError::BadValue("id"));
+                if !std::str::from_utf8(value).is_ok_and(valid_id) {
+                    return Err(FormatError::BadValue(self.lines, "id"));
                 }
                 self.id = Some(String::from_utf8_lossy(value).into_owned());
             }
             b"time" => {
                 if self.time.is_some() {
-                    return Err(FormatError::Duplicate("time"));
+                    return Err(FormatError::Duplicate(self.lines, "time"));
                 }
                 let t = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
-                self.time = Some(t.ok_or(FormatError::BadValue("time"))?);
+                self.time = Some(t.ok_or(FormatError::BadValue(self.lines, "time"))?);
             }
             b"from" => {
                 if self.sender.is_some() {
-                    return Err(FormatError::Duplicate("from"));
+                    return Err(FormatError::Duplicate(self.lines, "from"));
                 }
-                self.sender = Some(xtext::decode(value).ok_or(FormatError::BadValue("from"))?);
+                self.sender = Some(xtext::decode(value).ok_or(FormatError::BadValue(self.lines, "from"))?);
             }
-            b"to" => self.recipients.push(xtext::decode(value).ok_or(FormatError::BadValue("to"))?),
+            b"to" => self.recipients.push(xtext::decode(value).ok_or(FormatError::BadValue(self.lines, "to"))?),
             b"attr" => {
-                let a = Attrs::parse(value).ok_or(FormatError::BadValue("attr"))?;
+                let a = Attrs::parse(value).ok_or(FormatError::BadValue(self.lines, "attr"))?;
                 if a.0.len() != 1 {
-                    return Err(FormatError::BadValue("attr"));
+                    return Err(FormatError::BadValue(self.lines, "attr"));
                 }
                 self.attrs.0.extend(a.0);
             }
@@ -266,7 +288,7 @@ mod tests {
         assert_eq!(off, hlen);
         assert_eq!(h, Header { id: "1.2.3".into(), time: 1_700_000_000, envelope: env, attrs });
         let mut r = io::Cursor::new(&file);
-        assert_eq!(read_header(&mut r).unwrap(), h);
+        assert_eq!(read_header(&mut r).unwrap(), (h, hlen as u64));
         let mut body = Vec::new();
         r.read_to_end(&mut body).unwrap();
         assert_eq!(body, b"Subject: x\n\nbody\n");
@@ -294,11 +316,12 @@ mod tests {
         assert_eq!(p(b"smtpd-queue 1\nid 1\ntime 5\nfrom \nto x\n"), Err(FormatError::Truncated));
         assert_eq!(p(b"smtpd-queue 1\nid 1\ntime 5\nfrom \n\n"), Err(FormatError::Missing("to")));
         assert_eq!(p(b"smtpd-queue 1\nid 1\nfrom \nto x\n\n"), Err(FormatError::Missing("time")));
-        assert_eq!(p(b"smtpd-queue 1\nid 1\ntime x\n"), Err(FormatError::BadValue("time")));
-        assert_eq!(p(b"smtpd-queue 1\nid 1\nid 2\n"), Err(FormatError::Duplicate("id")));
-        assert_eq!(p(b"smtpd-queue 1\nid a/b\n"), Err(FormatError::BadValue("id")));
-        assert_eq!(p(b"smtpd-queue 1\nto a b\n"), Err(FormatError::BadValue("to")));
-        assert_eq!(p(b"smtpd-queue 1\nattr x\n"), Err(FormatError::BadValue("attr")));
+        assert_eq!(p(b"smtpd-queue 1\nid 1\ntime x\n"), Err(FormatError::BadValue(3, "time")));
+        assert_eq!(p(b"smtpd-queue 1\nid 1\nid 2\n"), Err(FormatError::Duplicate(3, "id")));
+        assert_eq!(p(b"smtpd-queue 1\nid a/b\n"), Err(FormatError::BadValue(2, "id")));
+        assert_eq!(p(b"smtpd-queue 1\nid .hidden\n"), Err(FormatError::BadValue(2, "id")));
+        assert_eq!(p(b"smtpd-queue 1\nto a b\n"), Err(FormatError::BadValue(2, "to")));
+        assert_eq!(p(b"smtpd-queue 1\nattr x\n"), Err(FormatError::BadValue(2, "attr")));
         // Unknown keywords are skipped.
         assert!(p(b"smtpd-queue 1\nid 1\nsize 9\ntime 5\nfrom \nto x\n\n").is_ok());
         let long = [&b"smtpd-queue 1\nto "[..], &vec![b'x'; MAX_LINE], b"\n\n"].concat();

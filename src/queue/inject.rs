@@ -216,8 +216,10 @@ pub fn session(cfg: &Config, q: &mut Queue) -> Outcome {
 enum State {
     /// Between messages.
     Idle,
+    /// After `I`: the id the client proposes for the next message.
+    Named(String),
     /// After `E` (and maybe `A`): the work file is created at the next frame.
-    Meta(Envelope, Option<Attrs>),
+    Meta(Envelope, Option<Attrs>, Option<String>),
     /// Writing message bytes.
     Body(Work),
     /// The message failed; its frames are read and dropped up to `.`.
@@ -240,22 +242,22 @@ fn step(cfg: &Config, q: &mut Queue, state: State, kind: u8, payload: &[u8]) -> 
         return protocol("D frame longer than 65536 octets");
     }
     match (state, kind) {
-        (State::Idle, b'E') => match Envelope::parse(payload, MAX_RCPT) {
-            Ok(env) => Step::Next(State::Meta(env, None)),
-            Err(e @ (envelope::Error::AddressTooLong | envelope::Error::TooManyRecipients)) => {
-                Step::Next(State::Failed(envelope_error(e)))
-            }
-            Err(e) => Step::Fatal(envelope_error(e)),
+        (State::Idle, b'I') => match std::str::from_utf8(payload) {
+            Ok(id) if id.len() <= 200 => Step::Next(State::Named(id.to_owned())),
+            _ => protocol("bad I frame"),
         },
+        (State::Idle, b'E') => start(payload, None),
+        (State::Named(id), b'E') => start(payload, Some(id)),
+        (State::Named(_), _) => protocol("I frame not followed by E"),
         (State::Idle, _) => protocol("frame outside a message"),
-        (State::Meta(env, None), b'A') => match Attrs::parse(payload) {
-            Some(a) => Step::Next(State::Meta(env, Some(a))),
+        (State::Meta(env, None, id), b'A') => match Attrs::parse(payload) {
+            Some(a) => Step::Next(State::Meta(env, Some(a), id)),
             None => protocol("bad attribute block"),
         },
         (State::Meta(..), b'R') => Step::Next(State::Idle),
-        (State::Meta(env, attrs), b'D' | b'.') => {
+        (State::Meta(env, attrs, id), b'D' | b'.') => {
             let attrs = attrs.as_ref().unwrap_or(&cfg.attrs);
-            match q.begin(&env, attrs) {
+            match q.begin_as(&env, attrs, id.as_deref()) {
                 Ok(w) => step(cfg, q, State::Body(w), kind, payload),
                 Err(e) => step(cfg, q, State::Failed(e), kind, payload),
             }
@@ -353,6 +355,18 @@ impl Frames {
             }
             self.end += r;
         }
+    }
+}
+
+/// An `E` frame: the envelope of the next message, with the id an `I`
+/// frame proposed for it.
+fn start(payload: &[u8], proposed: Option<String>) -> Step {
+    match Envelope::parse(payload, MAX_RCPT) {
+        Ok(env) => Step::Next(State::Meta(env, None, proposed)),
+        Err(e @ (envelope::Error::AddressTooLong | envelope::Error::TooManyRecipients)) => {
+            Step::Next(State::Failed(envelope_error(e)))
+        }
+        Err(e) => Step::Fatal(envelope_error(e)),
     }
 }
 

@@ -153,7 +153,7 @@ pub fn build(r: &Report<'_>) -> Built {
     let (ty, body) = if r.full {
         (if utf8 { "message/global" } else { "message/rfc822" }, r.original)
     } else {
-        let end = crate::queuerun::qfile::header_end(r.original).unwrap_or(r.original.len());
+        let end = message_header_end(r.original);
         (if utf8 { "message/global-headers" } else { "text/rfc822-headers" }, &r.original[..end])
     };
     let eight = !body.is_ascii();
@@ -212,9 +212,18 @@ fn cut(s: &str) -> String {
 }
 
 /// RFC 5322 date-time in UTC: `Wed, 25 Nov 2026 16:30:07 +0000`
-/// (the one formatter of the suite, in `received`).
+/// (the one formatter of the suite, `date`).
 pub fn date(unix: u64) -> String {
-    crate::received::rfc5322_date(i64::try_from(unix).unwrap_or(i64::MAX))
+    crate::date::rfc5322(i64::try_from(unix).unwrap_or(i64::MAX))
+}
+
+/// Where the returned message's own header ends: just after its empty line
+/// (RET=HDRS returns that much), or the whole text if it has none.
+fn message_header_end(msg: &[u8]) -> usize {
+    if msg.starts_with(b"\n") {
+        return 1;
+    }
+    msg.windows(2).position(|w| w == b"\n\n").map_or(msg.len(), |p| p + 2)
 }
 
 #[cfg(test)]

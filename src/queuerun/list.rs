@@ -1,7 +1,7 @@
 //! `queue-run --list`: one block per message, like qmail-qread or
 //! `postqueue -p`. Pure formatting: no I/O here.
 
-use super::qfile::Header;
+use crate::queue::format::Header;
 use super::state::{State, Status};
 
 /// `1h02m`, `3d04h`, `45s`.
@@ -21,9 +21,9 @@ pub fn entry(h: &Header, size: u64, st: Option<&State>, now: u64) -> String {
         h.id,
         span(now.saturating_sub(h.time)),
         size,
-        String::from_utf8_lossy(&h.sender)
+        String::from_utf8_lossy(&h.envelope.sender)
     );
-    for (i, r) in h.recipients.iter().enumerate() {
+    for (i, r) in h.envelope.recipients.iter().enumerate() {
         let rs = st.and_then(|st| st.rcpts.get(i));
         let what = match rs {
             None => "pending  not tried yet".to_owned(),
@@ -49,7 +49,7 @@ pub fn entry(h: &Header, size: u64, st: Option<&State>, now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Attrs;
+    use crate::envelope::{Attrs, Envelope};
 
     #[test]
     fn spans() {
@@ -64,8 +64,10 @@ mod tests {
         let h = Header {
             id: "100.1.1".into(),
             time: 100,
-            sender: b"a@b".to_vec(),
-            recipients: vec![b"c@d".to_vec(), b"e@f".to_vec(), b"g@h".to_vec()],
+            envelope: Envelope {
+                sender: b"a@b".to_vec(),
+                recipients: vec![b"c@d".to_vec(), b"e@f".to_vec(), b"g@h".to_vec()],
+            },
             attrs: Attrs::default(),
         };
         let mut st = State::new(1, 3);

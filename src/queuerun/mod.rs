@@ -10,7 +10,6 @@ pub mod inject;
 pub mod list;
 pub mod mailmsg;
 pub mod plan;
-pub mod qfile;
 pub mod report;
 pub mod runner;
 pub mod sendmail;

@@ -4,7 +4,7 @@
 
 use super::backoff::Schedule;
 use super::dsn::Action;
-use super::qfile::Header;
+use crate::queue::format::Header;
 use super::report::Outcome;
 use super::state::{State, Status};
 use crate::envelope::Attrs;
@@ -87,7 +87,7 @@ pub fn due(h: &Header, st: &State, now: u64, in_flight: &HashSet<usize>, force: 
         if r.status != Status::Pending || in_flight.contains(&i) || (!force && r.next > now) {
             continue;
         }
-        let d = h.recipients.get(i).and_then(|a| domain_of(a));
+        let d = h.envelope.recipients.get(i).and_then(|a| domain_of(a));
         match groups.iter_mut().rev().find(|(gd, g)| *gd == d && g.len() < max_rcpt.max(1)) {
             Some((_, g)) => g.push(i),
             None => groups.push((d, vec![i])),
@@ -98,7 +98,7 @@ pub fn due(h: &Header, st: &State, now: u64, in_flight: &HashSet<usize>, force: 
 
 /// Record the outcomes of one attempt (`idxs[k]` got `outcomes[k]`).
 pub fn apply(h: &Header, st: &mut State, idxs: &[usize], outcomes: &[Outcome], now: u64, p: &Policy<'_>) {
-    let to = bounce_to(&h.sender, p.doublebounceto);
+    let to = bounce_to(&h.envelope.sender, p.doublebounceto);
     for (&i, o) in idxs.iter().zip(outcomes) {
         let notify = notify_of(&h.attrs, i);
         let Some(r) = st.rcpts.get_mut(i) else { continue };
@@ -133,7 +133,7 @@ fn fail(r: &mut super::state::Rcpt, notify: Notify, to: &BounceTo) {
 
 /// DSNs owed now: (recipient index, action).
 pub fn owed(h: &Header, st: &State, now: u64, p: &Policy<'_>) -> Vec<(usize, Action)> {
-    let to = bounce_to(&h.sender, p.doublebounceto);
+    let to = bounce_to(&h.envelope.sender, p.doublebounceto);
     let mut v = Vec::new();
     for (i, r) in st.rcpts.iter().enumerate() {
         match r.status {
@@ -172,7 +172,7 @@ pub fn mark_notified(st: &mut State, sent: &[(usize, Action)]) {
 /// When this message next needs a look (pending recipients not in flight;
 /// a delay warning coming due), `None` if never (all done or in flight).
 pub fn next_wake(h: &Header, st: &State, in_flight: &HashSet<usize>, p: &Policy<'_>) -> Option<u64> {
-    let to = bounce_to(&h.sender, p.doublebounceto);
+    let to = bounce_to(&h.envelope.sender, p.doublebounceto);
     st.rcpts
         .iter()
         .enumerate()
@@ -213,6 +213,7 @@ pub fn attrs_for(attrs: &Attrs, idxs: &[usize]) -> Attrs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::Envelope;
 
     fn header(sender: &str, rcpts: &[&str], attrs: &[(&str, &str)]) -> Header {
         let mut a = Attrs::default();
@@ -222,8 +223,10 @@ mod tests {
         Header {
             id: "1.1.1".into(),
             time: 1000,
-            sender: sender.into(),
-            recipients: rcpts.iter().map(|r| r.as_bytes().to_vec()).collect(),
+            envelope: Envelope {
+                sender: sender.into(),
+                recipients: rcpts.iter().map(|r| r.as_bytes().to_vec()).collect(),
+            },
             attrs: a,
         }
     }

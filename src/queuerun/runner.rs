@@ -8,7 +8,7 @@ use super::config::{self, Config};
 use super::dsn::{self, Action, RcptReport};
 use super::inject::{Injection, Refused};
 use super::plan::{self, BounceTo, Policy};
-use super::qfile::Header;
+use crate::queue::format::Header;
 use super::report::{self, Exit, Outcome};
 use super::state::State;
 use super::store::{LoadError, Queue};
@@ -327,7 +327,7 @@ impl Runner {
     fn load(&mut self, id: &str) -> Option<Active> {
         match self.q.load(id) {
             Ok((m, _f)) => {
-                let n = m.header.recipients.len();
+                let n = m.header.envelope.recipients.len();
                 let state = match self.q.load_state(id, m.ino, n) {
                     Ok(Some(st)) => st,
                     Ok(None) => State::new(m.ino, n),
@@ -474,14 +474,14 @@ impl Runner {
         let job = self.next_job;
         self.next_job += 1;
         let h = &a.header;
-        let sender: &[u8] = if h.sender == plan::DOUBLE_BOUNCE_SENDER { b"" } else { &h.sender };
+        let sender: &[u8] = if h.envelope.sender == plan::DOUBLE_BOUNCE_SENDER { b"" } else { &h.envelope.sender };
         let attrs = plan::attrs_for(&h.attrs, &idxs).encode();
         let spawned = File::open(self.q.new_dir().join(id)).and_then(|mut f| {
             f.seek(SeekFrom::Start(a.body_offset))?;
             let mut cmd = Command::new(&self.remote);
             cmd.arg(&dom).arg(OsStr::from_bytes(sender));
             for &i in &idxs {
-                cmd.arg(OsStr::from_bytes(h.recipients.get(i).map(Vec::as_slice).unwrap_or_default()));
+                cmd.arg(OsStr::from_bytes(h.envelope.recipients.get(i).map(Vec::as_slice).unwrap_or_default()));
             }
             // Its own process group, so that stopping it stops what it started.
             cmd.process_group(0);
@@ -640,7 +640,7 @@ impl Runner {
             return true;
         }
         let h = &a.header;
-        let (env_sender, to): (&[u8], Vec<u8>) = match plan::bounce_to(&h.sender, self.cfg.doublebounceto.as_deref()) {
+        let (env_sender, to): (&[u8], Vec<u8>) = match plan::bounce_to(&h.envelope.sender, self.cfg.doublebounceto.as_deref()) {
             BounceTo::Sender(s) => (b"", s),
             BounceTo::Postmaster(p) => (plan::DOUBLE_BOUNCE_SENDER, p),
             BounceTo::Nobody => {
@@ -661,7 +661,7 @@ impl Runner {
         let rcpts: Vec<RcptReport> = owed
             .iter()
             .map(|&(i, action)| RcptReport {
-                address: h.recipients.get(i).cloned().unwrap_or_default(),
+                address: h.envelope.recipients.get(i).cloned().unwrap_or_default(),
                 orcpt: h.attrs.get(&format!("RCPT.{i}.ORCPT")).map(<[u8]>::to_vec),
                 action,
                 text: a.state.rcpts.get(i).map(|r| r.text.clone()).unwrap_or_default(),
@@ -759,7 +759,7 @@ fn log_attempt(id: &str, dom: &str, h: &Header, idxs: &[usize], outs: &[Outcome]
         .iter()
         .zip(outs)
         .map(|(&i, o)| {
-            let r = h.recipients.get(i).map(|r| String::from_utf8_lossy(r).into_owned()).unwrap_or_default();
+            let r = h.envelope.recipients.get(i).map(|r| String::from_utf8_lossy(r).into_owned()).unwrap_or_default();
             let what = match o {
                 Outcome::Delivered(_) => "delivered",
                 Outcome::Temporary(_) => "deferred",
@@ -805,7 +805,7 @@ pub fn list(cfg: &Config, out: &mut dyn Write) -> io::Result<usize> {
     for id in names {
         match q.load(&id) {
             Ok((m, _)) => {
-                let st = q.load_state(&id, m.ino, m.header.recipients.len()).ok().flatten();
+                let st = q.load_state(&id, m.ino, m.header.envelope.recipients.len()).ok().flatten();
                 out.write_all(super::list::entry(&m.header, m.size, st.as_ref(), now).as_bytes())?;
                 n += 1;
             }

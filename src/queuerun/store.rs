@@ -4,7 +4,7 @@
 //! the folder), sets corrupt files aside in `bad/`, removes finished messages.
 //! queue-run never writes in `tmp/` or creates anything in `new/`.
 
-use super::qfile::{self, Header};
+use crate::queue::format::{self, Header};
 use super::state::State;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -84,7 +84,7 @@ impl Queue {
 
     /// Open `new/<id>` and read its header.
     pub fn load(&self, id: &str) -> Result<(Message, File), LoadError> {
-        if !qfile::valid_id(id) {
+        if !format::valid_id(id) {
             return Err(LoadError::Corrupt("not a queue id".into()));
         }
         let mut f = match File::open(self.new_dir().join(id)) {
@@ -96,28 +96,16 @@ impl Queue {
         if !md.is_file() {
             return Err(LoadError::Corrupt("not a regular file".into()));
         }
-        let mut buf = Vec::with_capacity(4096);
-        let mut chunk = [0u8; 8192];
-        let end = loop {
-            let n = f.read(&mut chunk).map_err(LoadError::Io)?;
-            if n == 0 {
-                return Err(LoadError::Corrupt(qfile::Error::Truncated.to_string()));
-            }
-            // Search only the new bytes (and the one before them).
-            let from = buf.len().saturating_sub(1);
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(e) = qfile::header_end(&buf[from..]) {
-                break from + e;
-            }
-            if buf.len() > qfile::MAX_HEADER {
-                return Err(LoadError::Corrupt("header too long".into()));
-            }
-        };
-        let (header, off) = qfile::parse(&buf[..end]).map_err(|e| LoadError::Corrupt(e.to_string()))?;
+        // The queue's one header reader (queue::format), over a buffer whose
+        // position afterwards does not matter: the caller seeks to the body.
+        let (header, off) = format::read_header(&mut io::BufReader::with_capacity(8192, &mut f)).map_err(|e| match e {
+            format::ReadError::Io(e) => LoadError::Io(e),
+            format::ReadError::Format(e) => LoadError::Corrupt(e.to_string()),
+        })?;
         if header.id != id {
             return Err(LoadError::Corrupt(format!("file says id {}", header.id)));
         }
-        let msg = Message { header, body_offset: off as u64, ino: md.ino(), size: md.len(), mtime: md.mtime() };
+        let msg = Message { header, body_offset: off, ino: md.ino(), size: md.len(), mtime: md.mtime() };
         Ok((msg, f))
     }
 
@@ -180,7 +168,7 @@ impl Queue {
             n += 1;
         }
         fs::rename(self.new_dir().join(name), &to)?;
-        if qfile::valid_id(name) {
+        if format::valid_id(name) {
             let st = self.state_path(name);
             if st.exists() {
                 let _ = fs::rename(&st, to.with_extension("state"));
@@ -242,7 +230,7 @@ mod tests {
         let (_d, q) = queue();
         put(&q, "1.2.3", b"smtpd-queue 1\nid 1.2.3\ntime 5\nfrom a@b\nto c@d\n\nSubject: x\n\nbody\n");
         let (m, _) = q.load("1.2.3").unwrap();
-        assert_eq!(m.header.recipients, vec![b"c@d".to_vec()]);
+        assert_eq!(m.header.envelope.recipients, vec![b"c@d".to_vec()]);
         assert_eq!(m.body_offset, 47);
         assert_eq!(q.load_state("1.2.3", m.ino, 1).unwrap(), None);
         let mut st = State::new(m.ino, 1);

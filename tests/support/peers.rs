@@ -4,6 +4,9 @@
 //! child processes with a deadline, and reading queue files (smtpd-queue(5)).
 #![allow(dead_code)]
 
+#[path = "data.rs"]
+pub mod data;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -58,19 +61,9 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
-/// The test messages (a copy of /work/shared/testdata/messages; TESTDATA_MESSAGES overrides).
+/// The test messages (tests/data/messages; TESTDATA_MESSAGES overrides).
 pub fn testdata_messages() -> Vec<PathBuf> {
-    let dir = std::env::var_os("TESTDATA_MESSAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/messages"));
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("test messages in {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    assert!(!v.is_empty(), "no test messages in {}", dir.display());
-    v
+    data::message_paths()
 }
 
 /// A scratch folder with a queue (tmp/, new/) and an rcpthosts file.

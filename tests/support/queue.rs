@@ -3,6 +3,9 @@
 //! of the queue through the library's own parser.
 #![allow(dead_code)]
 
+#[path = "data.rs"]
+pub mod data;
+
 use smtpd::envelope::Envelope;
 use smtpd::netstring;
 use smtpd::queue::{parse_header, Header};
@@ -114,15 +117,7 @@ pub fn count(dir: &Path) -> usize {
 
 /// The test messages shipped with the project's test data.
 pub fn testdata() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new("/work/shared/testdata/messages");
-    let mut v: Vec<_> = fs::read_dir(dir)
-        .expect("testdata/messages")
-        .map(|e| {
-            let e = e.expect("readdir");
-            (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).expect("read"))
-        })
-        .collect();
-    v.sort();
+    let v = data::messages();
     assert!(v.len() >= 40, "test data missing");
     v
 }

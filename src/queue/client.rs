@@ -8,8 +8,6 @@
 
 use crate::envelope::{Attrs, Envelope};
 use crate::netstring;
-use crate::session::Outcome;
-use crate::smtpd_config::QueueProgram;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -20,6 +18,25 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 pub const MAX_FRAME: usize = 65536;
 /// Longest status frame accepted from queue-inject.
 const MAX_ANSWER: usize = 1024;
+
+/// Which queue program, and how it is driven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueProgram {
+    /// One `queue-inject -s` per session, framed channel (doc/PROTOCOLS.md 2).
+    Session(PathBuf),
+    /// One process per message, plain qmail-queue protocol.
+    PerMessage(PathBuf),
+}
+
+/// What the queue did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Durable; the queue id (session mode) or qmail's `<time> qp <pid>`.
+    Queued(String),
+    /// Not queued: `permanent` selects 554 or 451; `text` is qmail's
+    /// reason, ending in `(#x.y.z)` when it names an enhanced code.
+    Failed { permanent: bool, text: String },
+}
 
 pub enum QueueClient {
     Session(SessionQueue),
@@ -43,17 +60,19 @@ impl QueueClient {
         }
     }
 
-    /// Start a message. On failure the message cannot be queued: the caller
-    /// reads the rest of it and gives the outcome as the reply.
-    pub fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<(), Outcome> {
+    /// Start a message; its queue id if it is known before the message is
+    /// written (session mode: smtpd-rs proposes it, doc/PROTOCOLS.md 2), for
+    /// the Received header. On failure the message cannot be queued: the
+    /// caller reads the rest of it and gives the outcome as the reply.
+    pub fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<Option<String>, Status> {
         match self {
-            QueueClient::Session(q) => q.begin(env, attrs),
-            QueueClient::PerMessage(q) => q.begin(env, attrs),
+            QueueClient::Session(q) => q.begin(env, attrs).map(Some),
+            QueueClient::PerMessage(q) => q.begin(env, attrs).map(|()| None),
         }
     }
 
     /// Message bytes (LF line ends).
-    pub fn write(&mut self, data: &[u8]) -> Result<(), Outcome> {
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Status> {
         match self {
             QueueClient::Session(q) => q.write(data),
             QueueClient::PerMessage(q) => q.write(data),
@@ -61,7 +80,7 @@ impl QueueClient {
     }
 
     /// End the message and learn what the queue did with it.
-    pub fn finish(&mut self) -> Outcome {
+    pub fn finish(&mut self) -> Status {
         match self {
             QueueClient::Session(q) => q.finish(),
             QueueClient::PerMessage(q) => q.finish(),
@@ -88,9 +107,9 @@ impl QueueClient {
 /// qmail's qmail_close table: exit code (and for notqmail's 82, the text
 /// read from fd 6) -> outcome. `write_failed`: the message could not be
 /// written completely (qmail's flagerr), which turns an exit 0 into 54.
-pub fn map_exit(code: i32, write_failed: bool, fd6: &[u8]) -> Outcome {
+pub fn map_exit(code: i32, write_failed: bool, fd6: &[u8]) -> Status {
     let (perm, text) = match code {
-        0 if !write_failed => return Outcome::Queued(String::new()),
+        0 if !write_failed => return Status::Queued(String::new()),
         11 | 115 => (true, "envelope address too long for qq (#5.1.3)"),
         31 => (true, "mail server permanently rejected message (#5.3.0)"),
         51 => (false, "qq out of memory (#4.3.0)"),
@@ -112,19 +131,19 @@ pub fn map_exit(code: i32, write_failed: bool, fd6: &[u8]) -> Outcome {
                 .chars()
                 .filter(|c| !c.is_control())
                 .collect();
-            return Outcome::QueueFailed { permanent: fd6[0] == b'D', text };
+            return Status::Failed { permanent: fd6[0] == b'D', text };
         }
         11..=40 => (true, "qq permanent problem (#5.3.0)"),
         _ => (false, "qq temporary problem (#4.3.0)"),
     };
-    Outcome::QueueFailed { permanent: perm, text: text.into() }
+    Status::Failed { permanent: perm, text: text.into() }
 }
 
-fn crashed() -> Outcome {
-    Outcome::QueueFailed { permanent: false, text: "qq crashed (#4.3.0)".into() }
+fn crashed() -> Status {
+    Status::Failed { permanent: false, text: "qq crashed (#4.3.0)".into() }
 }
 
-fn unable_to_exec() -> Outcome {
+fn unable_to_exec() -> Status {
     map_exit(120, false, b"")
 }
 
@@ -140,6 +159,8 @@ pub struct SessionQueue {
     broken: bool,
     /// Some frames of the current message have been written.
     sent: bool,
+    /// Messages begun with the running queue-inject (its sequence numbers).
+    seq: u64,
 }
 
 impl SessionQueue {
@@ -151,6 +172,7 @@ impl SessionQueue {
             answer: Vec::new(),
             broken: false,
             sent: false,
+            seq: 0,
         }
     }
 
@@ -170,6 +192,7 @@ impl SessionQueue {
             return Err(io::ErrorKind::BrokenPipe.into());
         };
         self.child = Some((c, i, o));
+        self.seq = 0;
         Ok(())
     }
 
@@ -203,21 +226,28 @@ impl SessionQueue {
         r
     }
 
-    fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<(), Outcome> {
+    /// Start a message under the id queue-inject would give it itself,
+    /// `<secs>.<its pid>.<n>` (doc/PROTOCOLS.md 2, the `I` frame).
+    fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<String, Status> {
         self.broken = false;
         self.sent = false;
         self.frames.clear();
         if self.start().is_err() {
             return Err(unable_to_exec());
         }
+        let pid = self.child.as_ref().map_or(0, |(c, _, _)| c.id());
+        self.seq += 1;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let id = format!("{now}.{pid}.{}", self.seq);
+        self.push(b'I', id.as_bytes());
         self.push(b'E', &env.encode());
         if !attrs.is_empty() {
             self.push(b'A', attrs.encode().as_bytes());
         }
-        Ok(())
+        Ok(id)
     }
 
-    fn write(&mut self, data: &[u8]) -> Result<(), Outcome> {
+    fn write(&mut self, data: &[u8]) -> Result<(), Status> {
         for piece in data.chunks(MAX_FRAME - 1) {
             // Write what is collected before it would outgrow its buffer.
             if !self.frames.is_empty() && self.frames.len() + piece.len() + 16 > MAX_FRAME && self.flush().is_err() {
@@ -230,7 +260,7 @@ impl SessionQueue {
         Ok(())
     }
 
-    fn finish(&mut self) -> Outcome {
+    fn finish(&mut self) -> Status {
         self.push(b'.', b"");
         if self.broken || self.flush().is_err() {
             self.drop_child();
@@ -242,7 +272,7 @@ impl SessionQueue {
                     self.drop_child(); // protocol error: it exits
                 }
                 match code {
-                    0 if !text.is_empty() => Outcome::Queued(text),
+                    0 if !text.is_empty() => Status::Queued(text),
                     0 => crashed(),
                     82 => map_exit(82, false, text.as_bytes()),
                     c => map_exit(c, false, b""),
@@ -322,7 +352,7 @@ impl PerMessage {
         PerMessage { prog, cur: None }
     }
 
-    fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<(), Outcome> {
+    fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<(), Status> {
         self.abort();
         let spawn = || -> io::Result<Running> {
             let (msg_r, msg_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -363,7 +393,7 @@ impl PerMessage {
         }
     }
 
-    fn write(&mut self, data: &[u8]) -> Result<(), Outcome> {
+    fn write(&mut self, data: &[u8]) -> Result<(), Status> {
         let Some(r) = &mut self.cur else { return Err(crashed()) };
         if !r.write_failed {
             if let Some(m) = &mut r.msg {
@@ -377,7 +407,7 @@ impl PerMessage {
         Ok(())
     }
 
-    fn finish(&mut self) -> Outcome {
+    fn finish(&mut self) -> Status {
         let Some(mut r) = self.cur.take() else { return crashed() };
         r.msg = None; // EOF on the message
         if let Some(mut e) = r.env.take() {
@@ -389,7 +419,7 @@ impl PerMessage {
         let _ = (&mut r.err).take(255).read_to_end(&mut fd6);
         let status = match r.child.wait() {
             Ok(s) => s,
-            Err(_) => return Outcome::QueueFailed { permanent: false, text: "qq waitpid surprise (#4.3.0)".into() },
+            Err(_) => return Status::Failed { permanent: false, text: "qq waitpid surprise (#4.3.0)".into() },
         };
         match status.code() {
             None => crashed(),
@@ -398,7 +428,7 @@ impl PerMessage {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                Outcome::Queued(format!("{now} qp {}", r.child.id()))
+                Status::Queued(format!("{now} qp {}", r.child.id()))
             }
             Some(c) => map_exit(c, r.write_failed, &fd6),
         }
@@ -421,9 +451,8 @@ mod tests {
     #[test]
     fn exit_table() {
         let t = |c: i32| match map_exit(c, false, b"") {
-            Outcome::QueueFailed { permanent, text } => (permanent, text),
-            Outcome::Queued(_) => (false, "queued".into()),
-            Outcome::Refused(_) => unreachable!(),
+            Status::Failed { permanent, text } => (permanent, text),
+            Status::Queued(_) => (false, "queued".into()),
         };
         assert_eq!(t(0).1, "queued");
         assert_eq!(t(11), (true, "envelope address too long for qq (#5.1.3)".into()));
@@ -438,15 +467,15 @@ mod tests {
         assert_eq!(t(82), (false, "qq temporary problem (#4.3.0)".into()));
         assert_eq!(
             map_exit(0, true, b""),
-            Outcome::QueueFailed { permanent: false, text: "qq read error (#4.3.0)".into() }
+            Status::Failed { permanent: false, text: "qq read error (#4.3.0)".into() }
         );
         assert_eq!(
             map_exit(82, false, b"Dvirus found (#5.7.1)"),
-            Outcome::QueueFailed { permanent: true, text: "virus found (#5.7.1)".into() }
+            Status::Failed { permanent: true, text: "virus found (#5.7.1)".into() }
         );
         assert_eq!(
             map_exit(82, false, b"Zgreylisted\n"),
-            Outcome::QueueFailed { permanent: false, text: "greylisted".into() }
+            Status::Failed { permanent: false, text: "greylisted".into() }
         );
     }
 }

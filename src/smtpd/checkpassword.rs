@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 
-use crate::auth::{self, Credentials};
+use crate::smtpd::auth::{self, Credentials};
 
 /// What checkpassword said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! The `Received:` trace header (RFC 5321 4.4) with the protocol word of
 //! RFC 3848 / RFC 6531 and an RFC 5322 date. Pure: the caller gives the time.
 
+use crate::date;
+
 /// What the header says about one message.
 #[derive(Debug, Clone, Copy)]
 pub struct Trace<'a> {
@@ -21,6 +23,9 @@ pub struct Trace<'a> {
     /// The AUTH user, shown only when the operator asks for it
     /// (SMTPD_RECEIVED_AUTH): it tells the world who sent the message.
     pub auth_user: Option<&'a str>,
+    /// The message's id (RFC 5321 4.4 `ID`): the queue id, or the
+    /// session's own id for the message where the queue names none first.
+    pub id: Option<&'a str>,
     /// Seconds since the epoch.
     pub now: i64,
 }
@@ -65,60 +70,32 @@ pub fn received_header(t: &Trace<'_>) -> Vec<u8> {
     if let Some(c) = t.tls {
         h.extend_from_slice(format!(" ({c})").as_bytes());
     }
+    if let Some(id) = t.id.filter(|id| id_ok(id) && id_ok(t.hostname)) {
+        // In msg-id form (`<id@host>`): the queue id has dots, which an
+        // RFC 5321 Atom may not, and a dot-atom is allowed only there.
+        h.extend_from_slice(format!("\n\tid <{id}@{}>", t.hostname).as_bytes());
+    }
     if let Some(r) = t.rcpt {
         h.extend_from_slice(b"\n\tfor <");
         h.extend_from_slice(r);
         h.push(b'>');
     }
-    h.extend_from_slice(format!(";\n\t{}\n", rfc5322_date(t.now)).as_bytes());
+    h.extend_from_slice(format!(";\n\t{}\n", date::rfc5322(t.now)).as_bytes());
     h
 }
 
-/// `Wed, 25 Nov 2026 16:37:15 +0000` (RFC 5322 3.3), in UTC.
-pub fn rfc5322_date(now: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = now.div_euclid(86_400);
-    let secs = now.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// Days since 1970-01-01 -> (year, month 1..=12, day 1..=31), H. Hinnant's
-/// proleptic Gregorian algorithm.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// Dot-atom text (RFC 5322 3.2.3) of the characters ids and host names use.
+fn id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && !s.ends_with('.')
+        && !s.contains("..")
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_624_635), "Wed, 25 Nov 2026 16:37:15 +0000");
-    }
 
     #[test]
     fn words() {
@@ -139,6 +116,7 @@ mod tests {
             tls: None,
             rcpt: Some(b"u@example.org"),
             auth_user: None,
+            id: None,
             now: 0,
         };
         assert_eq!(
@@ -155,5 +133,12 @@ mod tests {
             .starts_with("Received: from client.example ([192.0.2.1])\n\t(Authenticated sender: alice)\n\tby "));
         let t = Trace { auth_user: Some("a)b\nc"), ..t };
         assert!(!String::from_utf8(received_header(&t)).unwrap().contains("Authenticated"));
+        let t = Trace { auth_user: None, id: Some("1764930000.4521.3"), rcpt: Some(b"u@example.org"), ..t };
+        assert!(String::from_utf8(received_header(&t))
+            .unwrap()
+            .contains("TLS_AES_256_GCM_SHA384)\n\tid <1764930000.4521.3@mx.example.org>\n\tfor <u@example.org>;\n"));
+        // Never a broken header from an odd id.
+        let t = Trace { id: Some("a b>"), ..t };
+        assert!(!String::from_utf8(received_header(&t)).unwrap().contains("\tid "));
     }
 }

@@ -5,16 +5,16 @@
 //! takes any connection and a fresh `Session`, so that one process can serve
 //! a session on fds it was handed (doc/PROTOCOLS.md section 4).
 
-use crate::auth::{self, Credentials};
-use crate::checkpassword::{self, Verdict};
+use crate::smtpd::auth::{self, Credentials};
+use crate::smtpd::checkpassword::{self, Verdict};
 use crate::die;
 use crate::io::ucspi::{Conn, ConnError, IN_BUF, OUT_HIGH};
 use crate::io::ucspitls::{TlsInfo, UcspiTls, READY};
-use crate::queue_client::QueueClient;
-use crate::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
+use crate::queue::client::QueueClient;
+use crate::smtpd::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
 use crate::smtp::data::{ChunkDecoder, DataError, DotDecoder};
 use crate::smtp::reply;
-use crate::smtpd_config::{Config, MAX_ERRORS};
+use crate::smtpd::config::{Config, MAX_ERRORS};
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -69,6 +69,10 @@ impl End {
 /// Serve one SMTP session on `conn`.
 pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient, hooks: &mut dyn Hooks) -> End {
     let mut s = Session::new(cfg, peer);
+    // Unique among sessions: a worker serves several in one process.
+    static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let k = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    s.set_id_base(format!("s{}.{}.{k}", now(), std::process::id()));
     {
         let p = s.peer();
         hooks.log(format_args!(
@@ -226,17 +230,18 @@ struct Message {
 
 impl Message {
     /// Start the queue message and put the Received header first.
-    fn start(s: &Session<'_>, queue: &mut QueueClient) -> Message {
+    fn start(s: &mut Session<'_>, queue: &mut QueueClient) -> Message {
         let (env, attrs) = s.queue_request();
         // Room for a piece, one input buffer's worth of decoded bytes and the
         // Received header: the buffer never grows.
         let mut m = Message { buf: Vec::with_capacity(CHUNK + IN_BUF + 4096), active: false, failed: None };
         match queue.begin(&env, &attrs) {
-            Ok(()) => {
+            Ok(id) => {
                 m.active = true;
-                m.buf.extend_from_slice(&s.received(now()));
+                let id = id.unwrap_or_else(|| s.own_message_id());
+                m.buf.extend_from_slice(&s.received(now(), &id));
             }
-            Err(o) => m.failed = Some(o),
+            Err(o) => m.failed = Some(o.into()),
         }
         m
     }
@@ -254,7 +259,7 @@ impl Message {
         }
         if all || self.buf.len() >= CHUNK {
             if let Err(o) = queue.write(&self.buf) {
-                self.failed = Some(o);
+                self.failed = Some(o.into());
                 queue.abort();
                 self.active = false;
             }
@@ -271,7 +276,7 @@ impl Message {
         if let Some(o) = self.failed.take() {
             return o;
         }
-        queue.finish()
+        queue.finish().into()
     }
 
     fn abandon(self, queue: &mut QueueClient) {

@@ -4,17 +4,19 @@
 //! go through the `Hooks` trait so that this module stays pure and testable
 //! with transcripts. No fd is touched here.
 
-use crate::auth::{self, Credentials, Exchange, Mech, Step};
-use crate::checkpassword::Verdict;
+use crate::smtpd::auth::{self, Credentials, Exchange, Mech, Step};
+use crate::smtpd::checkpassword::Verdict;
 use crate::envelope::{Attrs, Envelope};
 use crate::io::ucspitls::{self, TlsInfo};
-use crate::policy::Decision;
-use crate::received::{protocol_word, received_header, Trace};
+use crate::smtpd::policy::Decision;
+use crate::smtpd::received::{protocol_word, received_header, Trace};
 use crate::smtp::command::{self, check_helo, check_mailbox, is_postmaster, params_iter, AddrError, Command, ParseError};
 use crate::smtp::data::DataError;
 use crate::smtp::reply;
-use crate::smtpd_config::{Config, MAX_ERRORS};
+use crate::smtpd::config::{Config, MAX_ERRORS};
 use crate::xtext;
+
+pub use crate::io::ucspi::Peer;
 use std::fmt;
 
 /// The outside world as the session sees it.
@@ -88,17 +90,16 @@ pub enum Outcome {
     QueueFailed { permanent: bool, text: String },
 }
 
-/// Facts about the connection (UCSPI-TCP or systemd variables, or the
-/// socket itself); XCLIENT can replace them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Peer {
-    pub remote_ip: Option<String>,
-    pub remote_port: Option<String>,
-    pub remote_host: Option<String>,
-    pub remote_info: Option<String>,
-    pub local_ip: Option<String>,
-    pub local_port: Option<String>,
+impl From<crate::queue::client::Status> for Outcome {
+    fn from(s: crate::queue::client::Status) -> Outcome {
+        use crate::queue::client::Status;
+        match s {
+            Status::Queued(id) => Outcome::Queued(id),
+            Status::Failed { permanent, text } => Outcome::QueueFailed { permanent, text },
+        }
+    }
 }
+
 
 /// Counters for the log line at the end of the session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -127,6 +128,8 @@ struct Tx {
     failed: Option<String>,
     /// MAIL AUTH= from an authenticated client (RFC 4954 section 5).
     auth_param: Option<auth::MailAuth>,
+    /// The id named in the message's Received header.
+    received_id: Option<String>,
 }
 
 /// XFORWARD attributes (Postfix XFORWARD_README); `None` is [UNAVAILABLE].
@@ -153,6 +156,12 @@ pub struct Session<'c> {
     x_login: Option<String>,
     tx: Option<Tx>,
     fwd: Option<Forwarded>,
+    /// XCLIENT replaced the client's facts (in `peer`, `x_helo`).
+    xclient: bool,
+    /// The session's own ids for its messages (`<id_base>.<n>`), where the
+    /// queue does not name one before the message is written.
+    id_base: String,
+    id_seq: u32,
     pub stats: Stats,
     /// TLS facts once TLS is active (from the start with implicit TLS).
     tls: Option<TlsInfo>,
@@ -181,6 +190,9 @@ impl<'c> Session<'c> {
             x_login: None,
             tx: None,
             fwd: None,
+            xclient: false,
+            id_base: String::new(),
+            id_seq: 0,
             stats: Stats::default(),
             tls: cfg.tls_initial.clone(),
             auth_user: None,
@@ -567,10 +579,17 @@ impl<'c> Session<'c> {
                 self.stats.messages += 1;
                 self.stats.recipients += tx.rcpts.len() as u32;
                 self.stats.bytes += size;
+                // The Received id, where it is not the queue's (a foreign
+                // QMAILQUEUE): so that the header leads to this line.
+                let rid = match tx.received_id.as_deref() {
+                    Some(r) if r != id => format!(" received-id {r}"),
+                    _ => String::new(),
+                };
                 hooks.log(format_args!(
-                    "message accepted: id {id} from <{}> rcpts {} size {size}",
+                    "message accepted: id {id} from <{}> rcpts {} size {size}{rid}{}",
                     show(&tx.sender),
-                    tx.rcpts.len()
+                    tx.rcpts.len(),
+                    self.forwarded_client().unwrap_or_default()
                 ));
                 out.extend_from_slice(format!("250 2.0.0 ok: queued as {id}\r\n").as_bytes());
             }
@@ -651,8 +670,43 @@ impl<'c> Session<'c> {
         (env, attrs)
     }
 
-    /// The Received header for the message about to be queued.
-    pub fn received(&self, now: i64) -> Vec<u8> {
+    /// The prefix of the session's own message ids: something unique to this
+    /// session among all (smtpd-rs uses `s<start time>.<pid>.<session number>`).
+    pub fn set_id_base(&mut self, base: String) {
+        self.id_base = base;
+    }
+
+    /// A session-unique id for the message about to be queued, for a queue
+    /// that names its id only once the message is in (a foreign QMAILQUEUE).
+    pub fn own_message_id(&mut self) -> String {
+        self.id_seq += 1;
+        format!("{}.{}", self.id_base, self.id_seq)
+    }
+
+    /// The client that XCLIENT or XFORWARD named, for the log line of a
+    /// message (as Postfix logs `orig_client=`): ` orig_client=NAME[ADDR]:PORT
+    /// orig_helo=HELO`, or None for a session without them.
+    pub fn forwarded_client(&self) -> Option<String> {
+        let (name, addr, port, helo) = match &self.fwd {
+            Some(f) => (f.name.as_deref(), f.addr.as_deref(), f.port.as_deref(), f.helo.as_deref()),
+            None if self.xclient => (
+                self.peer.remote_host.as_deref(),
+                self.peer.remote_ip.as_deref(),
+                self.peer.remote_port.as_deref(),
+                self.x_helo.as_deref(),
+            ),
+            None => return None,
+        };
+        let v = |x: Option<&str>| show(x.unwrap_or("unknown").as_bytes()).replace(' ', "_");
+        Some(format!(" orig_client={}[{}]:{} orig_helo={}", v(name), v(addr), v(port), v(helo)))
+    }
+
+    /// The Received header for the message about to be queued, naming `id`
+    /// (the queue id when known ahead, else the session's own id for it).
+    pub fn received(&mut self, now: i64, id: &str) -> Vec<u8> {
+        if let Some(tx) = &mut self.tx {
+            tx.received_id = Some(id.to_owned());
+        }
         let helo = self.helo_name();
         let tls_comment = self.tls.as_ref().map(TlsInfo::received_comment);
         let rcpt = self.tx.as_ref().filter(|t| t.rcpts.len() == 1).and_then(|t| t.rcpts.first());
@@ -665,6 +719,7 @@ impl<'c> Session<'c> {
             tls: tls_comment.as_deref(),
             rcpt: rcpt.map(Vec::as_slice),
             auth_user: self.auth_user.as_deref().filter(|_| self.cfg.received_auth),
+            id: Some(id),
             now,
         })
     }
@@ -727,6 +782,7 @@ impl<'c> Session<'c> {
                 _ => {}
             }
         }
+        self.xclient = true;
         hooks.log(format_args!(
             "xclient: remote {} [{}] port {}",
             self.peer.remote_host.as_deref().unwrap_or("unknown"),
@@ -1064,8 +1120,8 @@ pub fn show(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{parse_list, Policy};
-    use crate::smtpd_config::QueueProgram;
+    use crate::smtpd::policy::{parse_list, Policy};
+    use crate::smtpd::config::QueueProgram;
     use std::path::PathBuf;
     use std::time::Duration;
 
@@ -1332,8 +1388,8 @@ mod tests {
         ] {
             assert_eq!(attrs.get(k), Some(v.as_bytes()), "{k}");
         }
-        let r = String::from_utf8(s.received(0)).unwrap();
-        assert!(r.starts_with("Received: from c.test ([192.0.2.1])\n\tby mx.test (smtpd-rs) with UTF8SMTP\n\tfor <jöe@example.com>;"), "{r}");
+        let r = String::from_utf8(s.received(0, "1.2.3")).unwrap();
+        assert!(r.starts_with("Received: from c.test ([192.0.2.1])\n\tby mx.test (smtpd-rs) with UTF8SMTP\n\tid <1.2.3@mx.test>\n\tfor <jöe@example.com>;"), "{r}");
         let mut out = Vec::new();
         s.message_done(Outcome::Queued("1.2.3".into()), 10, &mut h, &mut out);
         assert_eq!(out, b"250 2.0.0 ok: queued as 1.2.3\r\n");
@@ -1543,7 +1599,7 @@ mod tests {
         assert!(run(&mut s, &mut h, "STARTTLS").0.starts_with("503 5.5.1"));
         run(&mut s, &mut h, "MAIL FROM:<a@b.c>");
         run(&mut s, &mut h, "RCPT TO:<u@example.com>");
-        let r = String::from_utf8(s.received(0)).unwrap();
+        let r = String::from_utf8(s.received(0, "1.2.3")).unwrap();
         assert!(r.contains("with ESMTPS (using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256)"), "{r}");
         let (_, attrs) = s.queue_request();
         assert_eq!(attrs.get("TLS_PROTOCOL"), Some(&b"TLSv1.3"[..]));
@@ -1627,7 +1683,7 @@ mod tests {
         assert!(run(&mut s, &mut h, "AUTH PLAIN").0.starts_with("503 5.5.1"));
         run(&mut s, &mut h, "MAIL FROM:<alice@b.c> AUTH=alice+40b.c");
         assert!(run(&mut s, &mut h, "RCPT TO:<x@elsewhere.org>").0.starts_with("250"), "authenticated relay");
-        let r = String::from_utf8(s.received(0)).unwrap();
+        let r = String::from_utf8(s.received(0, "1.2.3")).unwrap();
         assert!(r.contains("with ESMTPSA"), "{r}");
         assert_eq!(s.queue_request().1.get("CLIENT_LOGIN"), Some(&b"alice"[..]));
         // LOGIN.

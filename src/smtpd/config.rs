@@ -2,9 +2,10 @@
 //! name) read once at startup into a typed `Config`. A bad value is an error
 //! here, never a surprise in the middle of a session.
 
-use crate::auth::{parse_smtpauth, AuthPolicy};
+pub use crate::queue::client::QueueProgram;
+use crate::smtpd::auth::{parse_smtpauth, AuthPolicy};
 use crate::io::ucspitls::{parse_ucspitls, TlsInfo, TlsPolicy};
-use crate::policy::{parse_list, Policy};
+use crate::smtpd::policy::{parse_list, Policy};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,15 +17,6 @@ pub const DEFAULT_MAXRCPT: usize = 100;
 pub const DEFAULT_TIMEOUT: u64 = 300;
 /// Protocol errors (500-505, 555 replies) before the session is ended with 421.
 pub const MAX_ERRORS: u32 = 20;
-
-/// How messages reach the queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueueProgram {
-    /// One `queue-inject -s` per session, framed channel (doc/PROTOCOLS.md 2).
-    Session(PathBuf),
-    /// One process per message, plain qmail-queue protocol.
-    PerMessage(PathBuf),
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -1,0 +1,149 @@
+//! The process around one or many sessions of smtpd-rs: the classic run (one
+//! session on fds 0 and 1, then exit), the hand-off worker (doc/PROTOCOLS.md
+//! section 4: it starts its queue-inject first, then serves each connection
+//! handed to it from a fresh session state) and the fork-mode template. The
+//! hand-off protocol itself is `crate::handoff`; the session loop `serve`.
+
+use crate::die;
+use crate::handoff::Worker;
+use crate::io::ucspi::{peer_info, Conn};
+use crate::queue::client::QueueClient;
+use crate::smtp::reply;
+use crate::smtpd::config::Config;
+use crate::smtpd::serve::{serve, ProcessHooks};
+use std::fs::File;
+use std::io::Write;
+
+const PROG: &str = "smtpd-rs";
+
+/// The classic run: one session on fds 0 and 1; the exit code it calls for.
+pub fn classic() -> i32 {
+    let cfg = config_or_421();
+    let mut conn = Conn::stdio(cfg.timeout)
+        .unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to use fd 0 and 1: {e}")));
+    let mut queue = QueueClient::new(&cfg.queue);
+    let code = session(&mut conn, &cfg, &mut queue);
+    queue.close();
+    code
+}
+
+/// One session on `conn`; the exit code it calls for.
+pub fn session(conn: &mut Conn, cfg: &Config, queue: &mut QueueClient) -> i32 {
+    let peer = peer_info(&|k| std::env::var(k).ok(), conn.read_fd());
+    let mut hooks = ProcessHooks::new(cfg);
+    serve(conn, cfg, peer, queue, &mut hooks).exit_code()
+}
+
+/// The configuration, or a 421 to the client and exit 111.
+pub fn config_or_421() -> Config {
+    Config::from_env().unwrap_or_else(|e| {
+        // Tell the client to come back later rather than leave it hanging.
+        let _ = std::io::stdout().write_all(reply::CONFIG_ERROR.as_bytes());
+        die::fatal(PROG, die::EXIT_TEMP, e)
+    })
+}
+
+/// Serve handed-off sessions until the supervisor is gone or HANDOFF_MAX is
+/// reached. The configuration is read again for every session, since the
+/// supervisor's rules set per-client variables (RELAYCLIENT, XCLIENT, ...).
+pub fn run(mut w: Worker) -> ! {
+    let first = Config::from_env().unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, e));
+    if w.forks() {
+        template(w, &first)
+    }
+    let mut queue = QueueClient::new(&first.queue);
+    queue.prepare();
+    loop {
+        match w.begin_session() {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+        }
+        handed_session(&mut queue);
+        match w.end_session() {
+            Ok(true) => queue.prepare(),
+            Ok(false) => break,
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+        }
+    }
+    queue.close();
+    std::process::exit(0)
+}
+
+/// One handed-off session, now on fds 0 and 1 with its variables applied.
+fn handed_session(queue: &mut QueueClient) -> i32 {
+    match (Config::from_env(), dup_stdio()) {
+        (Ok(cfg), Ok((r, wr))) => {
+            let mut conn = Conn::new(r, wr, cfg.timeout);
+            session(&mut conn, &cfg, queue)
+        }
+        (Err(e), _) => {
+            let _ = std::io::stdout().write_all(reply::CONFIG_ERROR.as_bytes());
+            die::warn(PROG, e);
+            die::EXIT_TEMP
+        }
+        (_, Err(e)) => {
+            die::warn(PROG, format_args!("unable to use fd 0 and 1: {e}"));
+            die::EXIT_TEMP
+        }
+    }
+}
+
+/// A template's child's exit code when the channel closed before a
+/// connection came (the supervisor is gone or retired the worker).
+const NO_SESSION: i32 = 99;
+
+/// HANDOFF_FORK (smtpd-supervise -F): this process serves no session. Ahead
+/// of each connection it forks a child, which starts its queue-inject, takes
+/// one connection, serves it and exits; so each session has a fresh process,
+/// as with one exec per session, without the exec. The template waits for
+/// the child and reports idle. It never reads a byte of any session, so
+/// nothing of one session can reach the next; what the children share with
+/// it is the configuration read at start and the memory layout.
+fn template(mut w: Worker, cfg: &Config) -> ! {
+    loop {
+        // One thread here (this program starts none), as fork_single_threaded needs.
+        let pid = match crate::sys::fork_single_threaded() {
+            Ok(p) => p,
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to fork: {e}")),
+        };
+        if pid == 0 {
+            let mut queue = QueueClient::new(&cfg.queue);
+            queue.prepare();
+            match w.begin_session() {
+                Ok(true) => {}
+                Ok(false) => std::process::exit(NO_SESSION),
+                Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+            }
+            let code = handed_session(&mut queue);
+            queue.close();
+            std::process::exit(code);
+        }
+        use nix::sys::wait::{waitpid, WaitStatus};
+        let child = nix::unistd::Pid::from_raw(pid);
+        let status = loop {
+            match waitpid(child, None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        if matches!(status, Ok(WaitStatus::Exited(_, NO_SESSION)) | Err(_)) {
+            std::process::exit(0);
+        }
+        match w.session_done() {
+            Ok(true) => {}
+            Ok(false) => std::process::exit(0),
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+        }
+    }
+}
+
+/// Private copies of fds 0 and 1 for one session's `Conn`; the worker keeps
+/// fds 0 and 1 themselves for the hand-off to repoint.
+fn dup_stdio() -> std::io::Result<(File, File)> {
+    let r = std::io::stdin().lock();
+    let r = File::from(std::os::fd::AsFd::as_fd(&r).try_clone_to_owned()?);
+    let w = std::io::stdout().lock();
+    let w = File::from(std::os::fd::AsFd::as_fd(&w).try_clone_to_owned()?);
+    Ok((r, w))
+}
