@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod authcheck;
 pub mod checkpassword;
 pub mod der;
 pub mod die;

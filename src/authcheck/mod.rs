@@ -1,0 +1,5 @@
+//! Inbound mail authentication, the pure parts of the checker's room.
+
+pub mod spf;
+#[cfg(test)]
+pub(crate) mod testzone;
