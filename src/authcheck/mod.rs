@@ -1,5 +1,6 @@
 //! Inbound mail authentication, the pure parts of the checker's room.
 
+pub mod dmarc;
 pub mod psl;
 pub mod spf;
 #[cfg(test)]
