@@ -153,16 +153,10 @@ pub fn parse_record(txt: &[u8]) -> Result<Record, ParseError> {
                     r.fo = value.chars().filter(|c| !c.is_whitespace()).collect();
                 }
             }
-            "rf" => {
-                if !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':') {
-                    r.rf = value.to_string();
-                }
+            "rf" if !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':') => {
+                r.rf = value.to_string();
             }
-            "ri" => {
-                if let Ok(n) = value.parse::<u32>() {
-                    r.ri = n;
-                }
-            }
+            "ri" => r.ri = value.parse::<u32>().unwrap_or(r.ri),
             _ => {}
         }
     }
