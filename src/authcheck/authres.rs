@@ -278,7 +278,8 @@ pub fn is_ours(field: &[u8], ours: &str) -> bool {
         return false;
     }
     let body = String::from_utf8_lossy(field.get(colon + 1..).unwrap_or_default());
-    parse_authserv_id(&body).is_some_and(|id| id.eq_ignore_ascii_case(ours.trim_end_matches('.')) || id.trim_end_matches('.').eq_ignore_ascii_case(ours))
+    let ours = ours.trim_end_matches('.');
+    parse_authserv_id(&body).is_some_and(|id| id.trim_end_matches('.').eq_ignore_ascii_case(ours))
 }
 
 #[cfg(test)]
