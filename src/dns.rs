@@ -4,22 +4,57 @@
 //! Every query sets DO (RFC 3225) so that a validating resolver reports AD;
 //! the AD bit of each answer is passed up, because DANE (RFC 7672) may only
 //! use TLSA records from an answer the resolver says it validated.
-//! No caching, no recursion of our own, no search list: the names smtp-remote
-//! asks for are always fully qualified.
+//! No recursion of our own, no search list: the names asked for are always
+//! fully qualified. `Resolver` does not cache; `CachedResolver` wraps it with
+//! a bounded per-process cache (positive answers for their TTL, negative ones
+//! per RFC 2308, both capped) for the checker, which asks the same SPF and
+//! DMARC names again and again.
+//! `Lookup` is the small interface SPF and DMARC evaluate against, so that
+//! their tests serve in-memory zones.
 
 use domain::base::iana::{Rcode, Rtype};
 use domain::base::{Message, MessageBuilder, Name, ParsedName};
-use domain::rdata::{Aaaa, Mx, ZoneRecordData, A};
+use domain::rdata::{Aaaa, Mx, Ptr, Soa, Txt, ZoneRecordData, A};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The largest UDP answer we advertise (EDNS0) and read.
 const UDP_SIZE: u16 = 1232;
-/// The largest TCP answer we accept.
+/// The largest TCP answer we accept. It also bounds what one TXT, PTR or MX
+/// answer can make us hold: the records are parsed out of at most this much.
 const TCP_MAX: usize = 65535;
+/// Cache bounds: entries and (approximate) bytes held, oldest evicted first.
+pub const CACHE_ENTRIES: usize = 4096;
+pub const CACHE_BYTES: usize = 4 << 20;
+/// Positive answers are kept for their TTL but at most an hour.
+pub const CACHE_TTL_MAX: u32 = 3600;
+/// Negative answers (NXDOMAIN, NODATA) for the SOA's negative TTL
+/// (RFC 2308 section 5: min of the SOA's TTL and MINIMUM) but at most 15
+/// minutes; without an SOA in the authority section they are not cached.
+/// Temporary failures are never cached: the next question asks again.
+pub const CACHE_NEG_TTL_MAX: u32 = 900;
+
+/// The questions SPF (RFC 7208) and DMARC (RFC 7489) ask, answered by the
+/// resolver or by a test zone. Ok with an empty list: the name exists but has
+/// no record of that type (NODATA); `Error::NoName`: NXDOMAIN; `Error::Temp`:
+/// anything else. SPF's void-lookup limit (RFC 7208 4.6.4) counts the first
+/// two alike and must not count the third.
+pub trait Lookup {
+    /// TXT records, each one's character-strings joined with nothing between
+    /// them (RFC 7208 3.3); bytes, because a record may hold anything.
+    fn txt(&self, name: &str) -> Result<Vec<Vec<u8>>, Error>;
+    fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, Error>;
+    fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, Error>;
+    /// (preference, exchange) pairs, exchange without the trailing dot.
+    fn mx(&self, name: &str) -> Result<Vec<(u16, String)>, Error>;
+    /// Names of a PTR query (the caller builds the in-addr.arpa/ip6.arpa name).
+    fn ptr(&self, name: &str) -> Result<Vec<String>, Error>;
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
@@ -122,17 +157,35 @@ impl Resolver {
         parse_tlsa(&buf)
     }
 
+    /// TXT records of `name` (see `Lookup::txt`).
+    pub fn txt(&self, name: &str) -> Result<Vec<Vec<u8>>, Error> {
+        parse_txt(&self.query(name, Rtype::TXT)?).map(|(r, _)| r)
+    }
+
+    /// PTR names of `name` (an in-addr.arpa or ip6.arpa name).
+    pub fn ptr(&self, name: &str) -> Result<Vec<String>, Error> {
+        parse_ptr(&self.query(name, Rtype::PTR)?).map(|(r, _)| r)
+    }
+
     /// One question to each server in turn until one answers; the raw,
     /// checked answer (id and question match, rcode NOERROR or NXDOMAIN).
     fn query(&self, name: &str, rtype: Rtype) -> Result<Vec<u8>, Error> {
+        match self.query_rcode(name, rtype)? {
+            (buf, false) => Ok(buf),
+            (_, true) => Err(Error::NoName),
+        }
+    }
+
+    /// As `query`, but an NXDOMAIN answer comes back too (flagged true), so
+    /// that the cache can read its SOA.
+    fn query_rcode(&self, name: &str, rtype: Rtype) -> Result<(Vec<u8>, bool), Error> {
         let mut last = Error::Temp("no nameserver answered".into());
         for _ in 0..self.attempts {
             for &server in &self.servers {
                 let id = query_id();
                 let q = build_query(id, name, rtype)?;
                 match self.ask(server, &q, id, name, rtype) {
-                    Ok(buf) => return Ok(buf),
-                    Err(e @ Error::NoName) => return Err(e),
+                    Ok(r) => return Ok(r),
                     Err(e) => last = e,
                 }
             }
@@ -140,7 +193,7 @@ impl Resolver {
         Err(last)
     }
 
-    fn ask(&self, server: SocketAddr, q: &[u8], id: u16, name: &str, rtype: Rtype) -> Result<Vec<u8>, Error> {
+    fn ask(&self, server: SocketAddr, q: &[u8], id: u16, name: &str, rtype: Rtype) -> Result<(Vec<u8>, bool), Error> {
         let bind: SocketAddr = if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let sock = UdpSocket::bind(bind).map_err(|e| Error::Temp(format!("socket: {e}")))?;
         sock.connect(server).map_err(|e| Error::Temp(format!("connect {server}: {e}")))?;
@@ -162,9 +215,9 @@ impl Resolver {
             };
             let ans = buf.get(..n).unwrap_or_default();
             match check_answer(ans, id, name, rtype) {
-                Check::Ok => return Ok(ans.to_vec()),
+                Check::Ok => return Ok((ans.to_vec(), false)),
                 Check::Truncated => return self.ask_tcp(server, q, id, name, rtype),
-                Check::NoName => return Err(Error::NoName),
+                Check::NoName => return Ok((ans.to_vec(), true)),
                 Check::Fail(s) => return Err(Error::Temp(format!("{server}: {s}"))),
                 // A stray or spoofed datagram: keep waiting for ours.
                 Check::Foreign => continue,
@@ -172,7 +225,7 @@ impl Resolver {
         }
     }
 
-    fn ask_tcp(&self, server: SocketAddr, q: &[u8], id: u16, name: &str, rtype: Rtype) -> Result<Vec<u8>, Error> {
+    fn ask_tcp(&self, server: SocketAddr, q: &[u8], id: u16, name: &str, rtype: Rtype) -> Result<(Vec<u8>, bool), Error> {
         let t = |e: std::io::Error| Error::Temp(format!("tcp {server}: {e}"));
         let mut s = TcpStream::connect_timeout(&server, self.timeout).map_err(t)?;
         s.set_read_timeout(Some(self.timeout)).map_err(t)?;
@@ -190,8 +243,8 @@ impl Resolver {
         let mut buf = vec![0u8; n];
         s.read_exact(&mut buf).map_err(t)?;
         match check_answer(&buf, id, name, rtype) {
-            Check::Ok => Ok(buf),
-            Check::NoName => Err(Error::NoName),
+            Check::Ok => Ok((buf, false)),
+            Check::NoName => Ok((buf, true)),
             Check::Truncated => Err(Error::Temp(format!("{server}: truncated answer over TCP"))),
             Check::Fail(s) => Err(Error::Temp(format!("{server}: {s}"))),
             Check::Foreign => Err(Error::Temp(format!("{server}: answer does not match the question"))),
@@ -320,6 +373,256 @@ pub fn parse_tlsa(buf: &[u8]) -> Result<Answer<TlsaRecord>, Error> {
     Ok(Answer { records, secure })
 }
 
+/// TXT records and the smallest TTL among them. Each record's
+/// character-strings are joined (RFC 7208 3.3). Bounded by the answer's size.
+pub fn parse_txt(buf: &[u8]) -> Result<(Vec<Vec<u8>>, u32), Error> {
+    let msg = Message::from_octets(buf).map_err(|_| malformed())?;
+    let mut records = Vec::new();
+    let mut ttl = u32::MAX;
+    for rr in msg.answer().map_err(|_| malformed())?.limit_to::<Txt<&[u8]>>() {
+        let rr = rr.map_err(|_| malformed())?;
+        ttl = ttl.min(rr.ttl().as_secs());
+        records.push(rr.data().iter().flatten().copied().collect());
+    }
+    Ok((records, ttl))
+}
+
+/// PTR names (without the trailing dot) and the smallest TTL among them.
+pub fn parse_ptr(buf: &[u8]) -> Result<(Vec<String>, u32), Error> {
+    let msg = Message::from_octets(buf).map_err(|_| malformed())?;
+    let mut records = Vec::new();
+    let mut ttl = u32::MAX;
+    for rr in msg.answer().map_err(|_| malformed())?.limit_to::<Ptr<ParsedName<&[u8]>>>() {
+        let rr = rr.map_err(|_| malformed())?;
+        ttl = ttl.min(rr.ttl().as_secs());
+        records.push(rr.data().ptrdname().to_string());
+    }
+    Ok((records, ttl))
+}
+
+/// The smallest TTL of the answer section's records (CNAMEs included: the
+/// chain is only as fresh as its shortest link); u32::MAX when empty.
+fn answer_ttl(buf: &[u8]) -> u32 {
+    let Ok(msg) = Message::from_octets(buf) else { return 0 };
+    let Ok(ans) = msg.answer() else { return 0 };
+    let mut ttl = u32::MAX;
+    for rr in ans {
+        match rr {
+            Ok(rr) => ttl = ttl.min(rr.ttl().as_secs()),
+            Err(_) => return 0,
+        }
+    }
+    ttl
+}
+
+/// RFC 2308 section 5: a negative answer lives for the minimum of the SOA
+/// record's TTL and its MINIMUM field; None without an SOA (not cached).
+pub fn negative_ttl(buf: &[u8]) -> Option<u32> {
+    let msg = Message::from_octets(buf).ok()?;
+    let auth = msg.authority().ok()?;
+    let rr = auth.limit_to::<Soa<ParsedName<&[u8]>>>().next()?.ok()?;
+    Some(rr.ttl().as_secs().min(rr.data().minimum().as_secs()))
+}
+
+impl Lookup for Resolver {
+    fn txt(&self, name: &str) -> Result<Vec<Vec<u8>>, Error> {
+        Resolver::txt(self, name)
+    }
+    fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, Error> {
+        Ok(v4s(parse_addrs(&self.query(name, Rtype::A)?)?.records))
+    }
+    fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, Error> {
+        Ok(v6s(parse_addrs(&self.query(name, Rtype::AAAA)?)?.records))
+    }
+    fn mx(&self, name: &str) -> Result<Vec<(u16, String)>, Error> {
+        Ok(Resolver::mx(self, name)?.records)
+    }
+    fn ptr(&self, name: &str) -> Result<Vec<String>, Error> {
+        Resolver::ptr(self, name)
+    }
+}
+
+fn v4s(v: Vec<IpAddr>) -> Vec<Ipv4Addr> {
+    v.into_iter().filter_map(|a| if let IpAddr::V4(a) = a { Some(a) } else { None }).collect()
+}
+
+fn v6s(v: Vec<IpAddr>) -> Vec<Ipv6Addr> {
+    v.into_iter().filter_map(|a| if let IpAddr::V6(a) = a { Some(a) } else { None }).collect()
+}
+
+/// The resolver with a per-process cache in front (see `Cache`). The cache
+/// sits behind a Mutex so that one CachedResolver may serve threads.
+#[derive(Debug)]
+pub struct CachedResolver {
+    resolver: Resolver,
+    cache: Mutex<Cache>,
+}
+
+/// What one cached question answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rdata {
+    Txt(Vec<Vec<u8>>),
+    A(Vec<Ipv4Addr>),
+    Aaaa(Vec<Ipv6Addr>),
+    Mx(Vec<(u16, String)>),
+    Ptr(Vec<String>),
+}
+
+impl Rdata {
+    /// Roughly the bytes it holds, for the cache's budget.
+    fn size(&self) -> usize {
+        match self {
+            Rdata::Txt(v) => v.iter().map(|t| t.len() + 24).sum(),
+            Rdata::A(v) => v.len() * 4,
+            Rdata::Aaaa(v) => v.len() * 16,
+            Rdata::Mx(v) => v.iter().map(|(_, h)| h.len() + 32).sum(),
+            Rdata::Ptr(v) => v.iter().map(|h| h.len() + 24).sum(),
+        }
+    }
+}
+
+impl CachedResolver {
+    pub fn new(resolver: Resolver) -> CachedResolver {
+        CachedResolver { resolver, cache: Mutex::new(Cache::new(CACHE_ENTRIES, CACHE_BYTES)) }
+    }
+
+    /// Asks the cache, then the resolver; stores what the answer allows.
+    fn lookup(
+        &self,
+        name: &str,
+        rtype: Rtype,
+        parse: impl Fn(&[u8]) -> Result<Rdata, Error>,
+    ) -> Result<Rdata, Error> {
+        let key = (name.trim_end_matches('.').to_ascii_lowercase(), rtype.to_int());
+        let now = Instant::now();
+        if let Ok(mut c) = self.cache.lock() {
+            if let Some(hit) = c.get(&key, now) {
+                return hit;
+            }
+        }
+        let (buf, nx) = self.resolver.query_rcode(name, rtype)?;
+        let (answer, ttl) = if nx {
+            (Err(Error::NoName), negative_ttl(&buf).unwrap_or(0).min(CACHE_NEG_TTL_MAX))
+        } else {
+            let data = parse(&buf)?;
+            let ttl = match answer_ttl(&buf) {
+                // NODATA: an empty answer section, negative caching again.
+                u32::MAX => negative_ttl(&buf).unwrap_or(0).min(CACHE_NEG_TTL_MAX),
+                t => t.min(CACHE_TTL_MAX),
+            };
+            (Ok(data), ttl)
+        };
+        if let Ok(mut c) = self.cache.lock() {
+            c.put(key, answer.clone(), ttl, now);
+        }
+        answer
+    }
+}
+
+impl Lookup for CachedResolver {
+    fn txt(&self, name: &str) -> Result<Vec<Vec<u8>>, Error> {
+        match self.lookup(name, Rtype::TXT, |b| parse_txt(b).map(|(r, _)| Rdata::Txt(r)))? {
+            Rdata::Txt(v) => Ok(v),
+            _ => Err(malformed()),
+        }
+    }
+    fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, Error> {
+        match self.lookup(name, Rtype::A, |b| parse_addrs(b).map(|r| Rdata::A(v4s(r.records))))? {
+            Rdata::A(v) => Ok(v),
+            _ => Err(malformed()),
+        }
+    }
+    fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, Error> {
+        match self.lookup(name, Rtype::AAAA, |b| parse_addrs(b).map(|r| Rdata::Aaaa(v6s(r.records))))? {
+            Rdata::Aaaa(v) => Ok(v),
+            _ => Err(malformed()),
+        }
+    }
+    fn mx(&self, name: &str) -> Result<Vec<(u16, String)>, Error> {
+        match self.lookup(name, Rtype::MX, |b| parse_mx(b).map(|r| Rdata::Mx(r.records)))? {
+            Rdata::Mx(v) => Ok(v),
+            _ => Err(malformed()),
+        }
+    }
+    fn ptr(&self, name: &str) -> Result<Vec<String>, Error> {
+        match self.lookup(name, Rtype::PTR, |b| parse_ptr(b).map(|(r, _)| Rdata::Ptr(r)))? {
+            Rdata::Ptr(v) => Ok(v),
+            _ => Err(malformed()),
+        }
+    }
+}
+
+type CacheKey = (String, u16);
+
+/// A bounded TTL cache of answers (pure: the caller passes the clock).
+/// Entries past their time are dropped when met; when the entry or byte
+/// budget is full the oldest insertions go first.
+#[derive(Debug)]
+pub struct Cache {
+    map: HashMap<CacheKey, (Result<Rdata, Error>, Instant)>,
+    order: VecDeque<CacheKey>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Cache {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Cache {
+        Cache { map: HashMap::new(), order: VecDeque::new(), bytes: 0, max_entries, max_bytes }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&mut self, key: &CacheKey, now: Instant) -> Option<Result<Rdata, Error>> {
+        match self.map.get(key) {
+            Some((v, until)) if now < *until => Some(v.clone()),
+            Some(_) => {
+                self.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Stores `value` for `ttl` seconds; Temp errors and TTL 0 are not kept.
+    pub fn put(&mut self, key: CacheKey, value: Result<Rdata, Error>, ttl: u32, now: Instant) {
+        if ttl == 0 || matches!(value, Err(Error::Temp(_))) {
+            return;
+        }
+        let size = entry_size(&key, &value);
+        if size > self.max_bytes || self.max_entries == 0 {
+            return;
+        }
+        self.remove(&key);
+        while self.map.len() >= self.max_entries || self.bytes + size > self.max_bytes {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some((v, _)) = self.map.remove(&old) {
+                self.bytes = self.bytes.saturating_sub(entry_size(&old, &v));
+            }
+        }
+        self.bytes += size;
+        self.order.push_back(key.clone());
+        self.map.insert(key, (value, now + Duration::from_secs(u64::from(ttl))));
+    }
+
+    fn remove(&mut self, key: &CacheKey) {
+        if let Some((v, _)) = self.map.remove(key) {
+            self.bytes = self.bytes.saturating_sub(entry_size(key, &v));
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
+fn entry_size(key: &CacheKey, value: &Result<Rdata, Error>) -> usize {
+    64 + key.0.len() + value.as_ref().map(Rdata::size).unwrap_or(0)
+}
+
 fn malformed() -> Error {
     Error::Temp("malformed answer".into())
 }
@@ -410,5 +713,86 @@ mod tests {
             a.push((n, Class::IN, 300, A::from_octets(192, 0, 2, 1))).unwrap();
         });
         assert_eq!(parse_addrs(&buf).unwrap(), Answer { records: vec![IpAddr::from([192, 0, 2, 1])], secure: false });
+    }
+
+    #[test]
+    fn txt_strings_are_joined_and_ptr_names_read() {
+        let buf = answer_with(2, "example.org", Rtype::TXT, false, Rcode::NOERROR, |a, n| {
+            let t = Txt::<Vec<u8>>::build_from_slice(b"v=spf1 ").unwrap();
+            a.push((n, Class::IN, 300, t)).unwrap();
+            let t = Txt::<Vec<u8>>::from_octets(b"\x04v=sp\x07f1 -all".to_vec()).unwrap();
+            a.push((n, Class::IN, 60, t)).unwrap();
+        });
+        let (r, ttl) = parse_txt(&buf).unwrap();
+        assert_eq!(r, vec![b"v=spf1 ".to_vec(), b"v=spf1 -all".to_vec()]);
+        assert_eq!(ttl, 60);
+        assert_eq!(answer_ttl(&buf), 60);
+        let buf = answer_with(2, "4.3.2.1.in-addr.arpa", Rtype::PTR, false, Rcode::NOERROR, |a, n| {
+            let p = Name::<Vec<u8>>::from_str("mx.example.org").unwrap();
+            a.push((n, Class::IN, 30, Ptr::new(p))).unwrap();
+        });
+        assert_eq!(parse_ptr(&buf).unwrap(), (vec!["mx.example.org".to_string()], 30));
+        assert!(parse_txt(b"\x00").is_err());
+    }
+
+    #[test]
+    fn negative_ttl_from_soa() {
+        let qname = Name::<Vec<u8>>::from_str("nx.example.org").unwrap();
+        let mut b = MessageBuilder::new_vec();
+        b.header_mut().set_qr(true);
+        b.header_mut().set_rcode(Rcode::NXDOMAIN);
+        let mut q = b.question();
+        q.push((&qname, Rtype::TXT)).unwrap();
+        let mut auth = q.authority();
+        let zone = Name::<Vec<u8>>::from_str("example.org").unwrap();
+        let soa = Soa::new(
+            zone.clone(),
+            zone.clone(),
+            domain::base::Serial(1),
+            domain::base::Ttl::from_secs(3600),
+            domain::base::Ttl::from_secs(600),
+            domain::base::Ttl::from_secs(86400),
+            domain::base::Ttl::from_secs(120),
+        );
+        auth.push((&zone, Class::IN, 3000, soa)).unwrap();
+        let buf = auth.finish();
+        assert_eq!(negative_ttl(&buf), Some(120));
+        assert_eq!(answer_ttl(&buf), u32::MAX);
+        let bare = answer_with(1, "x.example", Rtype::A, false, Rcode::NXDOMAIN, |_, _| {});
+        assert_eq!(negative_ttl(&bare), None);
+    }
+
+    #[test]
+    fn cache_ttl_negative_and_bounds() {
+        let t0 = Instant::now();
+        let key = |n: &str| (n.to_string(), 16u16);
+        let mut c = Cache::new(3, 1 << 20);
+        c.put(key("a"), Ok(Rdata::Txt(vec![b"x".to_vec()])), 10, t0);
+        c.put(key("nx"), Err(Error::NoName), 5, t0);
+        c.put(key("tmp"), Err(Error::Temp("x".into())), 100, t0);
+        c.put(key("zero"), Ok(Rdata::A(vec![])), 0, t0);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(&key("a"), t0), Some(Ok(Rdata::Txt(vec![b"x".to_vec()]))));
+        assert_eq!(c.get(&key("nx"), t0 + Duration::from_secs(4)), Some(Err(Error::NoName)));
+        assert_eq!(c.get(&key("nx"), t0 + Duration::from_secs(5)), None);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.get(&key("a"), t0 + Duration::from_secs(10)), None);
+        // The entry budget: the oldest goes first.
+        for n in ["1", "2", "3", "4"] {
+            c.put(key(n), Ok(Rdata::A(vec![Ipv4Addr::LOCALHOST])), 60, t0);
+        }
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.get(&key("1"), t0), None);
+        assert!(c.get(&key("4"), t0).is_some());
+        // The byte budget: a record larger than the whole budget is not kept,
+        // and big ones push the others out.
+        let mut c = Cache::new(100, 1000);
+        c.put(key("big"), Ok(Rdata::Txt(vec![vec![b'x'; 2000]])), 60, t0);
+        assert!(c.is_empty());
+        for n in 0..10 {
+            c.put(key(&n.to_string()), Ok(Rdata::Txt(vec![vec![b'x'; 300]])), 60, t0);
+        }
+        assert!(c.len() <= 3 && c.bytes <= 1000, "{} {}", c.len(), c.bytes);
+        assert!(c.get(&key("9"), t0).is_some());
     }
 }

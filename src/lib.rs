@@ -2,6 +2,7 @@
 //! Pure modules (parsers, state machines) have no I/O; adapters live in io/.
 #![deny(unsafe_code)]
 
+pub mod authcheck;
 pub mod date;
 pub mod der;
 pub mod die;

@@ -31,6 +31,9 @@ need postfix          have /usr/sbin/smtp-sink
 need postfix          have /usr/sbin/postfix
 need python3          have /usr/bin/python3
 need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
+need python3-yaml     /usr/bin/python3 -c 'import yaml'      # reads the RFC 7208 SPF test suite
+need python3-authres  /usr/bin/python3 -c 'import authres'   # parses our Authentication-Results back
+need publicsuffix     test -r /usr/share/publicsuffix/public_suffix_list.dat   # the PSL the checker reads at run time
 need openssl          have openssl
 need stunnel4         have stunnel4
 need msmtp            have msmtp
@@ -55,7 +58,7 @@ if [ "$mode" = --ci ]; then
 	# On a fresh machine install the whole list (apt-get skips what is there)
 	# plus what the build needs.
 	missing="ucspi-tcp swaks libnet-ssleay-perl libdigest-hmac-perl postfix python3 python3-aiosmtpd
-	  openssl stunnel4 msmtp testssl.sh nmap time groff-base systemd procps make
+	  python3-yaml python3-authres publicsuffix openssl stunnel4 msmtp testssl.sh nmap time groff-base systemd procps make
 	  gcc g++ libc6-dev curl ca-certificates"
 elif [ -z "$missing" ]; then
 	exit 0
