@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod checkpassword;
+pub mod checkpw;
 pub mod der;
 pub mod die;
 pub mod dns;
