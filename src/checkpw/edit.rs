@@ -276,7 +276,11 @@ fn read_line(what: &str) -> Result<Vec<u8>, EditError> {
     if line.is_empty() {
         return Err(EditError::Perm(format!("{what}: nothing on stdin")));
     }
-    if line.pop() != Some(b'\n') && line.len() >= MAX_INPUT {
+    // Without its LF the line may be the last (no LF at the end of input)
+    // or cut at the bound.
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_INPUT {
         return Err(EditError::Perm(format!("{what}: line longer than {MAX_INPUT} bytes")));
     }
     if line.last() == Some(&b'\r') {
