@@ -157,6 +157,13 @@ fn passwd_then_checkpassword() {
     assert_eq!(o.code, Some(111));
     assert!(o.stderr.contains(&format!("{}: unable to open", missing.display())), "{}", o.stderr);
 
+    // A FIFO in its place: 111 at once (opening it must not wait for a writer).
+    let fifo = d.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let o = check(d.path(), &["-f", fifo.to_str().expect("utf-8"), "true"], b"alice\0s3cret\0\0", Some("plain"), None);
+    assert_eq!(o.code, Some(111));
+    assert!(o.stderr.contains("fifo: not a regular file"), "{}", o.stderr);
+
     // Group-readable (root:smtpd 0640) is fine; readable by others is not.
     fs::set_permissions(&pw, Permissions::from_mode(0o640)).expect("chmod");
     assert_eq!(ok("alice", "s3cret").code, Some(0));

@@ -5,10 +5,9 @@
 //! malformed). One line on stderr per failure, never with the secret.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
@@ -112,7 +111,12 @@ fn read_fd3() -> Vec<u8> {
 /// Open, check and parse the password file; any fault is a temporary
 /// failure naming the path (the operator must fix it; clients retry).
 fn read_file(path: &Path) -> PasswdFile {
-    let f = File::open(path).unwrap_or_else(|e| temp(path, format_args!("unable to open: {e}")));
+    // O_NONBLOCK: a FIFO put there must not hang the check in open().
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .unwrap_or_else(|e| temp(path, format_args!("unable to open: {e}")));
     let meta = f.metadata().unwrap_or_else(|e| temp(path, format_args!("unable to stat: {e}")));
     if !meta.is_file() {
         temp(path, "not a regular file");

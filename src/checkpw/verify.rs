@@ -4,6 +4,7 @@
 //! `cram-md5`) brings the client's hex digest and the challenge. No I/O
 //! here: the hashes' CPU work only.
 
+use super::cram::CramSecret;
 use super::file::{valid_user, PasswdFile};
 use super::hash::{self, HashError};
 
@@ -96,17 +97,23 @@ pub enum Verdict {
     Unusable(usize, HashError),
 }
 
-/// Check `req` against `file`. An unknown user costs as much as a wrong
-/// password (hash::dummy_verify), so timing does not tell names apart.
+/// Check `req` against `file`. An unknown user costs what a known one
+/// does with the same mechanism (an argon2id hash for a password, an
+/// HMAC-MD5 for CRAM-MD5), so timing does not tell names apart.
 pub fn decide(file: &PasswdFile, req: &Request<'_>) -> Verdict {
-    let found = if valid_user(req.user) { file.find(req.user) } else { None };
-    let Some((line, entry)) = found else {
-        hash::dummy_verify(req.secret);
-        return Verdict::Reject(Reason::UnknownUser);
-    };
     if req.secret.is_empty() {
         return Verdict::Reject(Reason::EmptyPassword);
     }
+    let found = if valid_user(req.user) { file.find(req.user) } else { None };
+    let Some((line, entry)) = found else {
+        match req.mech {
+            Mech::Password => hash::dummy_verify(req.secret),
+            Mech::CramMd5 => {
+                let _ = std::hint::black_box(CramSecret::from_password(b"").verify(req.challenge, req.secret));
+            }
+        }
+        return Verdict::Reject(Reason::UnknownUser);
+    };
     match req.mech {
         Mech::CramMd5 => match &entry.cram {
             None => Verdict::Reject(Reason::NoCramSecret),
@@ -158,6 +165,8 @@ mod tests {
             (b"alice\0Hello world!\0<123.456@pop>\0", None, Ok(Accept)),
             (b"alice\0Hello world?\0\0", Some("plain"), Ok(Reject(WrongPassword))),
             (b"alice\0\0\0", Some("plain"), Ok(Reject(EmptyPassword))),
+            (b"nobody\0\0\0", Some("plain"), Ok(Reject(EmptyPassword))),
+            (b"nobody\0b913a602c7eda7a495b4e6e7334d3890\0<1.2@h>\0", Some("cram-md5"), Ok(Reject(UnknownUser))),
             (b"Alice\0Hello world!\0\0", Some("plain"), Ok(Reject(UnknownUser))),
             (b"nobody\0x\0\0", Some("plain"), Ok(Reject(UnknownUser))),
             (b"\0x\0\0", Some("plain"), Ok(Reject(UnknownUser))),
