@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod authcheck;
+pub mod checkpw;
 pub mod date;
 pub mod der;
 pub mod die;
