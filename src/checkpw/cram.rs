@@ -5,8 +5,8 @@
 //! password-equivalent for CRAM-MD5) but cannot read the password back, so a
 //! stolen file does not give away passwords used elsewhere. Pure: no I/O.
 
-use md5_state::block_api::compress;
-use md5_state::Digest;
+use md5::block_api::compress;
+use md5::Digest;
 use subtle::ConstantTimeEq;
 
 /// The scheme tag of the file's third field (matched case-insensitively).
@@ -34,7 +34,7 @@ impl CramSecret {
     pub fn from_password(password: &[u8]) -> CramSecret {
         let mut key = [0u8; 64];
         if password.len() > 64 {
-            key[..16].copy_from_slice(&md5_state::Md5::digest(password));
+            key[..16].copy_from_slice(&md5::Md5::digest(password));
         } else {
             key[..password.len()].copy_from_slice(password);
         }
@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn same_as_hmac_md5_for_every_length() {
         // Against the hmac crate, around the padding edges (55, 56, 63, 64 ...).
-        use hmac::{Hmac, Mac};
+        use hmac::{Hmac, KeyInit, Mac};
         for pw_len in [0usize, 1, 63, 64, 65, 200] {
             let pw: Vec<u8> = (0..pw_len).map(|i| (i * 7 + 1) as u8).collect();
             let s = CramSecret::from_password(&pw);

@@ -9,7 +9,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -354,7 +354,7 @@ pub fn parse_mail_auth(value: &[u8]) -> Option<MailAuth> {
 /// HMAC-MD5 of `challenge` keyed by `secret`, in lower-case hex: what a
 /// CRAM-MD5 client sends after the user name (RFC 2195).
 pub fn cram_md5_digest(secret: &[u8], challenge: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit, Mac};
     let mut mac = match Hmac::<md5::Md5>::new_from_slice(secret) {
         Ok(m) => m,
         Err(_) => return String::new(), // HMAC takes keys of any length
