@@ -6,6 +6,7 @@ pub mod auth;
 pub mod checkpassword;
 pub mod der;
 pub mod die;
+pub mod dkim;
 pub mod dns;
 pub mod envelope;
 pub mod envfile;
