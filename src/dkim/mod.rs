@@ -34,4 +34,5 @@
 //! `sign::sign_message` and `verify::verify_message` do the same for a whole
 //! message in memory.
 
+pub mod header;
 pub mod tags;
