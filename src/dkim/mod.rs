@@ -34,5 +34,6 @@
 //! `sign::sign_message` and `verify::verify_message` do the same for a whole
 //! message in memory.
 
+pub mod canon;
 pub mod header;
 pub mod tags;
