@@ -36,4 +36,8 @@
 
 pub mod canon;
 pub mod header;
+pub mod key;
 pub mod tags;
+
+#[cfg(test)]
+mod testkeys;
