@@ -37,6 +37,7 @@
 pub mod canon;
 pub mod header;
 pub mod key;
+pub mod sign;
 pub mod tags;
 
 #[cfg(test)]
