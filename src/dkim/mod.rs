@@ -39,6 +39,7 @@ pub mod header;
 pub mod key;
 pub mod sign;
 pub mod tags;
+pub mod verify;
 
 #[cfg(test)]
 mod testkeys;
