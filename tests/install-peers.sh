@@ -31,6 +31,8 @@ need postfix          have /usr/sbin/smtp-sink
 need postfix          have /usr/sbin/postfix
 need python3          have /usr/bin/python3
 need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
+need python3-dkim     /usr/bin/python3 -c 'import dkim, nacl'   # dkimpy, with PyNaCl for ed25519 (tests/dkim_peers.rs)
+need opendkim-tools   have /usr/sbin/opendkim-testmsg
 need openssl          have openssl
 need stunnel4         have stunnel4
 need msmtp            have msmtp
@@ -55,7 +57,7 @@ if [ "$mode" = --ci ]; then
 	# On a fresh machine install the whole list (apt-get skips what is there)
 	# plus what the build needs.
 	missing="ucspi-tcp swaks libnet-ssleay-perl libdigest-hmac-perl postfix python3 python3-aiosmtpd
-	  openssl stunnel4 msmtp testssl.sh nmap time groff-base systemd procps make
+	  python3-dkim opendkim-tools openssl stunnel4 msmtp testssl.sh nmap time groff-base systemd procps make
 	  gcc g++ libc6-dev curl ca-certificates"
 elif [ -z "$missing" ]; then
 	exit 0
