@@ -159,7 +159,8 @@ fn we_verify_dkimpy_signatures_and_body_hashes_agree() {
     let dir = tempfile::tempdir().unwrap();
     // dkimpy refuses to sign a message without From ("The From header field
     // MUST be signed"); we sign those (the caller decides), so they are left out here.
-    let (corpus, no_from): (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) = corpus(&testdata_messages())
+    type Named = Vec<(String, Vec<u8>)>;
+    let (corpus, no_from): (Named, Named) = corpus(&testdata_messages())
         .into_iter()
         .filter(|(n, _)| !REFUSED.contains(&n.as_str()))
         .partition(|(_, m)| {

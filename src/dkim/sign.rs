@@ -87,7 +87,8 @@ pub struct Signer {
 
 impl Signer {
     /// A signer with the defaults: relaxed/relaxed, the fields of
-    /// DEFAULT_HEADERS that the message has, From oversigned, no x=.
+    /// DEFAULT_HEADERS that the message has, From oversigned, no x=. The
+    /// domain and selector in ASCII (an IDN domain as A-labels).
     pub fn new(domain: &str, selector: &str, key: Arc<SigningKey>) -> Result<Signer, SignError> {
         let domain = header::parse_domain(domain.as_bytes())
             .filter(|d| d.contains('.') && d.is_ascii())
@@ -123,8 +124,9 @@ impl Signer {
         Ok(self)
     }
 
-    /// The field names listed once more than they occur, so that an added
-    /// instance breaks the signature (default: From). Empty: none.
+    /// Which of the signed field names are listed once more than they occur,
+    /// so that an added instance breaks the signature (default: From; a name
+    /// not among the signed ones is ignored). Empty: none.
     pub fn with_oversign(mut self, names: &[&str]) -> Result<Signer, SignError> {
         self.oversign = field_names(names)?;
         Ok(self)

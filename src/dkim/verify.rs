@@ -299,8 +299,10 @@ impl Verifier {
     }
 
     /// The results, one per evaluated signature, top to bottom. `now`:
-    /// seconds since the epoch; `lookup`: the TXT record text (strings of one
-    /// record concatenated) at a name, each name asked once.
+    /// seconds since the epoch; `lookup`: the TXT record text (the strings of
+    /// one record concatenated, RFC 6376 3.6.2.2) at a name, each name asked
+    /// once. With several TXT records at the name, RFC 6376 leaves the choice
+    /// to the verifier: give the first, as OpenDKIM and dkimpy do.
     pub fn finish(self, now: u64, lookup: &mut dyn FnMut(&str) -> Result<Vec<u8>, LookupError>) -> Vec<SigResult> {
         let hashes: Vec<BodyHash> = self.hashers.into_iter().map(BodyHasher::finish).collect();
         let fields = header::split_fields(&self.header).unwrap_or_default();
