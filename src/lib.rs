@@ -7,6 +7,7 @@ pub mod checkpw;
 pub mod date;
 pub mod der;
 pub mod die;
+pub mod dkim;
 pub mod dns;
 pub mod envelope;
 pub mod envfile;

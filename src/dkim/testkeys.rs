@@ -1,0 +1,141 @@
+//! Keys for the unit tests of src/dkim/ only, made once with openssl
+//! (`openssl genrsa 2048`, the same key through `openssl rsa -traditional`,
+//! `openssl genrsa 1024`, `openssl genrsa 4104`, `openssl genpkey -algorithm
+//! ed25519`) and used nowhere else. The integration tests make their keys at
+//! test time.
+
+pub const RSA_2048_PKCS8: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDg/10JtbJC8Q8P\n\
+Vr/NyOyP+29uF5EKCXKa0jttrGNYJbRTBY/yBLosVpCKpM/J5P/u16mYsaCw9HqH\n\
++3gEOEFHDcMvvZxGSm9lOFO4KtCJAYZha9yoYds9qDz72h978+O+AjSM1QfyDYEU\n\
+ZgeetzODrc9+yHqCpaNvR7Mm/CDa3sIAx6AZDU61ztd3+20a+NIcVY+qX9GE467r\n\
+uwq1vJ4Vs7W1G9GbAwr6ztNcyONuWjU0goF5IRb9kOLLBnFfPptTW37dj36bjV6B\n\
+arZ6NtuXvfuZaLeVDDjOqsAIc8DbjSWr2bROwqa0oAeO+bhHCYPD4T0FIjY4f7AD\n\
+93sNn2UfAgMBAAECggEAAzlMQmXH9Y1YnK7Nw2qHKqh81ygT5MmHUnzwa1o8YDp4\n\
+nrtOCPEalHZb+SpH/AbioXmV1hXF9CQaNCP8NVYt3Cx34kfWzYLJlZQAq7GJmLiW\n\
+7uAdIpyBbOati3Cx3bN4TR7ZRYvMO+R8MAVNgY6dtrTuuWPnMdbRX5V6cpO0MO6d\n\
+4wEmeUyV2vMLHlSy/ifREfyfusVGNN+sB0iOn4mHFyGCwY0eo1eC25lwbfltvOP1\n\
+LKSEztRYQ5bjR8QjW7ZCgzepn60h1SLARQuY4c3XaXcZQvnyiTsZQDCo5O97f295\n\
+Mm244TGwUukTdjWah/HDIp9+ZDTapJ1hC497qWrqAQKBgQD5C7hF2XNAKdrc6whK\n\
+J6Jj8L2WnGw1Nr3h6P5EjevreqVnx7Gmsws2nKFmK5Q58sJ6wsY9eSjIkiEE5vW7\n\
+1EAS5w3TYvmjGEE/Q1BQOWFkQmcSTOTiDSX8IPL7UIR9CGiZxvtDl0JJDoRagXHe\n\
+f5fq6xAlpBi5UW8AHGUI9dSHXwKBgQDnR7yiYQCgu46pHc2IrZLZeLi3GK6T0mkZ\n\
+VQZwvcxyDev8Iduoph5Bj1VnNKod1Hv4JBShETPejA1nOsTP4z79/byJuMjuKOzd\n\
+1fs9wSpTI8gKicxAya0NryWLvleAyl5vJ67pbawqkCXmrhIKoJGjJq5hvv3W2Op2\n\
+z5pCEHK6QQKBgAIgx4JRSVrTALvChl+b1xdjhzsyOvp5bUXw57tOOyXX9nHckvgJ\n\
+r57X18k3thyIpoDGCUudLWwJU57nGlJwjdubfdLAlcF/A4+204jb9KkWqCrP3WTR\n\
+F/H/lhPvrDIlUD+AI8WAFWDqbtcXJBHypSmsuIaZ0FxFBd3KYFKjRx2hAoGAVKWK\n\
+wptiEXHTys2flfCBGJr4b/rWmj+eO6lEzCqLEwtJXWQ+8sCpvjDpfvZldLl6Dd2W\n\
+t0SGiWMU3L1Dnxp6yZb+VCGPWKsd1isk4vs5tGgaJNE+MlAdyC5cPYMSn45xdZk+\n\
+iSycoI9Vb9IxxDX0V5QmqpuuZ93IImfk+1ztwIECgYEApEW6GKrdrY9q/NMDbYUf\n\
+yw2imdZdhARDCYrTdD5DT/rLlXcfJIe0ny5ZDwxV3uVLOZklCeymH+76o9ZXlWHt\n\
+w1LDAjjz8iY7biUpl+b0p33ai2Ha/l6XuheQcE+Jgf2bJ4Xvm/kq7Rim2iF9JPTL\n\
+Hij12BnLRBwZ1tVsL6xQE68=\n\
+-----END PRIVATE KEY-----\n";
+
+pub const RSA_2048_PKCS1: &str = "\
+-----BEGIN RSA PRIVATE KEY-----\n\
+MIIEowIBAAKCAQEA4P9dCbWyQvEPD1a/zcjsj/tvbheRCglymtI7baxjWCW0UwWP\n\
+8gS6LFaQiqTPyeT/7tepmLGgsPR6h/t4BDhBRw3DL72cRkpvZThTuCrQiQGGYWvc\n\
+qGHbPag8+9ofe/PjvgI0jNUH8g2BFGYHnrczg63Pfsh6gqWjb0ezJvwg2t7CAMeg\n\
+GQ1Otc7Xd/ttGvjSHFWPql/RhOOu67sKtbyeFbO1tRvRmwMK+s7TXMjjblo1NIKB\n\
+eSEW/ZDiywZxXz6bU1t+3Y9+m41egWq2ejbbl737mWi3lQw4zqrACHPA240lq9m0\n\
+TsKmtKAHjvm4RwmDw+E9BSI2OH+wA/d7DZ9lHwIDAQABAoIBAAM5TEJlx/WNWJyu\n\
+zcNqhyqofNcoE+TJh1J88GtaPGA6eJ67TgjxGpR2W/kqR/wG4qF5ldYVxfQkGjQj\n\
+/DVWLdwsd+JH1s2CyZWUAKuxiZi4lu7gHSKcgWzmrYtwsd2zeE0e2UWLzDvkfDAF\n\
+TYGOnba07rlj5zHW0V+VenKTtDDuneMBJnlMldrzCx5Usv4n0RH8n7rFRjTfrAdI\n\
+jp+JhxchgsGNHqNXgtuZcG35bbzj9SykhM7UWEOW40fEI1u2QoM3qZ+tIdUiwEUL\n\
+mOHN12l3GUL58ok7GUAwqOTve39veTJtuOExsFLpE3Y1mofxwyKffmQ02qSdYQuP\n\
+e6lq6gECgYEA+Qu4RdlzQCna3OsISieiY/C9lpxsNTa94ej+RI3r63qlZ8exprML\n\
+NpyhZiuUOfLCesLGPXkoyJIhBOb1u9RAEucN02L5oxhBP0NQUDlhZEJnEkzk4g0l\n\
+/CDy+1CEfQhomcb7Q5dCSQ6EWoFx3n+X6usQJaQYuVFvABxlCPXUh18CgYEA50e8\n\
+omEAoLuOqR3NiK2S2Xi4txiuk9JpGVUGcL3Mcg3r/CHbqKYeQY9VZzSqHdR7+CQU\n\
+oREz3owNZzrEz+M+/f28ibjI7ijs3dX7PcEqUyPIConMQMmtDa8li75XgMpebyeu\n\
+6W2sKpAl5q4SCqCRoyauYb791tjqds+aQhByukECgYACIMeCUUla0wC7woZfm9cX\n\
+Y4c7Mjr6eW1F8Oe7Tjsl1/Zx3JL4Ca+e19fJN7YciKaAxglLnS1sCVOe5xpScI3b\n\
+m33SwJXBfwOPttOI2/SpFqgqz91k0Rfx/5YT76wyJVA/gCPFgBVg6m7XFyQR8qUp\n\
+rLiGmdBcRQXdymBSo0cdoQKBgFSlisKbYhFx08rNn5XwgRia+G/61po/njupRMwq\n\
+ixMLSV1kPvLAqb4w6X72ZXS5eg3dlrdEholjFNy9Q58aesmW/lQhj1irHdYrJOL7\n\
+ObRoGiTRPjJQHcguXD2DEp+OcXWZPoksnKCPVW/SMcQ19FeUJqqbrmfdyCJn5Ptc\n\
+7cCBAoGBAKRFuhiq3a2PavzTA22FH8sNopnWXYQEQwmK03Q+Q0/6y5V3HySHtJ8u\n\
+WQ8MVd7lSzmZJQnsph/u+qPWV5Vh7cNSwwI48/ImO24lKZfm9Kd92oth2v5el7oX\n\
+kHBPiYH9myeF75v5Ku0YptohfST0yx4o9dgZy0QcGdbVbC+sUBOv\n\
+-----END RSA PRIVATE KEY-----\n";
+
+pub const RSA_1024: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIICeAIBADANBgkqhkiG9w0BAQEFAASCAmIwggJeAgEAAoGBAM4hVkR/A2HN+5yp\n\
+4sQHNKWcxLwV2wf/Le30VKd3eZpMQ9MD6M/W05g2phNmY0lUv8+QmXF3ABkbUrZV\n\
+OiVhuV56qS1XowCwQ/UaUI/8t53FWqGftDK+mz4kOYhCqNL9lW1EGDW4wdyRcPYL\n\
+GXPhpzTzw26xqu5BcEV43YNk9iklAgMBAAECgYEArJbbHWTflw+Z4dWYyhtiaFw3\n\
+mWgPScXOVhOiocl2Zsv+afs2/nbYGfV/3nR3I1ozc/6Vi5xg16S5/3KiydPmGQWP\n\
+/R/piWZoS0VwhQGXZQziirXaJfRw8kKMEWMs9MtSr5VIcvuzNLee0CQFog4LlbMm\n\
+qUn5WQFRiqUmiYkANq0CQQDpK/OtGI2heahngB1IPGiZWKoH3rEx/cUCKGONaZwa\n\
+SNyRLcVWQaiDKBQv3dheo+OcSgw7tTlOoc9zvLSNjjVLAkEA4k+jIX1F68wPV2q/\n\
+KONv71ixUUy6qf0J+GF9Y8/sYti9ZI1iIauv09b7+m9/23WxoWPIOiD36n64uLWa\n\
+55PFTwJAPbxtYD9IAKD9fanmFuInr7JSEpNbxyixqMiY0zBLLIpuG+JKhXQM8e0C\n\
+q0nJqAUslozkgEqTScZ97t7fzzr/0QJBAKOATadATmfRAbRyVrE/v/r35QOLn8B4\n\
+I9/i7yhRa8LuO8aNrrwMwfcWdu2z6HexTCgBYwM8FmDANMydx9BPHlkCQQDSNIi1\n\
+itTtDexsOvA/bq1+wzTXS/1B+2+KJMx/38yUTAgFxalCCtmXQVaCPfGNuXtht4VK\n\
+SCkTmktlOUEC1cbZ\n\
+-----END PRIVATE KEY-----\n";
+
+pub const RSA_4104: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIIJRgIBADANBgkqhkiG9w0BAQEFAASCCTAwggksAgEAAoICAgChvFGzuKmSvhzU\n\
+22qoxSEcOCOVRY9BweOLqr9OLVU2PnozbmRBVb3jrilonanJdgSPWs4AgarJybQG\n\
+hR3rhn2TEG/ym+MGTxb7m2nN+jBQp7FoDRz8LVPzquefBMSWBMXltY6/WamLStyH\n\
+EsjUjDmX2ODh4O5eBZNygB0LPsR6reqHP0teClGVJTnGru5rSuPWmwFcKEAjowxy\n\
++WOcJMEP2AlmaYD1OTCTqm6PYATSkZscu83dABqm4M82waislOVCRWSbeuzQHcy8\n\
+4sgjHFnoe1GSXqafTYJA1nlfiJiMMpJIIXKyNmxWe3Z2JVLdqyFl8042HrlB+58Z\n\
+7es4HV3vjQtUakii+AHiyPc+Aym9nfmfHb2TmmShbeHXG0qyX/+GyLfQSmvyCZC0\n\
+1iHS3j0+uv0GK3PPRBhqB0mHfEzYP0NtcXSOgyBYNR2po9vxB3gQ8BfBGI3xn2tj\n\
+cyZBv+Ngyr7e3AAO2j14h8PwYR/ckOanB28jnxBjrBvAqRbjBNaZzhmB7yPLhbhU\n\
+PIPssel56g1oYr4PSRZz/7AbObLytjGrzs+Ia3vieGCE7Shh42LuXCZQlcREActJ\n\
+cBCLejFcib7/ytwso8xOty/aCNq8XE0gDbdfq22ZR9XHukZqQ9DmWFMtV3LOGokg\n\
+N4lX2s04XjkeOr6516UbJ5jqFS3EGWcCAwEAAQKCAgEnKO2vUjrcqONaNnYwvuox\n\
+ZvZWoiz5gvSRUJpZV2iWZbI42bW0jAoaIoUsK2B8wvJ/s0DFpp+vlALewURpTnsB\n\
+LK2uVEg3stahvRN1J+qi3Ld7thEaje8RxIOoYQMoP6ea4sbZVeBTNaEHo2i07e7T\n\
+8VMh3dBZO4hj5Nkja+MuwQVUEeMxtdXjAsxmatyXZd6ci5NcuPIurr/I5tFTcSK9\n\
+r1U3UrxCo8I7PrzeQiVoxpCD+ITzyZ6qYSxK2cD5aGPKE/s0GiNUkKKN6WsD9U1f\n\
+mNw7UGePkrjC8isZEn29FFGO3Wpj9AFvPx2Dpa3WtiS0BqEdQXshmsb/BDg7sgCY\n\
+haAR/fFr/dVAcqGZ4/JtVGHPjhJV/QEyG2M0QFPbGw6vdSJ5M+R0O9vLn5dNbTQK\n\
+FwArKT+gvBLfwDGUFdad3LaRfPGS4ZLGb8KmRSPVzxr/LxwuQ+Gdr01gU2btTSP+\n\
+PqDcpgmRk0pOXsgTkINz8oANaV9si/c8Qk5OHddPj6vkSKC0fpm+AgP8B0vQwb2O\n\
+604OsqO4miiGI92vMDZUjq6PpBivQl8aYLOPR60RrUvgohifS08CbyUQ5m7dC6rU\n\
+7XB/vgUCyw7g3l8Dyx6d3ra6NElt6vHXvAu/OEoHwzy/4axoEPZYM8i5T9+ffB2V\n\
+F2CL7uCkf2DuRm3GhZAc/UECggEBDi6LW1CPRYUdX+jTt3qflvwDu5lwB8ShjA0F\n\
+Xh1KDmpVbYfWQjjFsviFUa9c25HIz/H8NOp8e2VwgcdJinGvjNO631LH1r6Nzb40\n\
+y/QjB+QCipwuwmzEpHyPa2KuWm/KhO6FNeQ2la4QA+VhO01Y1TzpY81jPpDtiC9V\n\
+/xX9+T21zHmhZi4OZf2kIc5y9QTHKfGbevemfhUTJ8JgS11Iz58Y/T06C3g/iIWh\n\
+2n9Y40R/oUju3rkdJTwSAOkiRJ/nBs2TztnJzoy5Ncc6H1oVJAfU3mWl5kd3n3c6\n\
+Veb4kvdXeYDnNUgkeZD3Zffhf1bh3BTe0b6ONWWfyu2tMeDGxs8CggEBC2eJRJrc\n\
+Z6yeDClAlS5rSrLxqkIEOHyFY+hQW+ziXfGxEZbePrP6UhOk+enUWT+jbdBYFsHz\n\
+aPB6FcggRO4i5mDBSsY1Gh/3qiV5PCek6Ib713UIG2gzWqZMwgQ50wGyft/6i75o\n\
+e93Jz/pmOYVDCkN1VwS2k+8IzC6/x6pViqubE4xvSrbwXdeAO594GXXBpLspwZjt\n\
+Hlzx5+984oAtmE8ZhPdf0GQ6uGP0QDbriRiX7y4nYPwWb4H8lrdTnVaYjFd+NNmn\n\
+K/P0Bnny7k24n0E2nWrblDy9Nv6KOrqxK5UJ9Yg6LEJkSWJMLDickI4hgwTEWy5z\n\
+Q69auAvDUc1eKekCggEBBpTlSeCuTTZE9rDoKNu42upklRjVnFVOH+AfIJl5OA1z\n\
+Thzfe+Y7Ih8iSFGZR7F1v8PvJ2O3l9DxENm7MIwoS7Qrot8ZLXlL+DMQ76KC63OP\n\
+FmL7dHHkJO5F5TFr9z6wf1bu7Z7XEkow1o4KvOndk0Dsk8vLBkteYXiOcY70Skqw\n\
+Z4//LpurRPwcwy+7vCiWgcnGPaBXXWZMeIRGClPlqa2NfGGA4bfRzHswLWYyi27L\n\
+yL8/VJAWjaQ+Orv3kl+faVHZCgObG8fFYMbwG4LEEu+rg/cqsh9yzcgYg6toq1Qs\n\
+/Y+sPdcYTm7P0jvjJCTfNzNcYX0NJIzgRt5dJavKtJMCggEBBSyK/WIY3rxU1AWf\n\
+NE9kA/bdZzYePhZYWjRayOnW5XIyuF0vJVl4FuassWlhmsAhgD/Gx0RlD1YSvXEX\n\
+Gs7DbKu25hq4msqoDTyFHUKLMaeT+HMzI2QJ8HWEW32ZUl7xwVgSjnXrZ07/MWlU\n\
+GYKZIL3sLXeI8eK/pgsLnSVtO8WRTLQpBcerk5eiqOo3ja18FiWH0zpzUZQvd9+S\n\
+VBx9Ex3H4ShuAtiGP4Oxm7SO9Zr/y1awLPMRprNdim9P8xEHkpxbONUKYAmEy69m\n\
+BLGkMjRe99o0FrPb0Gh5BB4RJUmvxAJzCgNxBk4fauygM4EYOR3fi9KuHqYezWMg\n\
+0SsQLokCggEBDe26FVIBArsK/AHKTA60qEhFtsQklpohTECRvwrlZlmJe7WA3i4k\n\
+07Kst1Z2FatNzTlW/u5qPZaxvx3gp26/mUfhbIIWKSMYW0JuFG3qQh99/wvyFOBn\n\
+S8TFyoOuaUMiGvJCjspBIg5xssrpVrxecsyovMXASqm1sFtMSQbByXFuoS8gs+xd\n\
+WwMcuhCghC0OMhqs1yHq9D6t5TO77WGaGkykOb1u3kgugJkBe22dirzLnCsy7Lnp\n\
+Kocbr6rnJ1SHqBz7Pk5gOEsEkODRDENd0pknk3G2oxkNe4mll9b1+DF6zrc8RG+3\n\
+42tj64P66/26SvmYfSrykLW3nLtUPXriPAM=\n\
+-----END PRIVATE KEY-----\n";
+
+pub const ED25519: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MC4CAQAwBQYDK2VwBCIEIP1lMhEFAvHaOtDvdOiLJl0tq47a0IxHhCu29ErAy03o\n\
+-----END PRIVATE KEY-----\n";
