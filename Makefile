@@ -47,7 +47,10 @@ install: build
 	for m in $(MAN8); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/$${m#man/} || exit 1; done
 	for m in $(MAN5); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man5/$${m#man/} || exit 1; done
 
-# smtpd-rs under tcpserver on 127.0.0.1:2525, queue in ./var/queue.
+# conf-examples/run-local.sh: smtpd-rs as hand-off workers of smtpd-supervise
+# (-W -m 100) on 127.0.0.1:2525 (PORT=n to change it), queue in ./var/queue,
+# loopback only (conf-examples/local.rules); RUN_UNDER=tcpserver runs it under
+# tcpserver instead.
 run: build
 	sh conf-examples/run-local.sh
 
