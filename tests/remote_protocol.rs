@@ -358,3 +358,17 @@ fn regular_file_read_from_its_current_offset() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("K127.0.0.1 accepted"));
     assert_eq!(f.messages()[0], b"Subject: q\r\n\r\nbody\r\n");
 }
+
+#[test]
+fn quoted_local_parts_are_quoted_once() {
+    // smtpd-rs keeps a quoted local part as it came (`"john.doe"@...`);
+    // sendmail's argv has it bare (`a b@...`): each leaves quoted once.
+    let f = fake(&[], |_| Act::Default);
+    let r = go(&f, &["\"john.doe\"@example.net", "a b@example.net", "\"a b\"@example.net", "\"a\\\"b\"@example.net"], &[], MSG);
+    assert!(r.report.ends_with("K127.0.0.1 accepted message.\nRemote host said: 250 ok queued\n|"), "{}", r.report);
+    let log = f.log();
+    assert_eq!(log[2], "RCPT TO:<\"john.doe\"@example.net>");
+    assert_eq!(log[3], "RCPT TO:<\"a b\"@example.net>");
+    assert_eq!(log[4], "RCPT TO:<\"a b\"@example.net>");
+    assert_eq!(log[5], "RCPT TO:<\"a\\\"b\"@example.net>");
+}

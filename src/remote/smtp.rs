@@ -232,15 +232,17 @@ fn x_value(v: &[u8]) -> String {
 }
 
 /// The address inside `<>`: the local part quoted when it is not a
-/// dot-atom (RFC 5321 4.1.2), as qmail-remote's addrmangle does. An address
-/// without `@` (e.g. `postmaster`) and the null sender go as they are.
+/// dot-atom (RFC 5321 4.1.2), as qmail-remote's addrmangle does; a local
+/// part that already is a Quoted-string (smtpd-rs keeps `"john.doe"` as the
+/// client sent it) goes as it is, never quoted twice. An address without
+/// `@` (e.g. `postmaster`) and the null sender go as they are.
 pub fn quote_address(addr: &[u8]) -> Vec<u8> {
     let at = match addr.iter().rposition(|&b| b == b'@') {
         Some(i) => i,
         None => return addr.to_vec(),
     };
     let (local, domain) = (&addr[..at], &addr[at..]);
-    if is_dot_atom(local) {
+    if is_dot_atom(local) || is_quoted_string(local) {
         return addr.to_vec();
     }
     let mut q = vec![b'"'];
@@ -253,6 +255,26 @@ pub fn quote_address(addr: &[u8]) -> Vec<u8> {
     q.push(b'"');
     q.extend_from_slice(domain);
     q
+}
+
+/// RFC 5321 4.1.2 Quoted-string: DQUOTE *QcontentSMTP DQUOTE, where
+/// QcontentSMTP is qtextSMTP (%d32-33 / %d35-91 / %d93-126, and UTF-8 per
+/// RFC 6531 3.3) or a quoted-pairSMTP (backslash and %d32-126).
+fn is_quoted_string(s: &[u8]) -> bool {
+    let Some(inner) = s.strip_prefix(b"\"").and_then(|x| x.strip_suffix(b"\"")) else { return false };
+    let mut it = inner.iter();
+    while let Some(&b) = it.next() {
+        match b {
+            b'\\' => match it.next() {
+                Some(&q) if (32..=126).contains(&q) => {}
+                _ => return false,
+            },
+            b'"' => return false,
+            32..=126 | 0x80.. => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn is_dot_atom(s: &[u8]) -> bool {
@@ -332,6 +354,16 @@ mod tests {
             (b"x@y@z", b"\"x@y\"@z"),
             (b"@c", b"\"\"@c"),
             (b"j\xc3\xb6rg@c", b"j\xc3\xb6rg@c"),
+            // Already quoted: as it is (issue: quoted twice on the way out).
+            (b"\"john.doe\"@c", b"\"john.doe\"@c"),
+            (b"\"a b\"@c", b"\"a b\"@c"),
+            (b"\"a\\\"b\"@c", b"\"a\\\"b\"@c"),
+            (b"\"\"@c", b"\"\"@c"),
+            // Not a well-formed Quoted-string: quoted (and escaped) whole.
+            (b"\"a\"b\"@c", b"\"\\\"a\\\"b\\\"\"@c"),
+            (b"\"a\\\"@c", b"\"\\\"a\\\\\\\"\"@c"),
+            (b"\"a\"x@c", b"\"\\\"a\\\"x\"@c"),
+            (b"\"@c", b"\"\\\"\"@c"),
         ];
         for (i, o) in t {
             assert_eq!(quote_address(i), o.to_vec(), "{}", String::from_utf8_lossy(i));
