@@ -372,3 +372,37 @@ fn quoted_local_parts_are_quoted_once() {
     assert_eq!(log[4], "RCPT TO:<\"a b\"@example.net>");
     assert_eq!(log[5], "RCPT TO:<\"a\\\"b\"@example.net>");
 }
+
+/// The issue's smuggling address: CR LF inside a recipient on argv.
+const SMUGGLER: &str = "x@example.net>\r\nRSET\r\nMAIL FROM:<ceo@bank.test>\r\nRCPT TO:<victim@example.net";
+
+#[test]
+fn control_characters_in_addresses_never_reach_a_command() {
+    let f = fake(&["PIPELINING"], |_| Act::Default);
+    let r = go(&f, &[SMUGGLER, "ok@example.net"], &[], MSG);
+    assert_eq!(
+        r.report,
+        "hSorry, the recipient address has a control character, which SMTP cannot carry. (#5.1.3)\n|\
+r|K127.0.0.1 accepted message.\nRemote host said: 250 ok queued\n|"
+    );
+    let log = f.log();
+    assert_eq!(log.iter().filter(|l| l.starts_with("MAIL")).count(), 1, "{log:?}");
+    assert!(!log.iter().any(|l| l == "RSET" || l.contains("bank.test") || l.contains("victim")), "{log:?}");
+    assert_eq!(log.iter().filter(|l| l.starts_with("RCPT")).collect::<Vec<_>>(), ["RCPT TO:<ok@example.net>"]);
+    // Only bad recipients: no connection at all.
+    let f = fake(&[], |_| Act::Default);
+    let r = go(&f, &["a\tb@example.net", "c@exa mple.net> NOTIFY=NEVER"], &[], MSG);
+    assert_eq!(
+        r.report,
+        "hSorry, the recipient address has a control character, which SMTP cannot carry. (#5.1.3)\n|\
+hSorry, the recipient address has a domain that is neither a name nor an address literal. (#5.1.3)\n|\
+DSorry, no recipient address is valid. (#5.1.3)\n|"
+    );
+    assert!(f.log().is_empty(), "{:?}", f.log());
+    // A bad sender: the whole message, no connection.
+    let f = fake(&[], |_| Act::Default);
+    let (host, port) = lit(&f);
+    let r = run(&[&host, "me@host.test>\r\nRSET", "ok@example.net"], &[("SMTP_PORT", &port)], MSG);
+    assert_eq!(r.report, "DSorry, the sender address has a control character, which SMTP cannot carry. (#5.1.7)\n|");
+    assert!(f.log().is_empty(), "{:?}", f.log());
+}

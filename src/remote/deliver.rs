@@ -8,7 +8,7 @@ use super::conn::{self, Conn};
 use super::reply::Reply;
 use super::report::{Kind, Outcome, RcptResult};
 use super::routes::Routes;
-use super::smtp::{self, Extensions, MailParams};
+use super::smtp::{self, BadAddress, Extensions, MailParams};
 use super::spool::Spool;
 use super::tls::{self, Policy};
 use crate::dns::{self, Resolver};
@@ -117,6 +117,45 @@ struct Target {
 }
 
 pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> Delivery {
+    // Every address is checked before anything is sent: CR LF in an
+    // address would end the command and smuggle others into the session
+    // (issue 16.6); such an address is refused here, permanently.
+    if let Err(e) = smtp::check_address(&job.sender) {
+        let o = Outcome::perm(format!("Sorry, the sender address {}. (#5.1.7)", e.what()));
+        return Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
+    }
+    let bad: Vec<Option<BadAddress>> = job
+        .rcpts
+        .iter()
+        .map(|r| if r.is_empty() { Some(BadAddress::NotAnAddress) } else { smtp::check_address(r).err() })
+        .collect();
+    if bad.iter().all(Option::is_some) {
+        let o = Outcome::perm("Sorry, no recipient address is valid. (#5.1.3)");
+        return Delivery { partner: String::new(), rcpts: merge(&bad, Vec::new()), outcome: o };
+    }
+    let mut d = attempt(cfg, job, &bad, spool, dns);
+    if bad.iter().any(Option::is_some) {
+        d.rcpts = merge(&bad, d.rcpts);
+    }
+    d
+}
+
+/// One record per recipient: ours for a refused address, in between the
+/// results of the recipients that went out. A good recipient the dialogue
+/// never reached gets `r`, so that the message record decides for it, as
+/// when no recipient has a record.
+fn merge(bad: &[Option<BadAddress>], got: Vec<RcptResult>) -> Vec<RcptResult> {
+    let mut got = got.into_iter();
+    bad.iter()
+        .map(|b| match b {
+            Some(b) => RcptResult::Invalid(format!("Sorry, the recipient address {}. (#5.1.3)", b.what())),
+            None => got.next().unwrap_or(RcptResult::Accepted),
+        })
+        .collect()
+}
+
+/// The attempt proper, for the recipients `bad` does not refuse.
+fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spool, dns: &Resolver) -> Delivery {
     let none = |o: Outcome| Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
     let targets = match targets(cfg, job, dns) {
         Ok(t) => t,
@@ -146,7 +185,7 @@ pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> De
             };
             let key = t.name.clone().unwrap_or_else(|| t.addr.ip().to_string());
             let creds = creds_text.as_deref().and_then(|text| auth::lookup(text, &key));
-            let mut s = Session { cfg, job, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
+            let mut s = Session { cfg, job, bad, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
             let end = s.run(conn);
             let r = Delivery { partner: s.partner, rcpts: s.rcpts, outcome: end.outcome };
             match end.next {
@@ -344,6 +383,8 @@ struct End {
 struct Session<'a> {
     cfg: &'a Config,
     job: &'a Job,
+    /// Per recipient of the job: refused before the dialogue (not sent).
+    bad: &'a [Option<BadAddress>],
     spool: &'a mut Spool,
     partner: String,
     tls: TlsMode,
@@ -524,7 +565,9 @@ impl Session<'_> {
         }
         let header_utf8 = attrs.get("SMTPUTF8").is_some() && scan.header_eight_bit;
         let mut sender = self.job.sender.clone();
-        let mut rcpts = self.job.rcpts.clone();
+        let sent = |i: usize| self.bad.get(i).is_some_and(Option::is_none);
+        let mut rcpts: Vec<Vec<u8>> =
+            self.job.rcpts.iter().enumerate().filter(|(i, _)| sent(*i)).map(|(_, r)| r.clone()).collect();
         let mut wants_utf8 = header_utf8 || smtp::envelope_needs_utf8(&sender, &rcpts);
         if wants_utf8 && !ext.smtputf8 && !header_utf8 {
             // RFC 6531 3.2: only the domains are non-ASCII? Their A-labels
@@ -541,6 +584,8 @@ impl Session<'_> {
         }
         let eight = scan.eight_bit || attrs.get("BODY").is_some_and(|b| b.eq_ignore_ascii_case(b"8BITMIME"));
         let (ret, envid, rparams) = smtp::dsn_params(attrs, self.job.rcpts.len());
+        // RCPT.n.* count every recipient of the command line.
+        let rparams: Vec<smtp::RcptParams> = rparams.into_iter().enumerate().filter(|(i, _)| sent(*i)).map(|(_, p)| p).collect();
         let mp = MailParams {
             size: ext.size.map(|_| scan.size),
             eight_bit: eight && ext.eight_bit_mime,
@@ -594,7 +639,7 @@ impl Session<'_> {
         if !self.any_accepted() {
             let last = self.rcpts.iter().rev().find_map(|r| match r {
                 RcptResult::Refused(r) => Some(r.clone()),
-                RcptResult::Accepted => None,
+                RcptResult::Accepted | RcptResult::Invalid(_) => None,
             });
             keep!(End {
                 outcome: Outcome { kind: Kind::Perm, text: format!("Giving up on {}.", self.partner), reply: last },
