@@ -229,3 +229,22 @@ fn dane_for_a_relay_with_secure_addresses() {
     assert!(dns.queries.lock().unwrap().iter().any(|q| q.starts_with(&format!("_{port}._tcp.relay.test TLSA"))));
     assert!(relay.log().contains(&"TLS".to_string()));
 }
+
+#[test]
+fn a_route_relay_that_does_not_resolve_is_temporary() {
+    // The operator's typo in smtproutes must not bounce the day's mail;
+    // a domain's own MX that does not exist still is permanent.
+    let dns = fake_dns(zone(false));
+    let d = tempfile::tempdir().unwrap();
+    let routes = d.path().join("smtproutes");
+    std::fs::write(&routes, "example.test:relay.tset\nempty.test:nohost.test\n:\n").unwrap();
+    let rp = routes.to_str().unwrap();
+    let port = free_port();
+    let r = go(&dns, port, "example.test", &[("SMTPROUTES", rp)]);
+    assert_eq!(r.report, "ZSorry, the relay relay.tset of my smtproutes does not exist in DNS. (#4.1.2)\n|");
+    // A relay that exists but has no address: the operator's too.
+    let r = go(&dns, port, "empty.test", &[("SMTPROUTES", rp)]);
+    assert_eq!(r.report, "ZSorry, the relay nohost.test of my smtproutes has no address. (#4.4.4)\n|");
+    let r = go(&dns, port, "nosuch.test", &[("SMTPROUTES", rp)]);
+    assert_eq!(r.report, "DSorry, I couldn't find any host named nosuch.test. (#5.1.2)\n|");
+}

@@ -231,8 +231,16 @@ fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outco
                 .into_iter()
                 .map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(relay.to_string()), secure: a.secure })
                 .collect()),
-            Ok(_) => Err(perm_nomx()),
-            Err(dns::Error::NoName) => Err(perm_dns(relay)),
+            // A relay is the operator's own setting: a typo must not bounce
+            // the day's mail (issue 17.11), so both answers are temporary.
+            Ok(_) => Err(Outcome::temp(format!(
+                "Sorry, the relay {} of my smtproutes has no address. (#4.4.4)",
+                super::report::safe(relay)
+            ))),
+            Err(dns::Error::NoName) => Err(Outcome::temp(format!(
+                "Sorry, the relay {} of my smtproutes does not exist in DNS. (#4.1.2)",
+                super::report::safe(relay)
+            ))),
             Err(dns::Error::Temp(_)) => Err(temp_dns()),
         };
     }
