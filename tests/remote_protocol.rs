@@ -406,3 +406,21 @@ DSorry, no recipient address is valid. (#5.1.3)\n|"
     assert_eq!(r.report, "DSorry, the sender address has a control character, which SMTP cannot carry. (#5.1.7)\n|");
     assert!(f.log().is_empty(), "{:?}", f.log());
 }
+
+#[test]
+fn a_450_4_3_0_reply_reaches_the_report_exactly() {
+    // queue-run makes `Diagnostic-Code: smtp; <reply>` and the DSN's Status
+    // from this text (issue 17.13): every line, code and enhanced code kept.
+    const R: &str = "450-4.3.0 mail system full\r\n450 4.3.0 try again later\r\n";
+    const SAID: &str = "Remote host said: 450-4.3.0 mail system full\n450 4.3.0 try again later\n|";
+    for (stage, head) in [
+        ("MAIL", "ZConnected to 127.0.0.1 but sender was rejected.\n"),
+        ("RCPT", "s127.0.0.1 does not like recipient.\n"),
+        ("DATA", "r|Z127.0.0.1 failed on DATA command.\n"),
+        ("DATA-END", "r|Z127.0.0.1 failed after I sent the message.\n"),
+    ] {
+        let f = fake(&[], move |c| if c.starts_with(stage) { send(R) } else { Act::Default });
+        let r = go(&f, &["x@example.net"], &[], MSG);
+        assert!(r.report.starts_with(&format!("{head}{SAID}")), "{stage}: {}", r.report);
+    }
+}
