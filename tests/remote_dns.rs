@@ -248,3 +248,26 @@ fn a_route_relay_that_does_not_resolve_is_temporary() {
     let r = go(&dns, port, "nosuch.test", &[("SMTPROUTES", rp)]);
     assert_eq!(r.report, "DSorry, I couldn't find any host named nosuch.test. (#5.1.2)\n|");
 }
+
+#[test]
+fn the_ad_bit_counts_only_from_a_trusted_resolver() {
+    // A forged, mismatching TLSA with AD set. From the fake on 127.0.0.1,
+    // trusted by default (loopback), it is believed: temporary failure.
+    // With DNS_TRUST_AD naming another address, the AD bit is ignored: no
+    // TLSA lookup at all, opportunistic TLS, delivered.
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "mx1.example.test");
+    let port = free_port();
+    let dns = fake_dns(tlsa_zone(true, port, Rr::Tlsa(3, 1, 1, vec![0u8; 32])));
+    let mx1 = fake_on("127.0.0.2", port, &[], Some(server_config(&c, &k)), ok());
+    let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane")]);
+    assert!(r.report.ends_with("(#4.7.5)\n|"), "{}", r.report);
+    dns.queries.lock().unwrap().clear();
+    let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane"), ("DNS_TRUST_AD", "192.0.2.53,::1")]);
+    assert!(r.report.contains("K127.0.0.2 accepted"), "{}", r.report);
+    assert!(!dns.queries.lock().unwrap().iter().any(|q| q.contains("TLSA")), "{:?}", dns.queries.lock().unwrap());
+    assert!(mx1.log().contains(&"TLS".to_string()));
+    // Naming the fake's address trusts it again.
+    let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane"), ("DNS_TRUST_AD", "127.0.0.1")]);
+    assert!(r.report.ends_with("(#4.7.5)\n|"), "{}", r.report);
+}
