@@ -147,3 +147,28 @@ fn verify_with_an_unreadable_ca_file_is_a_config_error() {
     assert!(r.report.starts_with("ZUnable to read configuration: unable to read /nonexistent/ca.pem"), "{}", r.report);
     assert!(f.log().is_empty());
 }
+
+/// A routes file in `dir` with `text`, for SMTPROUTES.
+fn routes(dir: &std::path::Path, text: &str) -> String {
+    let p = dir.join("smtproutes");
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_route_option_sets_the_tls_level() {
+    let d = tempfile::tempdir().unwrap();
+    let f = fake(&["PIPELINING"], |_| Act::Default);
+    let rp = routes(d.path(), &format!("[127.0.0.1]:127.0.0.1:{} tls=encrypt\n", f.port()));
+    let r = go(f.port(), &[("SMTPROUTES", &rp)]);
+    assert_eq!(r.report, "ZConnected to 127.0.0.1 but it does not offer STARTTLS, which my policy requires. (#4.7.0)\n|");
+    // And the other way: SMTP_TLS=encrypt, the route says may.
+    let rp = routes(d.path(), &format!("[127.0.0.1]:127.0.0.1:{} tls=may\n", f.port()));
+    let r = go(f.port(), &[("SMTPROUTES", &rp), ("SMTP_TLS", "encrypt")]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    // A bad option is a configuration error: temporary, nothing sent.
+    let rp = routes(d.path(), "[127.0.0.1]:127.0.0.1 tls=secure\n");
+    let r = go(f.port(), &[("SMTPROUTES", &rp)]);
+    assert_eq!(r.report, format!("ZUnable to read configuration: {rp}: line 1: bad tls= level. (#4.3.0)\n|"));
+    assert_eq!(f.messages().len(), 1);
+}

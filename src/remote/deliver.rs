@@ -7,7 +7,7 @@ use super::auth;
 use super::conn::{self, Conn};
 use super::reply::Reply;
 use super::report::{Kind, Outcome, RcptResult};
-use super::routes::Routes;
+use super::routes::{Route, Routes};
 use super::smtp::{self, BadAddress, Extensions, MailParams};
 use super::spool::Spool;
 use super::tls::{self, Policy};
@@ -70,8 +70,9 @@ impl Config {
             Some(v) => Attrs::parse(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())).ok_or("bad QUEUE_ATTRS")?,
         };
         let port = num("SMTP_PORT", 25)?;
-        let webpki = match policy {
-            Policy::Verify => {
+        // Built once when any delivery may need it (SMTP_TLS or a route's tls=).
+        let webpki = match (policy, routes.any_tls(Policy::Verify)) {
+            (Policy::Verify, _) | (_, true) => {
                 let cafile = var("TLS_CAFILE").filter(|s| !s.is_empty());
                 Some(tls::roots(cafile.as_deref()).and_then(tls::webpki_verifier)?)
             }
@@ -157,7 +158,13 @@ fn merge(bad: &[Option<BadAddress>], got: Vec<RcptResult>) -> Vec<RcptResult> {
 /// The attempt proper, for the recipients `bad` does not refuse.
 fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spool, dns: &Resolver) -> Delivery {
     let none = |o: Outcome| Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
-    let targets = match targets(cfg, job, dns) {
+    let host = match ascii_host(&job.host) {
+        Ok(h) => h,
+        Err(o) => return none(o),
+    };
+    let route = cfg.routes.lookup(&host);
+    let set = Settings::new(cfg, route);
+    let targets = match targets(cfg, &host, route, dns) {
         Ok(t) => t,
         Err(o) => return none(o),
     };
@@ -172,7 +179,7 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
     for t in &targets {
         let mut plaintext_retry = false;
         loop {
-            let tls = match tls_mode(cfg, t, dns, plaintext_retry) {
+            let tls = match tls_mode(cfg, &set, t, dns, plaintext_retry) {
                 Ok(m) => m,
                 Err(o) => {
                     last = Some(Delivery { partner: t.addr.ip().to_string(), rcpts: Vec::new(), outcome: o });
@@ -206,17 +213,7 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
 
 /// The addresses to try, in order; `Err` is the final outcome (DNS failure,
 /// no such domain, null MX).
-fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outcome> {
-    let host = job.host.trim_end_matches('.');
-    // A U-label domain is looked up by its A-label (RFC 5890).
-    let ascii;
-    let host = if host.is_ascii() {
-        host
-    } else {
-        ascii = idna::domain_to_ascii_strict(host).map_err(|_| perm_dns(host))?;
-        ascii.as_str()
-    };
-    let route = cfg.routes.lookup(host);
+fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -> Result<Vec<Target>, Outcome> {
     let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
     if let Some(relay) = route.and_then(|r| r.relay.as_deref()) {
         // qmail: a relay is looked up by address only, never by MX.
@@ -288,6 +285,16 @@ fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outco
     Ok(out)
 }
 
+/// The host without its trailing dot; a U-label domain as its A-label,
+/// which is what DNS and smtproutes know (RFC 5890).
+fn ascii_host(host: &str) -> Result<String, Outcome> {
+    let host = host.trim_end_matches('.');
+    if host.is_ascii() {
+        return Ok(host.to_string());
+    }
+    idna::domain_to_ascii_strict(host).map_err(|_| perm_dns(host))
+}
+
 /// `[192.0.2.1]`, `[IPv6:2001:db8::1]`, or a bare address.
 fn literal(s: &str) -> Option<IpAddr> {
     let inner = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(s);
@@ -327,6 +334,19 @@ fn perm_nomx() -> Outcome {
     Outcome::perm("Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)")
 }
 
+/// The settings of one delivery: the variables, each overridden by the
+/// option of the same meaning on the route it takes.
+struct Settings {
+    policy: Policy,
+}
+
+impl Settings {
+    fn new(cfg: &Config, route: Option<&Route>) -> Settings {
+        let o = route.map(|r| &r.opts);
+        Settings { policy: o.and_then(|o| o.tls).unwrap_or(cfg.policy) }
+    }
+}
+
 /// How TLS goes for one target.
 struct TlsMode {
     /// `None`: no STARTTLS at all.
@@ -336,14 +356,14 @@ struct TlsMode {
     name: ServerName<'static>,
 }
 
-fn tls_mode(cfg: &Config, t: &Target, dns: &Resolver, plaintext: bool) -> Result<TlsMode, Outcome> {
+fn tls_mode(cfg: &Config, set: &Settings, t: &Target, dns: &Resolver, plaintext: bool) -> Result<TlsMode, Outcome> {
     let name = match &t.name {
         Some(n) => ServerName::try_from(n.trim_end_matches('.').to_string()).unwrap_or_else(|_| ServerName::IpAddress(t.addr.ip().into())),
         None => ServerName::IpAddress(t.addr.ip().into()),
     };
     let mut m = TlsMode { verifier: None, required: false, dane: false, name };
     let any = || Some(tls::AnyCert::verifier());
-    match cfg.policy {
+    match set.policy {
         Policy::None => {}
         Policy::May => m.verifier = if plaintext { None } else { any() },
         Policy::Encrypt => (m.verifier, m.required) = (any(), true),

@@ -46,6 +46,30 @@ impl Policy {
     }
 }
 
+/// A pinned certificate: the SHA-256 of its SubjectPublicKeyInfo or of the
+/// whole certificate (DER); a server certificate matches either way.
+pub type Pin = [u8; 32];
+
+/// `sha256:` and 64 hex digits, upper or lower case, pairs optionally
+/// separated by colons (as `openssl x509 -fingerprint -sha256` prints them).
+pub fn parse_pin(s: &str) -> Option<Pin> {
+    let (algo, hex) = s.split_once(':')?;
+    if !algo.eq_ignore_ascii_case("sha256") {
+        return None;
+    }
+    let digits: Vec<u8> = hex.bytes().filter(|&b| b != b':').collect();
+    // from_str_radix alone would take a sign.
+    if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut pin = [0u8; 32];
+    for (out, pair) in pin.iter_mut().zip(digits.chunks(2)) {
+        let s = std::str::from_utf8(pair).ok()?;
+        *out = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(pin)
+}
+
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -188,5 +212,21 @@ mod tests {
         assert!(Dane::verifier(vec![TlsaRecord { usage: 1, selector: 1, matching: 1, data: vec![] }]).is_none());
         assert!(config(AnyCert::verifier()).is_ok());
         assert!(roots(Some("/nonexistent")).is_err());
+    }
+
+    #[test]
+    fn pins() {
+        let hex = "0123456789abcdef".repeat(4);
+        let want: Pin = std::array::from_fn(|i| [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef][i % 8]);
+        assert_eq!(parse_pin(&format!("sha256:{hex}")), Some(want));
+        assert_eq!(parse_pin(&format!("SHA256:{}", hex.to_uppercase())), Some(want));
+        let colons: Vec<String> = hex.as_bytes().chunks(2).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+        assert_eq!(parse_pin(&format!("sha256:{}", colons.join(":"))), Some(want));
+        assert_eq!(parse_pin(&hex), None);
+        assert_eq!(parse_pin(&format!("sha512:{hex}")), None);
+        assert_eq!(parse_pin(&format!("sha256:{}", &hex[1..])), None);
+        assert_eq!(parse_pin(&format!("sha256:{}x", &hex[1..])), None);
+        assert_eq!(parse_pin(&format!("sha256:+{}", &hex[1..])), None);
+        assert_eq!(parse_pin("sha256:é"), None);
     }
 }
