@@ -144,10 +144,35 @@ fn smtputf8_needed_but_not_offered_d_and_8bit_sent_as_is() {
 }
 
 #[test]
+fn xforward_and_xclient_only_when_told() {
+    // Off by default (issue 17.10): the client's facts stay here, even for
+    // a server that offers both.
+    let both = ["XFORWARD NAME ADDR PROTO HELO SOURCE", "XCLIENT ADDR NAME HELO LOGIN"];
+    let attrs = "CLIENT_ADDR=192.0.2.9\nCLIENT_HELO=box.example\nCLIENT_PROTO=esmtp\n";
+    let f = fake(&both, |_| Act::Default);
+    let r = go(&f, &["x@example.net"], &[("QUEUE_ATTRS", attrs)], MSG);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    assert!(!f.log().iter().any(|l| l.starts_with("XFORWARD") || l.starts_with("XCLIENT")), "{:?}", f.log());
+    // One of them by variable, the other by the route.
+    let d = tempfile::tempdir().unwrap();
+    let rp = d.path().join("smtproutes");
+    let f2 = fake(&both, |_| Act::Default);
+    std::fs::write(&rp, format!("[127.0.0.1]:127.0.0.1:{} xclient\n", f2.port())).unwrap();
+    go(&f2, &["x@example.net"], &[("QUEUE_ATTRS", attrs), ("SMTPROUTES", rp.to_str().unwrap())], MSG);
+    let log = f2.log();
+    assert!(log[1].starts_with("XCLIENT ") && !log.iter().any(|l| l.starts_with("XFORWARD")), "{log:?}");
+    // A route can turn off what the variable turns on.
+    std::fs::write(&rp, format!("[127.0.0.1]:127.0.0.1:{} xforward=0\n", f.port())).unwrap();
+    go(&f, &["x@example.net"], &[("QUEUE_ATTRS", attrs), ("SMTPROUTES", rp.to_str().unwrap()), ("SMTP_XFORWARD", "1")], MSG);
+    assert!(!f.log().iter().any(|l| l.starts_with("XFORWARD") || l.starts_with("XCLIENT")), "{:?}", f.log());
+}
+
+#[test]
 fn xforward_and_xclient() {
     let f = fake(&["XFORWARD NAME ADDR PROTO HELO SOURCE", "XCLIENT ADDR NAME HELO LOGIN"], |_| Act::Default);
     let attrs = "CLIENT_ADDR=192.0.2.9\nCLIENT_HELO=box.example\nCLIENT_PROTO=esmtp\n";
-    let r = go(&f, &["x@example.net"], &[("QUEUE_ATTRS", attrs)], MSG);
+    let on = [("QUEUE_ATTRS", attrs), ("SMTP_XFORWARD", "1"), ("SMTP_XCLIENT", "1")];
+    let r = go(&f, &["x@example.net"], &on, MSG);
     assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
     let log = f.log();
     assert_eq!(log[1], "XCLIENT NAME=[UNAVAILABLE] ADDR=192.0.2.9 HELO=box.example LOGIN=[UNAVAILABLE]");
@@ -156,7 +181,7 @@ fn xforward_and_xclient() {
     assert!(log[4].starts_with("MAIL FROM:"));
     // Without client facts, nothing is forwarded.
     let f = fake(&["XFORWARD NAME ADDR"], |_| Act::Default);
-    go(&f, &["x@example.net"], &[], MSG);
+    go(&f, &["x@example.net"], &[("SMTP_XFORWARD", "1")], MSG);
     assert!(!f.log().iter().any(|l| l.starts_with("XFORWARD")));
 }
 

@@ -63,7 +63,7 @@ fn smtpd_rs_byte_exact_with_attributes() {
 CLIENT_ADDR=192.0.2.9\nCLIENT_HELO=box.example\nCLIENT_PROTO=ESMTP\nCLIENT_NAME=box.example\n";
     let r = run(
         &["[127.0.0.1]", "a@example.org", "b@example.net", "j\u{f6}rg@example.net"],
-        &[("SMTP_PORT", &s.port.to_string()), ("QUEUE_ATTRS", attrs)],
+        &[("SMTP_PORT", &s.port.to_string()), ("QUEUE_ATTRS", attrs), ("SMTP_XFORWARD", "1")],
         msg,
     );
     assert!(r.report.starts_with("r|r|K127.0.0.1 accepted message.\nRemote host said: 250 2.0.0 ok"), "{}", r.report);
@@ -120,7 +120,7 @@ fn smtpd_rs_xclient() {
     let d = tempfile::tempdir().unwrap();
     let s = smtpd(d.path(), &[("XCLIENT", "1")]);
     let attrs = "CLIENT_ADDR=198.51.100.7\nCLIENT_HELO=far.example\nCLIENT_LOGIN=alice\n";
-    let r = run(&["[127.0.0.1]", "a@example.org", "b@example.net"], &[("SMTP_PORT", &s.port.to_string()), ("QUEUE_ATTRS", attrs)], b"Subject: x\n\nbody\n");
+    let r = run(&["[127.0.0.1]", "a@example.org", "b@example.net"], &[("SMTP_PORT", &s.port.to_string()), ("QUEUE_ATTRS", attrs), ("SMTP_XCLIENT", "1")], b"Subject: x\n\nbody\n");
     assert!(r.report.starts_with("r|K127.0.0.1 accepted message."), "{}", r.report);
     let stored = std::fs::read_to_string(d.path().join("attrs")).unwrap();
     for want in ["CLIENT_ADDR=198.51.100.7", "CLIENT_HELO=far.example", "CLIENT_LOGIN=alice"] {

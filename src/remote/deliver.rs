@@ -31,6 +31,10 @@ pub struct Config {
     pub timeout: Duration,
     pub port: u16,
     pub attrs: Attrs,
+    /// `SMTP_XCLIENT`, `SMTP_XFORWARD`: pass the original client's facts
+    /// on (off unless told: they are the client's, not the next hop's).
+    pub xclient: bool,
+    pub xforward: bool,
 }
 
 impl Config {
@@ -42,6 +46,13 @@ impl Config {
             match var(n) {
                 None => Ok(d),
                 Some(v) => v.trim().parse::<u64>().ok().filter(|&x| x > 0).ok_or(format!("bad {n}: {v:?}")),
+            }
+        };
+        let flag = |n: &str| -> Result<bool, String> {
+            match var(n).as_deref().map(str::trim) {
+                None | Some("") | Some("0") => Ok(false),
+                Some("1") => Ok(true),
+                Some(v) => Err(format!("bad {n}: {v:?} (0 or 1)")),
             }
         };
         let helo = match var("HELOHOST") {
@@ -88,6 +99,8 @@ impl Config {
             timeout: Duration::from_secs(num("TIMEOUTREMOTE", 1200)?),
             port: u16::try_from(port).map_err(|_| "bad SMTP_PORT")?,
             attrs,
+            xclient: flag("SMTP_XCLIENT")?,
+            xforward: flag("SMTP_XFORWARD")?,
         })
     }
 }
@@ -192,7 +205,7 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
             };
             let key = t.name.clone().unwrap_or_else(|| t.addr.ip().to_string());
             let creds = creds_text.as_deref().and_then(|text| auth::lookup(text, &key));
-            let mut s = Session { cfg, job, bad, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
+            let mut s = Session { cfg, set: &set, job, bad, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
             let end = s.run(conn);
             let r = Delivery { partner: s.partner, rcpts: s.rcpts, outcome: end.outcome };
             match end.next {
@@ -338,12 +351,18 @@ fn perm_nomx() -> Outcome {
 /// option of the same meaning on the route it takes.
 struct Settings {
     policy: Policy,
+    xclient: bool,
+    xforward: bool,
 }
 
 impl Settings {
     fn new(cfg: &Config, route: Option<&Route>) -> Settings {
         let o = route.map(|r| &r.opts);
-        Settings { policy: o.and_then(|o| o.tls).unwrap_or(cfg.policy) }
+        Settings {
+            policy: o.and_then(|o| o.tls).unwrap_or(cfg.policy),
+            xclient: o.and_then(|o| o.xclient).unwrap_or(cfg.xclient),
+            xforward: o.and_then(|o| o.xforward).unwrap_or(cfg.xforward),
+        }
     }
 }
 
@@ -410,6 +429,7 @@ struct End {
 
 struct Session<'a> {
     cfg: &'a Config,
+    set: &'a Settings,
     job: &'a Job,
     /// Per recipient of the job: refused before the dialogue (not sent).
     bad: &'a [Option<BadAddress>],
@@ -533,7 +553,7 @@ impl Session<'_> {
         let attrs = &self.cfg.attrs;
         let forward = smtp::has_client_attrs(attrs);
         // XCLIENT: the server answers with a new greeting; EHLO again.
-        if let (Some(offered), true) = (ext.xclient.clone(), forward) {
+        if let (Some(offered), true) = (ext.xclient.clone(), forward && self.set.xclient) {
             let mut ok = true;
             for c in smtp::xclient_commands(&offered, attrs) {
                 conn.send(&c);
@@ -570,7 +590,7 @@ impl Session<'_> {
             }
         }
 
-        if let (Some(offered), true) = (ext.xforward.clone(), forward) {
+        if let (Some(offered), true) = (ext.xforward.clone(), forward && self.set.xforward) {
             for c in smtp::xforward_commands(&offered, attrs) {
                 conn.send(&c);
                 // A refusal only loses the forwarded facts, not the mail.
