@@ -172,3 +172,63 @@ fn a_route_option_sets_the_tls_level() {
     assert_eq!(r.report, format!("ZUnable to read configuration: {rp}: line 1: bad tls= level. (#4.3.0)\n|"));
     assert_eq!(f.messages().len(), 1);
 }
+
+/// What `sh -c cmd` prints, trimmed.
+fn sh(cmd: &str) -> String {
+    let out = std::process::Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A plain `openssl req -x509` certificate, as an operator makes one for a
+/// smarthost: openssl.cnf's v3_ca extensions make it a CA certificate.
+fn plain_self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (c, k) = (dir.join("plain.crt"), dir.join("plain.key"));
+    sh(&format!(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=smarthost.test -keyout {} -out {} 2>/dev/null",
+        k.display(),
+        c.display()
+    ));
+    (c, k)
+}
+
+#[test]
+fn pinning_a_self_signed_certificate() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = plain_self_signed(d.path());
+    let f = tls_fake(&c, &k, &[], Box::new(|_| Act::Default));
+    // The problem: as a CA file it is refused (CaUsedAsEndEntity).
+    let r = go(f.port(), &[("SMTP_TLS", "verify"), ("TLS_CAFILE", c.to_str().unwrap())]);
+    assert!(r.report.starts_with("ZConnected to 127.0.0.1 but the TLS handshake failed"), "{}", r.report);
+    // The two commands smtp-remote(8) gives: the public key's hash ...
+    let spki = sh(&format!(
+        "openssl x509 -in {} -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256",
+        c.display()
+    ));
+    let spki = format!("sha256:{}", spki.rsplit(' ').next().unwrap());
+    let r = go(f.port(), &[("TLS_PIN", &spki)]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    assert_eq!(f.log().iter().filter(|l| *l == "TLS").count(), 1);
+    // ... or the certificate's fingerprint, colons and all; one of several.
+    let fp = sh(&format!("openssl x509 -in {} -noout -fingerprint -sha256", c.display()));
+    let fp = format!("sha256:{}", fp.rsplit('=').next().unwrap());
+    let other = format!("sha256:{}", "00".repeat(32));
+    let r = go(f.port(), &[("TLS_PIN", &format!("{other}, {fp}")), ("SMTP_TLS", "may")]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    // A certificate that matches no pin: temporary, nothing sent.
+    let r = go(f.port(), &[("TLS_PIN", &other)]);
+    assert!(r.report.starts_with("ZConnected to 127.0.0.1 but the TLS handshake failed ("), "{}", r.report);
+    assert!(r.report.contains("matches no pinned certificate"), "{}", r.report);
+    assert_eq!(f.messages().len(), 2);
+    // Pins require TLS, whatever the level: no STARTTLS, no mail.
+    let plain = fake(&[], |_| Act::Default);
+    let r = go(plain.port(), &[("TLS_PIN", &spki), ("SMTP_TLS", "none")]);
+    assert_eq!(r.report, "ZConnected to 127.0.0.1 but it does not offer STARTTLS, which my policy requires. (#4.7.0)\n|");
+    // Per route: the route's pins replace TLS_PIN.
+    let rp = routes(d.path(), &format!("[127.0.0.1]:127.0.0.1:{} pin={other} pin={spki}\n", f.port()));
+    let r = go(f.port(), &[("SMTPROUTES", &rp), ("TLS_PIN", &other)]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    // A bad pin is a configuration error.
+    let r = go(f.port(), &[("TLS_PIN", "sha256:abc")]);
+    assert_eq!(r.report, "ZUnable to read configuration: bad TLS_PIN: \"sha256:abc\" (sha256:hex). (#4.3.0)\n|");
+}

@@ -10,7 +10,7 @@ use super::report::{Kind, Outcome, RcptResult};
 use super::routes::{Route, Routes};
 use super::smtp::{self, BadAddress, Extensions, MailParams};
 use super::spool::Spool;
-use super::tls::{self, Policy};
+use super::tls::{self, Pin, Policy};
 use crate::dns::{self, Resolver};
 use crate::envelope::Attrs;
 use rustls::client::danger::ServerCertVerifier;
@@ -35,6 +35,8 @@ pub struct Config {
     /// on (off unless told: they are the client's, not the next hop's).
     pub xclient: bool,
     pub xforward: bool,
+    /// `TLS_PIN`: certificates accepted, and TLS required, when set.
+    pub pins: Vec<Pin>,
 }
 
 impl Config {
@@ -101,6 +103,12 @@ impl Config {
             attrs,
             xclient: flag("SMTP_XCLIENT")?,
             xforward: flag("SMTP_XFORWARD")?,
+            pins: var("TLS_PIN")
+                .unwrap_or_default()
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|p| !p.is_empty())
+                .map(|p| tls::parse_pin(p).ok_or(format!("bad TLS_PIN: {p:?} (sha256:hex)")))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -351,6 +359,8 @@ fn perm_nomx() -> Outcome {
 /// option of the same meaning on the route it takes.
 struct Settings {
     policy: Policy,
+    /// The route's pins, else `TLS_PIN`'s.
+    pins: Vec<Pin>,
     xclient: bool,
     xforward: bool,
 }
@@ -360,6 +370,7 @@ impl Settings {
         let o = route.map(|r| &r.opts);
         Settings {
             policy: o.and_then(|o| o.tls).unwrap_or(cfg.policy),
+            pins: o.map(|o| o.pins.clone()).filter(|p| !p.is_empty()).unwrap_or_else(|| cfg.pins.clone()),
             xclient: o.and_then(|o| o.xclient).unwrap_or(cfg.xclient),
             xforward: o.and_then(|o| o.xforward).unwrap_or(cfg.xforward),
         }
@@ -381,6 +392,11 @@ fn tls_mode(cfg: &Config, set: &Settings, t: &Target, dns: &Resolver, plaintext:
         None => ServerName::IpAddress(t.addr.ip().into()),
     };
     let mut m = TlsMode { verifier: None, required: false, dane: false, name };
+    if !set.pins.is_empty() {
+        // Pins name the certificate itself: TLS required whatever the level.
+        (m.verifier, m.required) = (Some(tls::Pinned::verifier(set.pins.clone())), true);
+        return Ok(m);
+    }
     let any = || Some(tls::AnyCert::verifier());
     match set.policy {
         Policy::None => {}

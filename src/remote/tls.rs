@@ -137,6 +137,56 @@ impl ServerCertVerifier for AnyCert {
     }
 }
 
+/// Pinned certificates (`TLS_PIN`, a route's `pin=`): the leaf matches a
+/// pin by the SHA-256 of its SubjectPublicKeyInfo or of itself; names,
+/// dates and chain are not checked (as DANE-EE, RFC 7672 3.1.1), which is
+/// what a smarthost's self-signed certificate needs.
+#[derive(Debug)]
+pub struct Pinned {
+    pins: Vec<Pin>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Pinned {
+    pub fn verifier(pins: Vec<Pin>) -> Arc<dyn ServerCertVerifier> {
+        Arc::new(Pinned { pins, provider: provider() })
+    }
+}
+
+/// Does the certificate (DER) match one of `pins`?
+pub fn pinned(pins: &[Pin], cert_der: &[u8]) -> bool {
+    let sha = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b);
+    let whole = sha(cert_der);
+    let key = dane::spki(cert_der).map(sha);
+    pins.iter().any(|p| whole.as_ref() == p || key.as_ref().is_some_and(|k| k.as_ref() == p))
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        ee: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        if pinned(&self.pins, ee) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(Error::General("the certificate matches no pinned certificate".into()))
+        }
+    }
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// DANE-EE(3): the leaf matches, names and dates are not checked (RFC 7672
 /// 3.1.1). DANE-TA(2): a certificate the server sent matches, and the chain
 /// from the leaf up to it verifies for the TLSA base domain (3.1.2).
@@ -228,5 +278,10 @@ mod tests {
         assert_eq!(parse_pin(&format!("sha256:{}x", &hex[1..])), None);
         assert_eq!(parse_pin(&format!("sha256:+{}", &hex[1..])), None);
         assert_eq!(parse_pin("sha256:é"), None);
+        // Not a certificate: only its whole hash can match.
+        let junk = b"not a certificate";
+        let whole: Pin = ring::digest::digest(&ring::digest::SHA256, junk).as_ref().try_into().unwrap();
+        assert!(pinned(&[[0; 32], whole], junk));
+        assert!(!pinned(&[[0; 32]], junk) && !pinned(&[], junk));
     }
 }
