@@ -95,7 +95,7 @@ fn auth_cram_md5_over_tls() {
     );
     let creds = d.path().join("auth");
     std::fs::write(&creds, "# smarthost\n127.0.0.1 tim tanstaaftanstaaf\n").unwrap();
-    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap())]);
+    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap()), ("TLS_PIN", &pin(&c))]);
     assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
     let log = f.log();
     assert_eq!(log[4], "AUTH CRAM-MD5");
@@ -109,7 +109,7 @@ fn auth_failure_is_temporary_and_no_password_in_plaintext() {
     let creds = d.path().join("auth");
     std::fs::write(&creds, "* u p\n").unwrap();
     let f = tls_fake(&c, &k, &["AUTH PLAIN"], Box::new(|_| Act::Default));
-    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap())]);
+    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap()), ("TLS_PIN", &pin(&c))]);
     assert_eq!(r.report, "ZConnected to 127.0.0.1 but authentication failed.\nRemote host said: 535 no\n|");
     assert!(f.log().contains(&"AUTH PLAIN AHUAcA==".to_string()));
     let f = fake(&["AUTH PLAIN"], |_| Act::Default);
@@ -135,7 +135,7 @@ fn auth_login_over_tls() {
     );
     let creds = d.path().join("auth");
     std::fs::write(&creds, "127.0.0.1 user pass\n").unwrap();
-    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap())]);
+    let r = go(f.port(), &[("SMTP_AUTHFILE", creds.to_str().unwrap()), ("TLS_PIN", &pin(&c))]);
     assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
     assert_eq!(&f.log()[4..7], ["AUTH LOGIN", "dXNlcg==", "cGFzcw=="]);
 }
@@ -231,4 +231,43 @@ fn pinning_a_self_signed_certificate() {
     // A bad pin is a configuration error.
     let r = go(f.port(), &[("TLS_PIN", "sha256:abc")]);
     assert_eq!(r.report, "ZUnable to read configuration: bad TLS_PIN: \"sha256:abc\" (sha256:hex). (#4.3.0)\n|");
+}
+
+#[test]
+fn credentials_only_over_a_verified_certificate() {
+    let d = tempfile::tempdir().unwrap();
+    let (ca, leaf, key, chain) = ca_and_leaf(d.path(), "mx.test");
+    let creds = d.path().join("auth");
+    std::fs::write(&creds, "* u p\n").unwrap();
+    let cp = creds.to_str().unwrap();
+    let ok = || -> Script {
+        Box::new(|c| if c.starts_with("AUTH PLAIN") { send("235 2.7.0 ok\r\n") } else { Act::Default })
+    };
+    let f = tls_fake(&chain, &key, &["AUTH PLAIN"], ok());
+    let unverified = "ZConnected to 127.0.0.1 but its certificate was not verified: not sending credentials over unverified TLS. (#4.7.0)\n|";
+    // may, encrypt, and dane without TLSA records (an address literal): TLS,
+    // but nobody vouches for the certificate. No AUTH, no mail.
+    for level in ["may", "encrypt", "dane"] {
+        let r = go(f.port(), &[("SMTP_AUTHFILE", cp), ("SMTP_TLS", level)]);
+        assert_eq!(r.report, unverified, "{level}");
+    }
+    assert!(!f.log().iter().any(|l| l.starts_with("AUTH")), "{:?}", f.log());
+    assert_eq!(f.log().iter().filter(|l| *l == "TLS").count(), 3);
+    assert!(f.messages().is_empty());
+    // verify with the CA, or a pin: credentials go.
+    let r = go(f.port(), &[("SMTP_AUTHFILE", cp), ("SMTP_TLS", "verify"), ("TLS_CAFILE", ca.to_str().unwrap())]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    let r = go(f.port(), &[("SMTP_AUTHFILE", cp), ("TLS_PIN", &pin(&leaf))]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    assert_eq!(f.log().iter().filter(|l| l.starts_with("AUTH PLAIN")).count(), 2);
+    // The operator's explicit choice, by variable or per route.
+    let r = go(f.port(), &[("SMTP_AUTHFILE", cp), ("AUTH_UNVERIFIED", "1")]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    let rp = routes(d.path(), &format!("[127.0.0.1]:127.0.0.1:{} tls=encrypt auth_unverified\n", f.port()));
+    let r = go(f.port(), &[("SMTP_AUTHFILE", cp), ("SMTPROUTES", &rp)]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    let rp = routes(d.path(), &format!("[127.0.0.1]:127.0.0.1:{} auth_unverified=0\n", f.port()));
+    let r = go(f.port(), &[("SMTP_AUTHFILE", cp), ("SMTPROUTES", &rp), ("AUTH_UNVERIFIED", "1")]);
+    assert_eq!(r.report, unverified);
+    assert_eq!(f.log().iter().filter(|l| l.starts_with("AUTH PLAIN")).count(), 4);
 }

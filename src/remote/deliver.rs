@@ -37,6 +37,9 @@ pub struct Config {
     pub xforward: bool,
     /// `TLS_PIN`: certificates accepted, and TLS required, when set.
     pub pins: Vec<Pin>,
+    /// `AUTH_UNVERIFIED`: send credentials over TLS whose certificate
+    /// nobody vouched for (off: a man in the middle would collect them).
+    pub auth_unverified: bool,
 }
 
 impl Config {
@@ -103,6 +106,7 @@ impl Config {
             attrs,
             xclient: flag("SMTP_XCLIENT")?,
             xforward: flag("SMTP_XFORWARD")?,
+            auth_unverified: flag("AUTH_UNVERIFIED")?,
             pins: var("TLS_PIN")
                 .unwrap_or_default()
                 .split(|c: char| c == ',' || c.is_whitespace())
@@ -363,6 +367,7 @@ struct Settings {
     pins: Vec<Pin>,
     xclient: bool,
     xforward: bool,
+    auth_unverified: bool,
 }
 
 impl Settings {
@@ -373,6 +378,7 @@ impl Settings {
             pins: o.map(|o| o.pins.clone()).filter(|p| !p.is_empty()).unwrap_or_else(|| cfg.pins.clone()),
             xclient: o.and_then(|o| o.xclient).unwrap_or(cfg.xclient),
             xforward: o.and_then(|o| o.xforward).unwrap_or(cfg.xforward),
+            auth_unverified: o.and_then(|o| o.auth_unverified).unwrap_or(cfg.auth_unverified),
         }
     }
 }
@@ -383,6 +389,9 @@ struct TlsMode {
     verifier: Option<Arc<dyn ServerCertVerifier>>,
     required: bool,
     dane: bool,
+    /// The verifier checks the certificate itself (WebPKI, DANE records,
+    /// pins), not just the handshake: credentials may go (RFC 4954 4).
+    verified: bool,
     name: ServerName<'static>,
 }
 
@@ -391,10 +400,10 @@ fn tls_mode(cfg: &Config, set: &Settings, t: &Target, dns: &Resolver, plaintext:
         Some(n) => ServerName::try_from(n.trim_end_matches('.').to_string()).unwrap_or_else(|_| ServerName::IpAddress(t.addr.ip().into())),
         None => ServerName::IpAddress(t.addr.ip().into()),
     };
-    let mut m = TlsMode { verifier: None, required: false, dane: false, name };
+    let mut m = TlsMode { verifier: None, required: false, dane: false, verified: false, name };
     if !set.pins.is_empty() {
         // Pins name the certificate itself: TLS required whatever the level.
-        (m.verifier, m.required) = (Some(tls::Pinned::verifier(set.pins.clone())), true);
+        (m.verifier, m.required, m.verified) = (Some(tls::Pinned::verifier(set.pins.clone())), true, true);
         return Ok(m);
     }
     let any = || Some(tls::AnyCert::verifier());
@@ -402,7 +411,7 @@ fn tls_mode(cfg: &Config, set: &Settings, t: &Target, dns: &Resolver, plaintext:
         Policy::None => {}
         Policy::May => m.verifier = if plaintext { None } else { any() },
         Policy::Encrypt => (m.verifier, m.required) = (any(), true),
-        Policy::Verify => (m.verifier, m.required) = (cfg.webpki.clone(), true),
+        Policy::Verify => (m.verifier, m.required, m.verified) = (cfg.webpki.clone(), true, true),
         Policy::Dane => {
             m.verifier = if plaintext { None } else { any() };
             // RFC 7672 2.2: only names reached through validated DNS get
@@ -413,7 +422,10 @@ fn tls_mode(cfg: &Config, set: &Settings, t: &Target, dns: &Resolver, plaintext:
                         m.required = true;
                         m.dane = true;
                         // Secure but unusable records: encrypt without authentication.
-                        m.verifier = Some(tls::Dane::verifier(a.records).unwrap_or_else(tls::AnyCert::verifier));
+                        match tls::Dane::verifier(a.records) {
+                            Some(v) => (m.verifier, m.verified) = (Some(v), true),
+                            None => m.verifier = any(),
+                        }
                     }
                     Ok(_) | Err(dns::Error::NoName) => {}
                     Err(dns::Error::Temp(_)) => {
@@ -592,6 +604,18 @@ impl Session<'_> {
             if !conn.is_tls() {
                 keep!(End {
                     outcome: Outcome::temp(self.connected("TLS is not active and I send no password without it. (#4.7.0)")),
+                    next: Next::Another
+                });
+            }
+            // Over TLS that anyone in the middle could have set up, the
+            // password would go to them: only to a verified (or pinned)
+            // certificate, unless the operator says otherwise (as Postfix's
+            // smtp_sasl_tls_security_options wants verify for a relayhost).
+            if !self.tls.verified && !self.set.auth_unverified {
+                keep!(End {
+                    outcome: Outcome::temp(
+                        self.connected("its certificate was not verified: not sending credentials over unverified TLS. (#4.7.0)")
+                    ),
                     next: Next::Another
                 });
             }
