@@ -271,3 +271,34 @@ fn the_ad_bit_counts_only_from_a_trusted_resolver() {
     let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane"), ("DNS_TRUST_AD", "127.0.0.1")]);
     assert!(r.report.ends_with("(#4.7.5)\n|"), "{}", r.report);
 }
+
+#[test]
+fn an_exchanger_that_is_this_host_on_port_25_is_a_loop() {
+    // qmail-remote's and Postfix's check, before any connection: the MX is
+    // one of this host's addresses on the port its own smtpd listens on.
+    let z = zone(false)
+        .add("loop.test", Rr::Mx(10, "mx.loop.test"))
+        .add("mx.loop.test", Rr::A(ip("127.0.0.1")))
+        .add("mx.loop.test", Rr::A(ip("::1")))
+        .add("any.test", Rr::A(ip("0.0.0.0")));
+    let dns = fake_dns(z);
+    let d = dns.addr.to_string();
+    let r = run(&["loop.test", "a@example.org", "b@loop.test"], &[("DNS_SERVER", &d)], MSG);
+    assert_eq!(r.report, "DSorry, mail for loop.test loops back to myself: 127.0.0.1 port 25 is this host. (#5.4.6)\n|");
+    // 0.0.0.0 reaches this host too; so does a route or a literal to it.
+    let r = run(&["any.test", "a@example.org", "b@any.test"], &[("DNS_SERVER", &d)], MSG);
+    assert_eq!(r.report, "DSorry, mail for any.test loops back to myself: 0.0.0.0 port 25 is this host. (#5.4.6)\n|");
+    let r = run(&["[127.0.0.7]", "a@example.org", "b@[127.0.0.7]"], &[("DNS_SERVER", &d)], MSG);
+    assert_eq!(r.report, "DSorry, mail for [127.0.0.7] loops back to myself: 127.0.0.7 port 25 is this host. (#5.4.6)\n|");
+    // On another port it is some other local service (a test sink, a
+    // content filter): tried as usual; SMTPD_PORTS names the ports of
+    // this host's own SMTP servers.
+    let port = free_port();
+    let mx = fake_on("127.0.0.1", port, &[], None, ok());
+    let r = go(&dns, port, "loop.test", &[]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    let p = port.to_string();
+    let r = go(&dns, port, "loop.test", &[("SMTPD_PORTS", &format!("25,{p}"))]);
+    assert_eq!(r.report, format!("DSorry, mail for loop.test loops back to myself: 127.0.0.1 port {p} is this host. (#5.4.6)\n|"));
+    assert_eq!(mx.messages().len(), 1);
+}

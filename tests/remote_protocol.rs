@@ -449,3 +449,20 @@ fn a_450_4_3_0_reply_reaches_the_report_exactly() {
         assert!(r.report.starts_with(&format!("{head}{SAID}")), "{stage}: {}", r.report);
     }
 }
+
+#[test]
+fn an_ehlo_reply_with_my_own_name_is_a_loop() {
+    // Postfix's check: the greeting may be generic, the EHLO reply names
+    // the server (RFC 5321 4.1.1.1). Any case, a trailing dot.
+    let f = fake(&[], |c| if c.starts_with("EHLO") { send("250-CLIENT.test.\r\n250 PIPELINING\r\n") } else { Act::Default });
+    let r = go(&f, &["x@example.net"], &[], MSG);
+    assert_eq!(
+        r.report,
+        "DConnected to 127.0.0.1 but it answered EHLO with my own name, client.test: mail for [127.0.0.1] loops back to myself. (#5.4.6)\n|"
+    );
+    assert!(!f.log().iter().any(|l| l.starts_with("MAIL")));
+    // "localhost" is what too many servers call themselves to mean a loop.
+    let f = fake(&[], |c| if c == "CONNECT" { send("220 localhost ESMTP\r\n") } else { Act::Default });
+    let r = go(&f, &["x@example.net"], &[("HELOHOST", "localhost")], MSG);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+}

@@ -127,3 +127,25 @@ fn smtpd_rs_xclient() {
         assert!(stored.lines().any(|l| l == want), "{want} not in {stored}");
     }
 }
+
+#[test]
+fn smtpd_rs_with_my_own_name_is_a_loop() {
+    // The loop: a route that points at this host's own smtpd-rs
+    // (here on another port, so the address check alone cannot see it).
+    // It greets with smtp-remote's own HELOHOST: permanent, nothing queued.
+    let d = tempfile::tempdir().unwrap();
+    let s = smtpd(d.path(), &[("SMTPD_HOSTNAME", "client.test")]);
+    let routes = d.path().join("smtproutes");
+    std::fs::write(&routes, format!("loop.test:127.0.0.1:{}\n", s.port)).unwrap();
+    let r = run(&["loop.test", "a@example.org", "b@loop.test"], &[("SMTPROUTES", routes.to_str().unwrap())], b"Subject: x\n\nbody\n");
+    assert_eq!(
+        r.report,
+        "DConnected to 127.0.0.1 but it greeted me with my own name, client.test: mail for loop.test loops back to myself. (#5.4.6)\n|"
+    );
+    assert!(!d.path().join("msg").exists());
+    // Another name: delivered as usual.
+    let s = smtpd(d.path(), &[("SMTPD_HOSTNAME", "mx.test")]);
+    std::fs::write(&routes, format!("loop.test:127.0.0.1:{}\n", s.port)).unwrap();
+    let r = run(&["loop.test", "a@example.org", "b@loop.test"], &[("SMTPROUTES", routes.to_str().unwrap())], b"Subject: x\n\nbody\n");
+    assert!(r.report.starts_with("r|K127.0.0.1 accepted message."), "{}", r.report);
+}

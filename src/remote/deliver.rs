@@ -40,6 +40,10 @@ pub struct Config {
     /// `AUTH_UNVERIFIED`: send credentials over TLS whose certificate
     /// nobody vouched for (off: a man in the middle would collect them).
     pub auth_unverified: bool,
+    /// `SMTPD_PORTS`: the ports this host's own SMTP servers listen on; a
+    /// next hop that is one of this host's addresses on one of them is a
+    /// mail loop.
+    pub own_ports: Vec<u16>,
 }
 
 impl Config {
@@ -107,6 +111,12 @@ impl Config {
             xclient: flag("SMTP_XCLIENT")?,
             xforward: flag("SMTP_XFORWARD")?,
             auth_unverified: flag("AUTH_UNVERIFIED")?,
+            own_ports: var("SMTPD_PORTS")
+                .unwrap_or_else(|| "25".into())
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse::<u16>().ok().filter(|&p| p > 0).ok_or(format!("bad SMTPD_PORTS: {p:?}")))
+                .collect::<Result<_, _>>()?,
             pins: var("TLS_PIN")
                 .unwrap_or_default()
                 .split(|c: char| c == ',' || c.is_whitespace())
@@ -140,6 +150,8 @@ struct Target {
     name: Option<String>,
     /// Whether the answer that led here was DNSSEC-validated (AD).
     secure: bool,
+    /// The MX preference; 0 for a relay, a literal, an implicit MX.
+    pref: u16,
 }
 
 pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> Delivery {
@@ -239,11 +251,67 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
 /// The addresses to try, in order; `Err` is the final outcome (DNS failure,
 /// no such domain, null MX).
 fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -> Result<Vec<Target>, Outcome> {
+    let found = candidates(cfg, host, route, dns)?;
+    let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
+    if !cfg.own_ports.contains(&port) {
+        // Another local service (a content filter, a test sink) is not us;
+        // the greeting check still catches a loop through it.
+        return Ok(found);
+    }
+    let mine = local_addrs();
+    drop_self(found, |ip| is_me(ip, &mine)).map_err(|ip| {
+        Outcome::perm(format!(
+            "Sorry, mail for {} loops back to myself: {ip} port {port} is this host. (#5.4.6)",
+            super::report::safe(host)
+        ))
+    })
+}
+
+/// qmail-remote (and Postfix's smtp_addr): when one of the targets is this
+/// host, keep only those preferred to it, the better exchangers a backup
+/// MX hands mail to; none left (this host is the best exchanger, or the
+/// relay, or the literal): `Err` with the address that is this host.
+fn drop_self(found: Vec<Target>, me: impl Fn(IpAddr) -> bool) -> Result<Vec<Target>, IpAddr> {
+    let Some(first) = found.iter().filter(|t| me(t.addr.ip())).min_by_key(|t| t.pref) else { return Ok(found) };
+    let (prefme, ip) = (first.pref, first.addr.ip());
+    let kept: Vec<Target> = found.into_iter().filter(|t| t.pref < prefme).collect();
+    if kept.is_empty() {
+        Err(ip)
+    } else {
+        Ok(kept)
+    }
+}
+
+/// An address that reaches this host: loopback (all of 127.0.0.0/8),
+/// unspecified (connecting to 0.0.0.0 or :: reaches this host on Linux),
+/// or one of its interfaces'; an IPv4-mapped address as its IPv4 address.
+fn is_me(ip: IpAddr, mine: &[IpAddr]) -> bool {
+    let ip = ip.to_canonical();
+    ip.is_loopback() || ip.is_unspecified() || mine.contains(&ip)
+}
+
+/// Every interface's address (getifaddrs); none when that fails, which
+/// leaves loopback and unspecified addresses to `is_me`.
+fn local_addrs() -> Vec<IpAddr> {
+    let Ok(ifs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    ifs.filter_map(|i| {
+        let a = i.address?;
+        if let Some(v4) = a.as_sockaddr_in() {
+            Some(IpAddr::V4(v4.ip()))
+        } else {
+            a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+        }
+    })
+    .collect()
+}
+
+/// The targets smtproutes or DNS give, in order.
+fn candidates(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -> Result<Vec<Target>, Outcome> {
     let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
     if let Some(relay) = route.and_then(|r| r.relay.as_deref()) {
         // qmail: a relay is looked up by address only, never by MX.
         if let Some(ip) = literal(relay) {
-            return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false }]);
+            return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false, pref: 0 }]);
         }
         // RFC 7672 2.2.2: a relay named by a secure A/AAAA answer is its own
         // TLSA base domain.
@@ -251,7 +319,7 @@ fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -> R
             Ok(a) if !a.records.is_empty() => Ok(a
                 .records
                 .into_iter()
-                .map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(relay.to_string()), secure: a.secure })
+                .map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(relay.to_string()), secure: a.secure, pref: 0 })
                 .collect()),
             // A relay is the operator's own setting: a typo must not bounce
             // the day's mail (issue 17.11), so both answers are temporary.
@@ -267,7 +335,7 @@ fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -> R
         };
     }
     if let Some(ip) = literal(host).filter(|_| host.starts_with('[')) {
-        return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false }]);
+        return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false, pref: 0 }]);
     }
     let mx = match dns.mx(host) {
         Ok(a) => a,
@@ -291,7 +359,7 @@ fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -> R
     sort_mx(&mut exchangers, seed());
     let mut out = Vec::new();
     let mut soft = false;
-    for (_, name) in &exchangers {
+    for (pref, name) in &exchangers {
         match dns.addrs(name) {
             // RFC 7672 2.2.1-2: DANE only when the MX and the address
             // answers were both validated.
@@ -299,6 +367,7 @@ fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -> R
                 addr: SocketAddr::new(ip, port),
                 name: Some(name.clone()),
                 secure: mx.secure && a.secure,
+                pref: *pref,
             })),
             Err(dns::Error::Temp(_)) => soft = true,
             Err(dns::Error::NoName) => {}
@@ -318,6 +387,20 @@ fn ascii_host(host: &str) -> Result<String, Outcome> {
         return Ok(host.to_string());
     }
     idna::domain_to_ascii_strict(host).map_err(|_| perm_dns(host))
+}
+
+/// Does the first word of the reply (the server's name in a greeting or an
+/// EHLO reply, RFC 5321 4.2, 4.1.1.1) name us? Never for `localhost`, which
+/// too many servers call themselves to mean anything.
+fn names_me(r: &Reply, me: &str) -> bool {
+    let me = me.trim_end_matches('.');
+    if me.eq_ignore_ascii_case("localhost") || me.eq_ignore_ascii_case("localhost.localdomain") {
+        return false;
+    }
+    let first = r.texts().next().unwrap_or_default();
+    let word = first.split(|&b| b == b' ').next().unwrap_or_default();
+    let word = word.strip_suffix(b".").unwrap_or(word);
+    word.eq_ignore_ascii_case(me.as_bytes())
 }
 
 /// `[192.0.2.1]`, `[IPv6:2001:db8::1]`, or a bare address.
@@ -494,6 +577,15 @@ impl Session<'_> {
         End { outcome: Outcome::temp(format!("{} {dup}(#4.4.2)", self.connected(&why))), next }
     }
 
+    /// The server calls itself by our name: it is this host (through a
+    /// route, a port forward, a NAT), and the mail would circle. Permanent
+    /// as Postfix's "mail for X loops back to myself" for the best MX.
+    fn looped(&self, how: &str) -> End {
+        let host = super::report::safe(&self.job.host);
+        let what = format!("it {how} with my own name, {}: mail for {host} loops back to myself. (#5.4.6)", self.cfg.helo);
+        End { outcome: Outcome::perm(self.connected(&what)), next: Next::Done }
+    }
+
     fn fail(&self, reply: &Reply, what: &str, next: Next) -> End {
         End { outcome: Outcome::from_reply(reply, self.connected(what)), next }
     }
@@ -502,6 +594,9 @@ impl Session<'_> {
         conn.send(format!("EHLO {}\r\n", self.cfg.helo).as_bytes());
         let r = conn.read_reply()?;
         if r.code == 250 {
+            if names_me(&r, &self.cfg.helo) {
+                return Ok(Err(self.looped("answered EHLO")));
+            }
             return Ok(Ok(Extensions::parse(&r)));
         }
         if r.code >= 500 {
@@ -537,6 +632,9 @@ impl Session<'_> {
         if greeting.code != 220 {
             // qmail-remote: a temporary failure whatever the code; try the next MX.
             keep!(End { outcome: Outcome::temp_reply(&greeting, self.connected("greeting failed.")), next: Next::Another });
+        }
+        if names_me(&greeting, &self.cfg.helo) {
+            keep!(self.looped("greeted me"));
         }
         let mut ext = match io!(self.ehlo(&mut conn)) {
             Ok(e) => e,
@@ -838,6 +936,37 @@ mod tests {
         assert_eq!(literal("[IPv6:::1]"), Some("::1".parse().unwrap()));
         assert_eq!(literal("192.0.2.1"), Some(IpAddr::from([192, 0, 2, 1])));
         assert_eq!(literal("[mx.example]"), None);
+    }
+
+    fn t(ip: &str, pref: u16) -> Target {
+        Target { addr: SocketAddr::new(ip.parse().unwrap(), 25), name: None, secure: false, pref }
+    }
+
+    #[test]
+    fn loops() {
+        let me = |ip: IpAddr| is_me(ip, &["192.0.2.25".parse().unwrap()]);
+        for ip in ["127.0.0.1", "127.9.9.9", "::1", "0.0.0.0", "::", "192.0.2.25", "::ffff:127.0.0.1", "::ffff:192.0.2.25"] {
+            assert!(me(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["192.0.2.26", "10.0.0.1", "2001:db8::25"] {
+            assert!(!me(ip.parse().unwrap()), "{ip}");
+        }
+        let ips = |v: &[Target]| v.iter().map(|t| t.addr.ip().to_string()).collect::<Vec<_>>();
+        // A backup MX (preference 20) hands mail to the better one only.
+        let v = vec![t("10.0.0.1", 10), t("192.0.2.25", 20), t("10.0.0.2", 20), t("10.0.0.3", 30)];
+        assert_eq!(ips(&drop_self(v, me).unwrap()), ["10.0.0.1"]);
+        // The best MX (or one of equal preference): a loop.
+        let v = vec![t("10.0.0.1", 10), t("127.0.0.1", 10), t("10.0.0.3", 30)];
+        assert_eq!(drop_self(v, me).unwrap_err(), "127.0.0.1".parse::<IpAddr>().unwrap());
+        let v = vec![t("10.0.0.1", 0), t("10.0.0.2", 0)];
+        assert_eq!(drop_self(v, me).unwrap().len(), 2);
+        let r = |l: &str| Reply { code: 250, lines: vec![l.as_bytes().to_vec(), b"250 PIPELINING".to_vec()] };
+        assert!(names_me(&r("250-MX.example.org. hello"), "mx.example.org"));
+        assert!(names_me(&r("220 mx.example.org"), "mx.example.org."));
+        assert!(!names_me(&r("250-mx.example.org.uk"), "mx.example.org"));
+        assert!(!names_me(&r("250-other hello mx.example.org"), "mx.example.org"));
+        assert!(!names_me(&r("220 localhost ESMTP"), "localhost"));
+        assert!(!names_me(&Reply { code: 250, lines: vec![b"250".to_vec()] }, "mx.example.org"));
     }
 
     #[test]
