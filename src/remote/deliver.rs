@@ -17,7 +17,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Everything read from the environment, once.
 pub struct Config {
@@ -44,6 +44,13 @@ pub struct Config {
     /// next hop that is one of this host's addresses on one of them is a
     /// mail loop.
     pub own_ports: Vec<u16>,
+    /// `SMTP_MAXMX`: the most exchangers looked up and tried per attempt.
+    pub max_mx: usize,
+    /// `SMTP_MAXADDRS`: the most addresses of one exchanger or relay tried.
+    pub max_addrs: usize,
+    /// `TIMEOUTATTEMPT`: the most time from the start of the attempt until a
+    /// server is ready for MAIL (DNS, connections, greetings, TLS, AUTH).
+    pub attempt_timeout: Duration,
 }
 
 impl Config {
@@ -111,6 +118,9 @@ impl Config {
             xclient: flag("SMTP_XCLIENT")?,
             xforward: flag("SMTP_XFORWARD")?,
             auth_unverified: flag("AUTH_UNVERIFIED")?,
+            max_mx: usize::try_from(num("SMTP_MAXMX", 5)?).map_err(|_| "bad SMTP_MAXMX")?,
+            max_addrs: usize::try_from(num("SMTP_MAXADDRS", 2)?).map_err(|_| "bad SMTP_MAXADDRS")?,
+            attempt_timeout: Duration::from_secs(num("TIMEOUTATTEMPT", 600)?),
             own_ports: var("SMTPD_PORTS")
                 .unwrap_or_else(|| "25".into())
                 .split(|c: char| c == ',' || c.is_whitespace())
@@ -201,7 +211,10 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
     };
     let route = cfg.routes.lookup(&host);
     let set = Settings::new(cfg, route);
-    let targets = match targets(cfg, &host, route, dns) {
+    // One bad destination (a tarpit, thousands of MX) must not hold a
+    // delivery slot for long: everything before MAIL shares one deadline.
+    let deadline = Instant::now() + cfg.attempt_timeout;
+    let targets = match targets(cfg, &host, route, dns, deadline) {
         Ok(t) => t,
         Err(o) => return none(o),
     };
@@ -216,6 +229,10 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
     for t in &targets {
         let mut plaintext_retry = false;
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             let tls = match tls_mode(cfg, &set, t, dns, plaintext_retry) {
                 Ok(m) => m,
                 Err(o) => {
@@ -223,10 +240,11 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
                     break;
                 }
             };
-            let conn = match Conn::connect(t.addr, cfg.connect_timeout, cfg.timeout) {
+            let mut conn = match Conn::connect(t.addr, cfg.connect_timeout.min(left), cfg.timeout) {
                 Ok(c) => c,
                 Err(_) => break,
             };
+            conn.set_limit(Some(deadline));
             let key = t.name.clone().unwrap_or_else(|| t.addr.ip().to_string());
             let creds = creds_text.as_deref().and_then(|text| auth::lookup(text, &key));
             let mut s = Session { cfg, set: &set, job, bad, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
@@ -245,13 +263,21 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
             }
         }
     }
-    last.unwrap_or_else(|| none(Outcome::temp("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)")))
+    last.unwrap_or_else(|| {
+        if Instant::now() >= deadline {
+            return none(Outcome::temp(format!(
+                "Sorry, I found no server to take the message within {} seconds (TIMEOUTATTEMPT). (#4.4.1)",
+                cfg.attempt_timeout.as_secs()
+            )));
+        }
+        none(Outcome::temp("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)"))
+    })
 }
 
 /// The addresses to try, in order; `Err` is the final outcome (DNS failure,
 /// no such domain, null MX).
-fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -> Result<Vec<Target>, Outcome> {
-    let found = candidates(cfg, host, route, dns)?;
+fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver, deadline: Instant) -> Result<Vec<Target>, Outcome> {
+    let found = candidates(cfg, host, route, dns, deadline)?;
     let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
     if !cfg.own_ports.contains(&port) {
         // Another local service (a content filter, a test sink) is not us;
@@ -305,8 +331,10 @@ fn local_addrs() -> Vec<IpAddr> {
     .collect()
 }
 
-/// The targets smtproutes or DNS give, in order.
-fn candidates(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -> Result<Vec<Target>, Outcome> {
+/// The targets smtproutes or DNS give, in order, at most `max_addrs` per
+/// name and `max_mx` exchangers: so at most 1 + 2 x `max_mx` DNS queries
+/// here (MX, then A and AAAA of each), whatever the answers hold.
+fn candidates(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver, deadline: Instant) -> Result<Vec<Target>, Outcome> {
     let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
     if let Some(relay) = route.and_then(|r| r.relay.as_deref()) {
         // qmail: a relay is looked up by address only, never by MX.
@@ -319,6 +347,7 @@ fn candidates(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -
             Ok(a) if !a.records.is_empty() => Ok(a
                 .records
                 .into_iter()
+                .take(cfg.max_addrs)
                 .map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(relay.to_string()), secure: a.secure, pref: 0 })
                 .collect()),
             // A relay is the operator's own setting: a typo must not bounce
@@ -357,13 +386,20 @@ fn candidates(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver) -
         mx.records.clone()
     };
     sort_mx(&mut exchangers, seed());
+    // Postfix's smtp_mx_address_limit: the best few only (an answer of
+    // 2000 MX must not cost 4000 queries and 2000 connections).
+    exchangers.truncate(cfg.max_mx);
     let mut out = Vec::new();
     let mut soft = false;
     for (pref, name) in &exchangers {
+        if Instant::now() >= deadline {
+            soft = true;
+            break;
+        }
         match dns.addrs(name) {
             // RFC 7672 2.2.1-2: DANE only when the MX and the address
             // answers were both validated.
-            Ok(a) => out.extend(a.records.into_iter().map(|ip| Target {
+            Ok(a) => out.extend(a.records.into_iter().take(cfg.max_addrs).map(|ip| Target {
                 addr: SocketAddr::new(ip, port),
                 name: Some(name.clone()),
                 secure: mx.secure && a.secure,
@@ -786,7 +822,11 @@ impl Session<'_> {
             .map(|(r, p)| smtp::rcpt_command(r, &if ext.dsn { p } else { smtp::RcptParams::default() }))
             .collect();
 
-        // The transaction: pipelined (RFC 2920) when offered, else step by step.
+        // The transaction: pipelined (RFC 2920) when offered, else step by
+        // step. From here only the reply timeout counts: a transaction is
+        // never cut short for the attempt's deadline (after the dot that
+        // would risk a duplicate).
+        conn.set_limit(None);
         let (mail_reply, data_reply) = if ext.pipelining {
             conn.send(&mail);
             for c in &rcpt_cmds {
