@@ -1,7 +1,8 @@
-//! One delivery: choose the hosts (smtproutes, address literal, MX per RFC
-//! 5321 section 5, null MX per RFC 7505), try each address in turn, and hold
-//! the SMTP dialogue with the first that answers. Returns what the report
-//! says; the main writes it.
+//! One delivery: check the envelope, choose the hosts (smtproutes with its
+//! options, address literal, MX per RFC 5321 section 5, null MX per RFC
+//! 7505), leave out this host (mail loops), try each address in turn within
+//! the attempt's bounds, and hold the SMTP dialogue with the first that
+//! answers. Returns what the report says; the main writes it.
 
 use super::auth;
 use super::conn::{self, Conn};
