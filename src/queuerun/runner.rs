@@ -4,7 +4,7 @@
 //! finished messages. One thread owns all state; helper threads only turn
 //! signals, inotify events and finished deliveries into events on a channel.
 
-use super::config::{self, Config};
+use super::config::Config;
 use super::dsn::{self, Action, RcptReport};
 use super::inject::{Injection, Refused};
 use super::plan::{self, BounceTo, Policy};
@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -45,19 +45,34 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Read the configuration: `env_file` (if any) over the process environment.
+/// Read the configuration: `env_file` (if any, read as systemd's
+/// `EnvironmentFile=` by `crate::envfile`, as smtpd-supervise reads its `-e`)
+/// over the process environment. The file's assignments are kept in
+/// `Config::env` for the programs queue-run runs.
 pub fn load_config(env_file: Option<&Path>) -> Result<Config, String> {
     let file = match env_file {
         None => Vec::new(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("unable to read {}: {e}", p.display()))?;
-            config::parse_env_file(&text).map_err(|n| format!("{}: line {n}: not KEY=VALUE", p.display()))?
-        }
+        Some(p) => read_env_file(p)?,
     };
     let get = |k: &str| {
-        file.iter().rev().find(|(fk, _)| fk == k).map(|(_, v)| v.clone()).or_else(|| std::env::var(k).ok())
+        file.iter()
+            .rev()
+            .find(|(fk, _)| fk.as_slice() == k.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .or_else(|| std::env::var(k).ok())
     };
-    Config::from_lookup(get, &hostname())
+    let mut cfg = Config::from_lookup(get, &hostname())?;
+    cfg.env = file.into_iter().map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v))).collect();
+    Ok(cfg)
+}
+
+/// The assignments of an environment file, at most `envfile::MAX_FILE` octets.
+fn read_env_file(p: &Path) -> Result<Vec<crate::envfile::Pair>, String> {
+    let mut text = Vec::new();
+    File::open(p)
+        .and_then(|f| f.take(crate::envfile::MAX_FILE as u64 + 1).read_to_end(&mut text))
+        .map_err(|e| format!("unable to read {}: {e}", p.display()))?;
+    crate::envfile::parse_envfile(&text).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// A program named by a setting, or `name` next to our own binary, or `name` from PATH.
@@ -323,6 +338,15 @@ impl Runner {
         }
     }
 
+    /// The environment queue-run adds for the programs it runs: the `-e`
+    /// file's assignments, then `QUEUE_DIR` (the queue in use, which a
+    /// SIGHUP does not change), so that DSNs go into this queue.
+    fn child_env(&self) -> Vec<(OsString, OsString)> {
+        let mut v = self.cfg.env.clone();
+        v.push(("QUEUE_DIR".into(), self.cfg.queue_dir.clone().into_os_string()));
+        v
+    }
+
     /// Read a message and its state from disk into an `Active`.
     fn load(&mut self, id: &str) -> Option<Active> {
         match self.q.load(id) {
@@ -485,6 +509,8 @@ impl Runner {
             }
             // Its own process group, so that stopping it stops what it started.
             cmd.process_group(0);
+            // The -e file's settings (SMTPROUTES, HELOHOST, TLS...) as queue-run has them.
+            cmd.envs(self.child_env());
             cmd.env("QUEUE_ATTRS", attrs).env("QUEUE_ID", id).stdin(Stdio::from(f)).stdout(Stdio::piped()).stderr(Stdio::inherit());
             cmd.spawn()
         });
@@ -699,7 +725,7 @@ impl Runner {
                 kinds.push(k);
             }
         }
-        match inject(&self.queue_prog, &built.text, &env, &attrs) {
+        match inject(&self.queue_prog, &self.child_env(), &built.text, &env, &attrs) {
             Ok(()) => {
                 die::info(PROG, format_args!("{id}: DSN ({}) queued for <{}>", kinds.join(","), String::from_utf8_lossy(&to)));
                 let mut st = a.state.clone();
@@ -736,9 +762,9 @@ impl Runner {
     }
 }
 
-fn inject(prog: &OsStr, text: &[u8], env: &Envelope, attrs: &Attrs) -> Result<(), Refused> {
+fn inject(prog: &OsStr, vars: &[(OsString, OsString)], text: &[u8], env: &Envelope, attrs: &Attrs) -> Result<(), Refused> {
     let block = attrs.encode();
-    let mut inj = Injection::start(prog, if attrs.is_empty() { None } else { Some(&block) })
+    let mut inj = Injection::start(prog, if attrs.is_empty() { None } else { Some(&block) }, vars)
         .map_err(|e| Refused::Temporary(-1, format!("unable to run {}: {e}", prog.to_string_lossy())))?;
     let _ = inj.write_all(text);
     inj.finish(&env.encode())

@@ -115,7 +115,7 @@ pub fn run(args: &[OsString], mut input: impl Read) -> i32 {
 
     let prog = program(env("QMAILQUEUE").map(OsString::from).as_ref(), "queue-inject");
     let block = attrs.encode();
-    let mut inj = match Injection::start(&prog, if attrs.is_empty() { None } else { Some(&block) }) {
+    let mut inj = match Injection::start(&prog, if attrs.is_empty() { None } else { Some(&block) }, &[]) {
         Ok(i) => i,
         Err(e) => {
             die::warn(PROG, format_args!("unable to run {}: {e}", prog.to_string_lossy()));
