@@ -45,6 +45,33 @@ pub const EXIT_LINK: i32 = 66;
 pub const EXIT_BUG: i32 = 81;
 pub const EXIT_ENVELOPE: i32 = 91;
 
+/// The first control character in an envelope address: a C0 octet (NUL, CR,
+/// LF, TAB, ...) or DEL. No address may hold one: RFC 5321 4.1.2 allows none,
+/// not even quoted, and CR LF in an address would become SMTP commands of
+/// their own at the next hop. queue-inject refuses them (31), sendmail
+/// refuses them, queue-run never hands one to the delivery program.
+pub fn control_char(addr: &[u8]) -> Option<u8> {
+    addr.iter().copied().find(|&b| b < 0x20 || b == 0x7f)
+}
+
+/// An address as text for a log line or a report: control characters as
+/// `\r`, `\n`, `\t`, `\0` or `\xHH` (C0, DEL and C1), so that one address
+/// never splits a line; everything else as it is (invalid UTF-8 as U+FFFD).
+pub fn printable_address(addr: &[u8]) -> String {
+    let mut out = String::with_capacity(addr.len());
+    for c in String::from_utf8_lossy(addr).chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A failure with its qmail-queue exit code and a one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
@@ -142,6 +169,13 @@ impl Queue {
                 format!("{time}.{}.{}", self.pid, self.seq)
             }
         };
+        // Checked here, where every message of both protocols passes.
+        if let Some(c) = std::iter::once(&env.sender).chain(&env.recipients).find_map(|a| control_char(a)) {
+            return Err(Error::new(
+                EXIT_REFUSED,
+                format_args!("envelope address contains a control character (0x{c:02x})"),
+            ));
+        }
         let header = encode_header(&id, time, env, attrs);
         if header.len() > format::MAX_HEADER {
             // One limit for the writer and every reader: what is queued can
@@ -318,6 +352,25 @@ mod tests {
         drop(w);
         assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(d.path().join("new")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn control_characters() {
+        for a in [&b"a@b\r\nRSET"[..], b"\0", b"a\x7f@b", b"\x1b[31m@b", b"\t@b"] {
+            assert!(control_char(a).is_some(), "{a:?}");
+        }
+        for a in [&b""[..], b"a@b", b"\"a b\"@c", "j\u{f6}e@\u{4f8b}.jp".as_bytes(), b"\x80\xff"] {
+            assert_eq!(control_char(a), None, "{a:?}");
+        }
+        assert_eq!(printable_address(b"x@y>\r\nRSET\x01\x7f\t\0"), "x@y>\\r\\nRSET\\x01\\x7f\\t\\0");
+        assert_eq!(printable_address("j\u{f6}e@b".as_bytes()), "j\u{f6}e@b");
+        let d = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(d.path()).unwrap();
+        let bad = Envelope { sender: b"a@b".to_vec(), recipients: vec![b"c@d\r\nRSET".to_vec()] };
+        assert_eq!(q.begin(&bad, &Attrs::default()).unwrap_err().code, EXIT_REFUSED);
+        let bad = Envelope { sender: b"a\n@b".to_vec(), recipients: vec![b"c@d".to_vec()] };
+        assert_eq!(q.begin(&bad, &Attrs::default()).unwrap_err().code, EXIT_REFUSED);
+        assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
     }
 
     #[test]

@@ -317,3 +317,26 @@ fn corrupt_state_set_aside_message_delivered() {
     assert_eq!(w.accepted("a@x.test"), 1);
     assert!(w.log_after(k).contains("980.1.1: state file unusable"));
 }
+
+#[test]
+fn control_characters_never_reach_smtp_remote_nor_the_log() {
+    // Files from a writer that did not check (an older or a foreign one):
+    // such an address is never passed to smtp-remote (issue 16, point 6),
+    // fails for good, and is escaped in the log and in the DSN.
+    let w = World::new();
+    write_queue_file(&w.queue(), "600.1.1", now(), "s@src.test", &["ok@x.test", "x@x.test>\r\nRSET"], &[], BODY);
+    write_queue_file(&w.queue(), "600.1.2", now(), "s@src.test\r\nRSET", &["b@x.test"], &[], BODY);
+    let k = start(&w, &[("DOUBLEBOUNCETO", "pm@mx.test")]);
+    wait_for(20, "both messages done", || w.queued().is_empty() && w.bounces().len() == 2);
+    let log = w.log_after(k);
+    assert_eq!(w.deliveries(), vec![vec!["x.test".to_string(), "s@src.test".into(), "ok@x.test".into()]], "{log}");
+    assert!(!log.lines().any(|l| l.starts_with("RSET")) && !log.contains('\r'), "{log}");
+    assert!(log.contains("<x@x.test>\\r\\nRSET> failed: Recipient address contains a control character"), "{log}");
+    assert!(log.contains("600.1.2: delivery to (none): <b@x.test> failed: Sender address contains a control character"), "{log}");
+    let b = w.bounces();
+    let to_sender = b.iter().find(|(e, _)| e == b"F\0Ts@src.test\0\0").expect("DSN to the sender");
+    assert!(to_sender.1.contains("Final-Recipient: rfc822; x@x.test>\\r\\nRSET\n"), "{}", to_sender.1);
+    assert!(!to_sender.1.contains("\nRSET"), "{}", to_sender.1);
+    // The other one cannot go back to its sender: to the postmaster.
+    assert!(b.iter().any(|(e, m)| e == b"F#@[]\0Tpm@mx.test\0\0" && m.contains("Status: 5.1.7")), "{b:?}");
+}

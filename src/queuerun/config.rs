@@ -72,6 +72,10 @@ impl Config {
         if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)) {
             return Err(format!("bad host name for DSNs: {host:?} (set BOUNCE_HOST)"));
         }
+        let doublebounceto = get("DOUBLEBOUNCETO").map(String::into_bytes);
+        if doublebounceto.as_deref().is_some_and(|a| crate::queue::control_char(a).is_some()) {
+            return Err("DOUBLEBOUNCETO: an address with a control character".into());
+        }
         Ok(Config {
             queue_dir: PathBuf::from(get("QUEUE_DIR").unwrap_or_else(|| crate::queue::DEFAULT_QUEUE_DIR.into())),
             remote: get("SMTP_REMOTE").or_else(|| get("QMAILREMOTE")).map(OsString::from),
@@ -82,7 +86,7 @@ impl Config {
             schedule,
             scan_interval: num("SCAN_INTERVAL", 60, 1, 86400)?,
             host,
-            doublebounceto: get("DOUBLEBOUNCETO").map(String::into_bytes),
+            doublebounceto,
             bounce_max: num("BOUNCE_MAX", 100_000, 0, 1 << 30)? as usize,
             delay_warning: num("DELAY_WARNING", 4 * 3600, 0, 100 * 365 * 86400)?,
             term_grace: num("TERM_GRACE", 10, 0, 3600)?,
@@ -126,6 +130,7 @@ mod tests {
         assert!(cfg(&[("CONCURRENCY", "x")]).is_err());
         assert!(cfg(&[("RETRY_SCHEDULE", "soon")]).is_err());
         assert!(cfg(&[("BOUNCE_HOST", "bad host")]).is_err());
+        assert!(cfg(&[("DOUBLEBOUNCETO", "pm@x\nRSET")]).is_err());
         assert_eq!(cfg(&[("CONCURRENCY", "")]).unwrap().concurrency, 20);
     }
 }

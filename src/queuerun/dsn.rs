@@ -2,6 +2,10 @@
 //! semantics; RFC 6533 global form when an address is not ASCII).
 //! Builds the message text (LF line ends, as the queue stores messages).
 //! Pure: the caller supplies the clock, the names and the original message.
+//! Addresses and envelope facts are written with their control characters
+//! escaped (`queue::printable_address`): none can end a field line.
+
+use crate::queue::printable_address;
 
 /// What happened to one recipient, as a DSN `Action:` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +89,7 @@ pub fn build(r: &Report<'_>) -> Built {
     let mut put = |s: &str| m.extend_from_slice(s.as_bytes());
     put(&format!("From: Mail Delivery System <MAILER-DAEMON@{}>\n", r.host));
     put("To: <");
-    put(&String::from_utf8_lossy(r.to));
+    put(&printable_address(r.to));
     put(">\n");
     put(&format!("Subject: Delivery Status Notification ({worst})\n"));
     put(&format!("Date: {}\n", date(r.now)));
@@ -107,7 +111,7 @@ pub fn build(r: &Report<'_>) -> Built {
         _ => "Your message was delivered (or relayed) to the recipients below,\nas you asked.\n\n",
     });
     for x in &r.rcpts {
-        put(&format!("<{}>: {}\n    {}\n\n", String::from_utf8_lossy(&x.address), x.action.word(), cut(&x.text)));
+        put(&format!("<{}>: {}\n    {}\n\n", printable_address(&x.address), x.action.word(), cut(&x.text)));
     }
 
     // 2. For programs: RFC 3464 section 2.
@@ -118,16 +122,16 @@ pub fn build(r: &Report<'_>) -> Built {
     put(&format!("Reporting-MTA: dns; {}\n", r.host));
     put(&format!("X-Queue-ID: {}\n", r.queue_id));
     if let Some(e) = r.envid {
-        put(&format!("Original-Envelope-Id: {}\n", String::from_utf8_lossy(e)));
+        put(&format!("Original-Envelope-Id: {}\n", printable_address(e)));
     }
     put(&format!("Arrival-Date: {}\n", date(r.arrival)));
     for x in &r.rcpts {
         put("\n");
         let ty = if x.address.is_ascii() { "rfc822" } else { "utf-8" };
-        put(&format!("Final-Recipient: {ty}; {}\n", String::from_utf8_lossy(&x.address)));
+        put(&format!("Final-Recipient: {ty}; {}\n", printable_address(&x.address)));
         if let Some(o) = &x.orcpt {
             // ORCPT is `addr-type;xtext`; RFC 3464 2.3.1 wants `addr-type; xtext`.
-            let o = String::from_utf8_lossy(o);
+            let o = printable_address(o);
             match o.split_once(';') {
                 Some((t, a)) => put(&format!("Original-Recipient: {t}; {a}\n")),
                 None => put(&format!("Original-Recipient: rfc822; {o}\n")),

@@ -8,6 +8,7 @@ use crate::queue::format::Header;
 use super::report::Outcome;
 use super::state::{State, Status};
 use crate::envelope::Attrs;
+use crate::queue::control_char;
 use std::collections::HashSet;
 
 /// RFC 3461 NOTIFY of one recipient. Without NOTIFY: failures only (no
@@ -48,7 +49,9 @@ pub const DOUBLE_BOUNCE_SENDER: &[u8] = b"#@[]";
 pub fn bounce_to(sender: &[u8], doublebounceto: Option<&[u8]>) -> BounceTo {
     if sender == DOUBLE_BOUNCE_SENDER {
         BounceTo::Nobody
-    } else if sender.is_empty() {
+    } else if sender.is_empty() || control_char(sender).is_some() {
+        // A sender that cannot be written into an envelope (a file from a
+        // writer that did not check) is no better than the null sender.
         match doublebounceto {
             Some(p) if !p.is_empty() => BounceTo::Postmaster(p.to_vec()),
             _ => BounceTo::Nobody,
@@ -79,15 +82,35 @@ pub fn domain_of(rcpt: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(d).to_lowercase())
 }
 
+/// Why recipient `i` cannot be handed to the delivery program at all, if so:
+/// a control character in the sender or in the recipient (never passed on:
+/// CR LF would become SMTP commands of their own, issue 16), or no domain.
+pub fn undeliverable(h: &Header, i: usize) -> Option<&'static str> {
+    let rcpt = h.envelope.recipients.get(i).map(Vec::as_slice).unwrap_or_default();
+    if control_char(&h.envelope.sender).is_some() {
+        Some("Sender address contains a control character; not sent. (#5.1.7)")
+    } else if control_char(rcpt).is_some() {
+        Some("Recipient address contains a control character; not sent. (#5.1.3)")
+    } else if domain_of(rcpt).is_none() {
+        Some("Recipient address has no domain. (#5.1.3)")
+    } else {
+        None
+    }
+}
+
 /// Recipients to try now, grouped by domain (order of first appearance),
-/// each group at most `max_rcpt` long. `force`: ignore the back-off (SIGALRM).
+/// each group at most `max_rcpt` long; the group without a domain holds the
+/// recipients that are `undeliverable`. `force`: ignore the back-off (SIGALRM).
 pub fn due(h: &Header, st: &State, now: u64, in_flight: &HashSet<usize>, force: bool, max_rcpt: usize) -> Vec<(Option<String>, Vec<usize>)> {
     let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     for (i, r) in st.rcpts.iter().enumerate() {
         if r.status != Status::Pending || in_flight.contains(&i) || (!force && r.next > now) {
             continue;
         }
-        let d = h.envelope.recipients.get(i).and_then(|a| domain_of(a));
+        let d = match undeliverable(h, i) {
+            Some(_) => None,
+            None => h.envelope.recipients.get(i).and_then(|a| domain_of(a)),
+        };
         match groups.iter_mut().rev().find(|(gd, g)| *gd == d && g.len() < max_rcpt.max(1)) {
             Some((_, g)) => g.push(i),
             None => groups.push((d, vec![i])),
@@ -255,6 +278,19 @@ mod tests {
         let busy: HashSet<usize> = [2].into();
         assert_eq!(due(&h, &st, 1000, &busy, false, 2), vec![(Some("x.org".into()), vec![3]), (None, vec![4])]);
         assert_eq!(due(&h, &st, 1000, &busy, true, 2).len(), 3);
+    }
+
+    #[test]
+    fn control_characters_are_never_grouped() {
+        let h = header("s@x", &["a@x.org", "b@x.org\r\nRSET", "c@x.org"], &[]);
+        let st = State::new(1, 3);
+        let none = HashSet::new();
+        assert_eq!(due(&h, &st, 1000, &none, false, 5), vec![(Some("x.org".into()), vec![0, 2]), (None, vec![1])]);
+        assert!(undeliverable(&h, 1).unwrap().contains("Recipient address contains a control character"));
+        let h = header("s@x\n", &["a@x.org"], &[]);
+        assert_eq!(due(&h, &State::new(1, 1), 1000, &none, false, 5), vec![(None, vec![0])]);
+        assert!(undeliverable(&h, 0).unwrap().ends_with("(#5.1.7)"));
+        assert_eq!(bounce_to(b"s@x\n", Some(b"pm")), BounceTo::Postmaster(b"pm".to_vec()));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::state::State;
 use super::store::{LoadError, Queue};
 use crate::die;
 use crate::envelope::{Attrs, Envelope};
+use crate::queue::printable_address;
 use nix::sys::signal::{SigSet, Signal};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
@@ -406,11 +407,15 @@ impl Runner {
         let now = unix_now();
         let mut retry_at: Option<u64> = None;
 
-        // Recipients without a domain: nothing to deliver to.
+        // Recipients without a domain, or with a control character in their
+        // address or the sender's: nothing to deliver to.
         let groups = plan::due(&a.header, &a.state, now, &a.in_flight, force, self.cfg.max_rcpt);
         let unroutable: Vec<usize> = groups.iter().filter(|(d, _)| d.is_none()).flat_map(|(_, g)| g.clone()).collect();
         if !unroutable.is_empty() {
-            let outs = vec![Outcome::Permanent("Recipient address has no domain. (#5.1.3)".into()); unroutable.len()];
+            let outs: Vec<Outcome> = unroutable
+                .iter()
+                .map(|&i| Outcome::Permanent(plan::undeliverable(&a.header, i).unwrap_or("Recipient address has no domain. (#5.1.3)").into()))
+                .collect();
             let mut st = a.state.clone();
             plan::apply(&a.header, &mut st, &unroutable, &outs, now, &self.policy());
             match self.q.save_state(id, &st) {
@@ -727,7 +732,7 @@ impl Runner {
         }
         match inject(&self.queue_prog, &self.child_env(), &built.text, &env, &attrs) {
             Ok(()) => {
-                die::info(PROG, format_args!("{id}: DSN ({}) queued for <{}>", kinds.join(","), String::from_utf8_lossy(&to)));
+                die::info(PROG, format_args!("{id}: DSN ({}) queued for <{}>", kinds.join(","), printable_address(&to)));
                 let mut st = a.state.clone();
                 plan::mark_notified(&mut st, &owed);
                 if !plan::complete(&st) || a.jobs > 0 {
@@ -749,7 +754,7 @@ impl Runner {
                     die::warn(PROG, format_args!("{id}: unable to queue a DSN: {e}"));
                     return false;
                 }
-                die::warn(PROG, format_args!("{id}: DSN for <{}> dropped: {e}", String::from_utf8_lossy(&to)));
+                die::warn(PROG, format_args!("{id}: DSN for <{}> dropped: {e}", printable_address(&to)));
                 let mut st = a.state.clone();
                 plan::mark_notified(&mut st, &owed);
                 if (!plan::complete(&st) || a.jobs > 0) && self.q.save_state(id, &st).is_err() {
@@ -785,7 +790,7 @@ fn log_attempt(id: &str, dom: &str, h: &Header, idxs: &[usize], outs: &[Outcome]
         .iter()
         .zip(outs)
         .map(|(&i, o)| {
-            let r = h.envelope.recipients.get(i).map(|r| String::from_utf8_lossy(r).into_owned()).unwrap_or_default();
+            let r = h.envelope.recipients.get(i).map(|r| printable_address(r)).unwrap_or_default();
             let what = match o {
                 Outcome::Delivered(_) => "delivered",
                 Outcome::Temporary(_) => "deferred",

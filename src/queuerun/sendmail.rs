@@ -9,6 +9,7 @@ use super::mailmsg::{self, Filter, EX_DATAERR, EX_IOERR, EX_OSERR, EX_TEMPFAIL, 
 use super::runner::{hostname, program, unix_now};
 use crate::die;
 use crate::envelope::{Attrs, Envelope};
+use crate::queue::{control_char, printable_address};
 use crate::xtext;
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -44,6 +45,14 @@ pub fn run(args: &[OsString], mut input: impl Read) -> i32 {
         Some(s) => mailmsg::qualify(s, &host),
         None => format!("{user}@{host}").into_bytes(),
     };
+    // No control character in an envelope address (CR LF would smuggle SMTP
+    // commands to the next hop): a bad argument is a usage error.
+    for a in std::iter::once(&sender).chain(&o.recipients) {
+        if control_char(a).is_some() {
+            die::warn(PROG, format_args!("address contains a control character: <{}>", printable_address(a)));
+            return EX_USAGE;
+        }
+    }
 
     // The header first: enough to know what to add and, for -t, whom to send to.
     let mut filter = Filter::new(o.ignore_dots);
@@ -68,6 +77,11 @@ pub fn run(args: &[OsString], mut input: impl Read) -> i32 {
 
     let mut rcpts: Vec<Vec<u8>> = Vec::new();
     let extra = if o.from_headers { scan.rcpts.clone() } else { Vec::new() };
+    // Addresses read from the header (-t): bad input data.
+    if let Some(a) = extra.iter().find(|a| control_char(a).is_some()) {
+        die::warn(PROG, format_args!("header address contains a control character: <{}>", printable_address(a)));
+        return EX_DATAERR;
+    }
     for r in o.recipients.iter().chain(extra.iter()) {
         let r = mailmsg::qualify(r, &host);
         if !rcpts.contains(&r) {
