@@ -11,7 +11,7 @@ use super::plan::{self, BounceTo, Policy};
 use crate::queue::format::Header;
 use super::report::{self, Exit, Outcome};
 use super::state::State;
-use super::store::{LoadError, Queue};
+use super::store::{LoadError, PrepareError, Queue};
 use crate::die;
 use crate::envelope::{Attrs, Envelope};
 use crate::queue::printable_address;
@@ -174,8 +174,11 @@ impl Runner {
         if let Err(e) = sigs.thread_block() {
             die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to block signals: {e}"));
         }
-        if let Err(e) = self.q.prepare() {
-            die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to set up {}: {e}", self.q.dir.display()));
+        match self.q.prepare() {
+            Ok(()) => {}
+            // Folders others can write to: a clear refusal, at start.
+            Err(PrepareError::Unsafe(e)) => die::fatal(PROG, die::EXIT_TEMP, format_args!("{e} (see smtpd-queue(5))")),
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to set up {}: {e}", self.q.dir.display())),
         }
         let tx = self.tx.clone();
         std::thread::spawn(move || loop {
@@ -505,7 +508,7 @@ impl Runner {
         let h = &a.header;
         let sender: &[u8] = if h.envelope.sender == plan::DOUBLE_BOUNCE_SENDER { b"" } else { &h.envelope.sender };
         let attrs = plan::attrs_for(&h.attrs, &idxs).encode();
-        let spawned = File::open(self.q.new_dir().join(id)).and_then(|mut f| {
+        let spawned = self.q.open_message(id).and_then(|mut f| {
             f.seek(SeekFrom::Start(a.body_offset))?;
             let mut cmd = Command::new(&self.remote);
             cmd.arg(&dom).arg(OsStr::from_bytes(sender));
@@ -682,7 +685,7 @@ impl Runner {
         let ret_hdrs = h.attrs.get("RET").is_some_and(|v| v.eq_ignore_ascii_case(b"HDRS"));
         let body_len = a.size.saturating_sub(a.body_offset);
         let full = !ret_hdrs && body_len <= self.cfg.bounce_max as u64;
-        let original = match read_original(&self.q.new_dir().join(id), a.body_offset, if full { body_len as usize } else { 256 * 1024 }) {
+        let original = match read_original(&self.q, id, a.body_offset, if full { body_len as usize } else { 256 * 1024 }) {
             Ok(o) => o,
             Err(e) => {
                 die::warn(PROG, format_args!("{id}: unable to read the message for a DSN: {e}"));
@@ -776,8 +779,8 @@ fn inject(prog: &OsStr, vars: &[(OsString, OsString)], text: &[u8], env: &Envelo
 }
 
 /// Up to `max` bytes of the message text of a queue file.
-fn read_original(path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
-    let mut f = File::open(path)?;
+fn read_original(q: &Queue, id: &str, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+    let mut f = q.open_message(id)?;
     f.seek(SeekFrom::Start(offset))?;
     let mut v = Vec::new();
     f.take(max as u64).read_to_end(&mut v)?;

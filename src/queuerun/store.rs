@@ -6,6 +6,7 @@
 
 use crate::queue::format::{self, Header};
 use super::state::State;
+use nix::fcntl::OFlag;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +25,23 @@ pub struct Message {
     pub size: u64,
     /// Last change of the file (for `--list` of a corrupt file, and ages).
     pub mtime: i64,
+}
+
+/// Why the queue's folders cannot be used.
+#[derive(Debug)]
+pub enum PrepareError {
+    Io(io::Error),
+    /// A folder others could write to, or a link (`queue::check_folder`'s reason).
+    Unsafe(String),
+}
+
+impl std::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrepareError::Io(e) => write!(f, "{e}"),
+            PrepareError::Unsafe(e) => f.write_str(e),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -57,17 +75,26 @@ impl Queue {
 
     /// Create `state/` and `bad/` (and `new/`, `tmp/` if queue-inject has
     /// not yet), mode 0700 as queue-inject makes its folders. `QUEUE_DIR`
-    /// itself must exist.
-    pub fn prepare(&self) -> io::Result<()> {
+    /// itself must exist. Then every one of them must be a safe folder
+    /// (`queue::check_folder`: no symbolic link, nobody but this user, root
+    /// or this user's group can write to it), else `Unsafe`.
+    pub fn prepare(&self) -> Result<(), PrepareError> {
         use std::os::unix::fs::DirBuilderExt;
-        if !self.dir.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "no such queue folder"));
+        match fs::symlink_metadata(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(PrepareError::Io(io::Error::new(io::ErrorKind::NotFound, "no such queue folder")))
+            }
+            Err(e) => return Err(PrepareError::Io(e)),
+            Ok(_) => {}
         }
+        crate::queue::check_folder(&self.dir).map_err(PrepareError::Unsafe)?;
         for d in ["new", "tmp", "state", "bad"] {
             let p = self.dir.join(d);
-            if !p.is_dir() {
-                fs::DirBuilder::new().mode(0o700).create(&p)?;
+            match fs::DirBuilder::new().mode(0o700).create(&p) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(PrepareError::Io(e)),
+                _ => {}
             }
+            crate::queue::check_folder(&p).map_err(PrepareError::Unsafe)?;
         }
         Ok(())
     }
@@ -87,9 +114,13 @@ impl Queue {
         if !format::valid_id(id) {
             return Err(LoadError::Corrupt("not a queue id".into()));
         }
-        let mut f = match File::open(self.new_dir().join(id)) {
+        let mut f = match self.open_message(id) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::Gone),
+            // O_NOFOLLOW: a symbolic link is never read (it could name any file).
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+                return Err(LoadError::Corrupt("a symbolic link".into()))
+            }
             Err(e) => return Err(LoadError::Io(e)),
         };
         let md = f.metadata().map_err(LoadError::Io)?;
@@ -109,15 +140,27 @@ impl Queue {
         Ok((msg, f))
     }
 
+    /// Open `new/<id>` for reading, never through a symbolic link, never
+    /// blocking on a FIFO.
+    pub fn open_message(&self, id: &str) -> io::Result<File> {
+        open_nofollow(&self.new_dir().join(id))
+    }
+
     /// The state of `id` if it belongs to the file with inode `ino`.
     /// `Ok(None)`: none yet (or a stale one); `Err`: unreadable or corrupt.
     pub fn load_state(&self, id: &str, ino: u64, nrcpt: usize) -> io::Result<Option<State>> {
         let mut buf = Vec::new();
-        match File::open(self.state_path(id)) {
+        match open_nofollow(&self.state_path(id)) {
             Ok(f) => {
+                if !f.metadata()?.is_file() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "state file is not a regular file"));
+                }
                 f.take(super::state::MAX_STATE as u64 + 1).read_to_end(&mut buf)?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "state file is a symbolic link"))
+            }
             Err(e) => return Err(e),
         }
         match State::parse(&buf) {
@@ -128,12 +171,22 @@ impl Queue {
     }
 
     /// Write `state/<id>` durably: the old state stays whole until the new
-    /// one is on disk (a full disk loses nothing recorded before).
+    /// one is on disk (a full disk loses nothing recorded before). The work
+    /// file `state/.<id>.tmp` is made new (O_CREAT|O_EXCL|O_NOFOLLOW) after a
+    /// stale one is unlinked (unlink removes a link itself, never its
+    /// target): nothing planted there is ever followed or written through.
     pub fn save_state(&self, id: &str, st: &State) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         let dir = self.dir.join("state");
         let tmp = dir.join(format!(".{id}.tmp"));
+        remove_quiet(&tmp)?;
         let res = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o640)
+                .custom_flags(OFlag::O_NOFOLLOW.bits())
+                .open(&tmp)?;
             f.write_all(&st.encode())?;
             f.sync_all()?;
             fs::rename(&tmp, self.state_path(id))?;
@@ -201,6 +254,13 @@ impl Queue {
     fn state_path(&self, id: &str) -> PathBuf {
         self.dir.join("state").join(id)
     }
+}
+
+/// Open for reading: not through a symbolic link (ELOOP), not blocking on
+/// a FIFO (O_NONBLOCK, which changes nothing for a regular file).
+fn open_nofollow(p: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().read(true).custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits()).open(p)
 }
 
 fn remove_quiet(p: &Path) -> io::Result<()> {
