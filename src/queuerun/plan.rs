@@ -129,7 +129,7 @@ pub fn apply(h: &Header, st: &mut State, idxs: &[usize], outcomes: &[Outcome], n
             continue; // never undo a final status
         }
         r.attempts = r.attempts.saturating_add(1);
-        r.text = o.text().to_owned();
+        r.set_text(o.text());
         match o {
             Outcome::Delivered(_) => {
                 r.status = Status::Delivered;
@@ -139,7 +139,7 @@ pub fn apply(h: &Header, st: &mut State, idxs: &[usize], outcomes: &[Outcome], n
             Outcome::Permanent(_) => fail(r, notify, &to),
             Outcome::Temporary(t) => {
                 if now >= h.time.saturating_add(p.lifetime) {
-                    r.text = format!("{t} (giving up: in the queue longer than {} s)", p.lifetime);
+                    r.set_text(&format!("{t} (giving up: in the queue longer than {} s)", p.lifetime));
                     fail(r, notify, &to);
                 } else {
                     r.next = p.schedule.next(h.time, now, r.attempts);

@@ -13,8 +13,18 @@
 use crate::xtext;
 
 pub const MAGIC: &str = "queue-run-state 1";
+/// Longest result text kept per recipient, in octets (a longer one keeps
+/// both ends: the host's words and its last reply). It bounds the state.
+pub const MAX_TEXT: usize = 500;
+/// Longest `r` line: `r X 1 1 `, attempts (10 digits), next (20 digits),
+/// the text in xtext (3 octets per octet at worst), spaces and newline.
+pub const MAX_LINE: usize = 8 + 10 + 1 + 20 + 1 + 3 * MAX_TEXT + 1;
 /// A state file larger than this is corrupt.
 pub const MAX_STATE: usize = 16 << 20;
+// Every message queue-inject takes (at most MAX_RCPT recipients) has a state
+// that can be written and read back (issue 16, point 12); store.rs sets a
+// file with more recipients aside.
+const _: () = assert!(MAGIC.len() + 1 + 25 + crate::queue::inject::MAX_RCPT * MAX_LINE <= MAX_STATE);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -38,6 +48,10 @@ pub struct Rcpt {
 impl Rcpt {
     pub fn new() -> Rcpt {
         Rcpt { status: Status::Pending, notified: false, delay_notified: false, attempts: 0, next: 0, text: String::new() }
+    }
+    /// Record a result text, cut to `MAX_TEXT`.
+    pub fn set_text(&mut self, text: &str) {
+        self.text = cut_text(text);
     }
     /// Nothing more to do for this recipient.
     pub fn done(&self) -> bool {
@@ -77,7 +91,7 @@ impl State {
                 r.delay_notified as u8,
                 r.attempts,
                 r.next,
-                xtext::encode(r.text.as_bytes())
+                xtext::encode(cut_text(&r.text).as_bytes())
             ));
         }
         s.into_bytes()
@@ -113,11 +127,30 @@ impl State {
                 delay_notified: flag(d)?,
                 attempts: a.parse().ok()?,
                 next: next.parse().ok()?,
-                text: String::from_utf8_lossy(&xtext::decode(text.as_bytes())?).into_owned(),
+                text: cut_text(&String::from_utf8_lossy(&xtext::decode(text.as_bytes())?)),
             });
         }
         Some(State { ino, rcpts })
     }
+}
+
+/// `text` if it is at most `MAX_TEXT` octets, else its first and last parts
+/// around ` ... ` (cut on character boundaries).
+pub fn cut_text(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    const GAP: &str = " ... ";
+    let half = (MAX_TEXT - GAP.len()) / 2;
+    let mut head = half;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - (MAX_TEXT - GAP.len() - head);
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}{GAP}{}", &text[..head], &text[tail..])
 }
 
 fn flag(s: &str) -> Option<bool> {
@@ -150,6 +183,37 @@ mod tests {
         let enc = st.encode();
         assert_eq!(State::parse(&enc), Some(st.clone()));
         assert!(st.rcpts[0].done() && !st.rcpts[1].done() && !st.rcpts[2].done());
+    }
+
+    #[test]
+    fn largest_legal_state_is_written_and_read_back() {
+        // queue-inject's most recipients, each with the longest result text
+        // a report gives (two records of 1000 characters, joined), all of it
+        // octets that xtext triples, and the largest numbers.
+        let n = crate::queue::inject::MAX_RCPT;
+        let mut st = State::new(u64::MAX, n);
+        let worst = format!("{}/{}", " ".repeat(1003), "=".repeat(1003));
+        for r in &mut st.rcpts {
+            *r = Rcpt { status: Status::Failed, notified: true, delay_notified: true, attempts: u32::MAX, next: u64::MAX, text: worst.clone() };
+        }
+        let enc = st.encode();
+        assert!(enc.len() <= MAX_STATE, "{} octets, over {MAX_STATE}", enc.len());
+        let back = State::parse(&enc).expect("read back");
+        assert_eq!(back.rcpts.len(), n);
+        assert_eq!(back.rcpts[n - 1].attempts, u32::MAX);
+        // The text is kept in part, both ends.
+        let t = &back.rcpts[0].text;
+        assert!(t.len() <= MAX_TEXT && t.starts_with("   ") && t.ends_with("==="), "{t:?}");
+        assert_eq!(State::parse(&back.encode()), Some(back.clone()));
+    }
+
+    #[test]
+    fn cut_texts() {
+        assert_eq!(cut_text("short"), "short");
+        let long = format!("{}{}", "\u{e9}".repeat(400), "x".repeat(400));
+        let c = cut_text(&long);
+        assert!(c.len() <= MAX_TEXT && c.starts_with('\u{e9}') && c.ends_with('x') && c.contains(" ... "), "{c}");
+        assert_eq!(cut_text(&c), c);
     }
 
     #[test]

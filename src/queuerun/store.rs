@@ -136,6 +136,10 @@ impl Queue {
         if header.id != id {
             return Err(LoadError::Corrupt(format!("file says id {}", header.id)));
         }
+        // queue-inject's limit: a state for more could outgrow MAX_STATE.
+        if header.envelope.recipients.len() > crate::queue::inject::MAX_RCPT {
+            return Err(LoadError::Corrupt(format!("more than {} recipients", crate::queue::inject::MAX_RCPT)));
+        }
         let msg = Message { header, body_offset: off, ino: md.ino(), size: md.len(), mtime: md.mtime() };
         Ok((msg, f))
     }
@@ -315,6 +319,9 @@ mod tests {
         put(&q, "7", b"no header end");
         assert!(matches!(q.load("7"), Err(LoadError::Corrupt(_))));
         assert!(matches!(q.load(".hidden"), Err(LoadError::Corrupt(_))));
+        let many = "to x@y\n".repeat(crate::queue::inject::MAX_RCPT + 1);
+        put(&q, "8.8.8", format!("smtpd-queue 1\nid 8.8.8\ntime 5\nfrom a@b\n{many}\n").as_bytes());
+        assert!(matches!(q.load("8.8.8"), Err(LoadError::Corrupt(e)) if e.contains("recipients")));
         assert_eq!(q.quarantine("7").unwrap(), q.dir.join("bad/7"));
         put(&q, "7", b"again");
         assert_eq!(q.quarantine("7").unwrap(), q.dir.join("bad/7.1"));
