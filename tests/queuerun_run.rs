@@ -340,3 +340,46 @@ fn control_characters_never_reach_smtp_remote_nor_the_log() {
     // The other one cannot go back to its sender: to the postmaster.
     assert!(b.iter().any(|(e, m)| e == b"F#@[]\0Tpm@mx.test\0\0" && m.contains("Status: 5.1.7")), "{b:?}");
 }
+
+/// The boundary of a DSN's multipart/report, from its Content-Type.
+fn boundary_of(dsn: &str) -> String {
+    let at = dsn.find("boundary=\"").expect("a boundary parameter") + "boundary=\"".len();
+    dsn[at..].split('"').next().unwrap().to_string()
+}
+
+#[test]
+fn dsn_boundary_is_random_and_not_in_the_returned_message() {
+    // Issue 16, point 14: the boundary was `<now>.<queue id>/<host>`, and the
+    // client learns its queue id from the 250 reply: a message carrying
+    // `--<that>--` closed the multipart inside the returned original.
+    let w = World::new();
+    w.rules("bad@x.test h\n");
+    let id = "900.1.1";
+    let t = now();
+    let mut body = b"Subject: crafted\n\n".to_vec();
+    for s in t.saturating_sub(5)..t + 60 {
+        body.extend_from_slice(format!("--{s}.{id}/mx.test--\n--{s}.{id}/mx.test\nContent-Type: text/plain\n\nforged part\n").as_bytes());
+    }
+    write_queue_file(&w.queue(), id, t, "s@src.test", &["bad@x.test"], &[], &body);
+    let k = start(&w, &[]);
+    wait_for(20, "the DSN", || w.bounces().len() == 1);
+    drop(k);
+    let dsn = w.bounces().remove(0).1;
+    let b = boundary_of(&dsn);
+    assert!(!b.contains(id) && !b.contains("mx.test"), "predictable boundary {b:?}");
+    assert!(b.len() >= 32 && b.len() <= 70, "{b:?}");
+    // The multipart ends once, at the end, and the original is whole inside it.
+    assert_eq!(dsn.matches(&format!("--{b}--")).count(), 1, "{dsn}");
+    assert!(dsn.ends_with(&format!("\n--{b}--\n")));
+    assert_eq!(dsn.matches(&format!("\n--{b}\n")).count(), 3);
+    let third = dsn.rsplit(&format!("\n--{b}\n")).next().unwrap();
+    assert!(third.contains(&String::from_utf8_lossy(&body).into_owned()), "original not whole in the third part");
+    // Two DSNs never share a boundary.
+    let w2 = World::new();
+    w2.rules("bad@x.test h\n");
+    write_queue_file(&w2.queue(), id, t, "s@src.test", &["bad@x.test"], &[], b"S: x\n\nb\n");
+    let k2 = start(&w2, &[]);
+    wait_for(20, "the second DSN", || w2.bounces().len() == 1);
+    drop(k2);
+    assert_ne!(boundary_of(&w2.bounces()[0].1), b);
+}

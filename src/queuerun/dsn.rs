@@ -75,9 +75,27 @@ pub struct Built {
 /// Longest diagnostic text put in a field (keeps lines under 998 octets).
 const MAX_DIAG: usize = 900;
 
-pub fn build(r: &Report<'_>) -> Built {
+/// No boundary could be found that the parts do not contain (only a broken
+/// source of candidates gets here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoBoundary;
+
+impl std::fmt::Display for NoBoundary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no usable MIME boundary (is the random source broken?)")
+    }
+}
+
+/// Candidates tried before giving up.
+const BOUNDARY_TRIES: usize = 16;
+
+/// Build the DSN. `boundary` gives candidate MIME boundaries (the runner's
+/// are random: `=_dsn_` and 32 hex digits from the OS); the first one that
+/// occurs in none of the three parts is used (RFC 2046 5.1.1: the delimiter
+/// must not appear inside an encapsulated part), so that nothing in the
+/// returned message, whoever wrote it, can end a part or the multipart.
+pub fn build(r: &Report<'_>, boundary: &mut dyn FnMut() -> String) -> Result<Built, NoBoundary> {
     let utf8 = !r.to.is_ascii() || r.rcpts.iter().any(|x| !x.address.is_ascii());
-    let boundary = format!("{}.{}/{}", r.now, r.queue_id, r.host);
     let worst = if r.rcpts.iter().any(|x| x.action == Action::Failed) {
         "Failure"
     } else if r.rcpts.iter().any(|x| x.action == Action::Delayed) {
@@ -85,6 +103,68 @@ pub fn build(r: &Report<'_>) -> Built {
     } else {
         "Success"
     };
+
+    // 1. For people.
+    let mut human = String::new();
+    human.push_str(&format!("This is the mail system at host {}.\n\n", r.host));
+    human.push_str(match worst {
+        "Failure" => "Your message could not be delivered to one or more recipients.\nIt is attached below.\n\n",
+        "Delay" => "Your message has not been delivered yet to one or more recipients.\nThe mail system will keep trying; you need not send it again.\n\n",
+        _ => "Your message was delivered (or relayed) to the recipients below,\nas you asked.\n\n",
+    });
+    for x in &r.rcpts {
+        human.push_str(&format!("<{}>: {}\n    {}\n\n", printable_address(&x.address), x.action.word(), cut(&x.text)));
+    }
+
+    // 2. For programs: RFC 3464 section 2.
+    let mut st = String::new();
+    st.push_str(&format!("Reporting-MTA: dns; {}\n", r.host));
+    st.push_str(&format!("X-Queue-ID: {}\n", r.queue_id));
+    if let Some(e) = r.envid {
+        st.push_str(&format!("Original-Envelope-Id: {}\n", printable_address(e)));
+    }
+    st.push_str(&format!("Arrival-Date: {}\n", date(r.arrival)));
+    for x in &r.rcpts {
+        st.push('\n');
+        let ty = if x.address.is_ascii() { "rfc822" } else { "utf-8" };
+        st.push_str(&format!("Final-Recipient: {ty}; {}\n", printable_address(&x.address)));
+        if let Some(o) = &x.orcpt {
+            // ORCPT is `addr-type;xtext`; RFC 3464 2.3.1 wants `addr-type; xtext`.
+            let o = printable_address(o);
+            match o.split_once(';') {
+                Some((t, a)) => st.push_str(&format!("Original-Recipient: {t}; {a}\n")),
+                None => st.push_str(&format!("Original-Recipient: rfc822; {o}\n")),
+            }
+        }
+        st.push_str(&format!("Action: {}\n", x.action.word()));
+        st.push_str(&format!("Status: {}\n", status(&x.text, x.action.class())));
+        let diag = cut(&x.text);
+        if has_reply_code(&diag) {
+            st.push_str(&format!("Diagnostic-Code: smtp; {diag}\n"));
+        } else if !diag.is_empty() {
+            st.push_str(&format!("Diagnostic-Code: X-smtp-remote; {diag}\n"));
+        }
+        if x.last_attempt > 0 {
+            st.push_str(&format!("Last-Attempt-Date: {}\n", date(x.last_attempt)));
+        }
+        if let (Action::Delayed, Some(u)) = (x.action, r.retry_until) {
+            st.push_str(&format!("Will-Retry-Until: {}\n", date(u)));
+        }
+    }
+
+    // 3. The message, or its header.
+    let (ty, body) = if r.full {
+        (if utf8 { "message/global" } else { "message/rfc822" }, r.original)
+    } else {
+        let end = message_header_end(r.original);
+        (if utf8 { "message/global-headers" } else { "text/rfc822-headers" }, r.original.get(..end).unwrap_or_default())
+    };
+
+    let boundary = (0..BOUNDARY_TRIES)
+        .map(|_| boundary())
+        .find(|b| usable_boundary(b) && ![human.as_bytes(), st.as_bytes(), body].iter().any(|p| contains(p, b.as_bytes())))
+        .ok_or(NoBoundary)?;
+
     let mut m = Vec::new();
     let mut put = |s: &str| m.extend_from_slice(s.as_bytes());
     put(&format!("From: Mail Delivery System <MAILER-DAEMON@{}>\n", r.host));
@@ -101,68 +181,12 @@ pub fn build(r: &Report<'_>) -> Built {
         if utf8 { "global-" } else { "" }
     ));
     put("This is a MIME-encapsulated message.\n\n");
-
-    // 1. For people.
     put(&format!("--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"));
-    put(&format!("This is the mail system at host {}.\n\n", r.host));
-    put(match worst {
-        "Failure" => "Your message could not be delivered to one or more recipients.\nIt is attached below.\n\n",
-        "Delay" => "Your message has not been delivered yet to one or more recipients.\nThe mail system will keep trying; you need not send it again.\n\n",
-        _ => "Your message was delivered (or relayed) to the recipients below,\nas you asked.\n\n",
-    });
-    for x in &r.rcpts {
-        put(&format!("<{}>: {}\n    {}\n\n", printable_address(&x.address), x.action.word(), cut(&x.text)));
-    }
-
-    // 2. For programs: RFC 3464 section 2.
-    put(&format!(
-        "--{boundary}\nContent-Type: message/{}delivery-status\n\n",
-        if utf8 { "global-" } else { "" }
-    ));
-    put(&format!("Reporting-MTA: dns; {}\n", r.host));
-    put(&format!("X-Queue-ID: {}\n", r.queue_id));
-    if let Some(e) = r.envid {
-        put(&format!("Original-Envelope-Id: {}\n", printable_address(e)));
-    }
-    put(&format!("Arrival-Date: {}\n", date(r.arrival)));
-    for x in &r.rcpts {
-        put("\n");
-        let ty = if x.address.is_ascii() { "rfc822" } else { "utf-8" };
-        put(&format!("Final-Recipient: {ty}; {}\n", printable_address(&x.address)));
-        if let Some(o) = &x.orcpt {
-            // ORCPT is `addr-type;xtext`; RFC 3464 2.3.1 wants `addr-type; xtext`.
-            let o = printable_address(o);
-            match o.split_once(';') {
-                Some((t, a)) => put(&format!("Original-Recipient: {t}; {a}\n")),
-                None => put(&format!("Original-Recipient: rfc822; {o}\n")),
-            }
-        }
-        put(&format!("Action: {}\n", x.action.word()));
-        put(&format!("Status: {}\n", status(&x.text, x.action.class())));
-        let diag = cut(&x.text);
-        if has_reply_code(&diag) {
-            put(&format!("Diagnostic-Code: smtp; {diag}\n"));
-        } else if !diag.is_empty() {
-            put(&format!("Diagnostic-Code: X-smtp-remote; {diag}\n"));
-        }
-        if x.last_attempt > 0 {
-            put(&format!("Last-Attempt-Date: {}\n", date(x.last_attempt)));
-        }
-        if let (Action::Delayed, Some(u)) = (x.action, r.retry_until) {
-            put(&format!("Will-Retry-Until: {}\n", date(u)));
-        }
-    }
-
-    // 3. The message, or its header.
-    let (ty, body) = if r.full {
-        (if utf8 { "message/global" } else { "message/rfc822" }, r.original)
-    } else {
-        let end = message_header_end(r.original);
-        (if utf8 { "message/global-headers" } else { "text/rfc822-headers" }, &r.original[..end])
-    };
-    let eight = !body.is_ascii();
+    put(&human);
+    put(&format!("--{boundary}\nContent-Type: message/{}delivery-status\n\n", if utf8 { "global-" } else { "" }));
+    put(&st);
     put(&format!("\n--{boundary}\nContent-Type: {ty}\n"));
-    if eight {
+    if !body.is_ascii() {
         put("Content-Transfer-Encoding: 8bit\n");
     }
     put("\n");
@@ -174,7 +198,17 @@ pub fn build(r: &Report<'_>) -> Built {
     // The human part is UTF-8 text of our own; only the reply texts or the
     // original can make it 8-bit.
     let eight_bit = !m.is_ascii();
-    Built { text: m, eight_bit, utf8 }
+    Ok(Built { text: m, eight_bit, utf8 })
+}
+
+/// RFC 2046 5.1.1: 1 to 70 characters of `bcharsnospace` (a quoted
+/// parameter, so the few specials allowed are fine; no space here).
+fn usable_boundary(b: &str) -> bool {
+    (1..=70).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"'()+_,-./:=?".contains(&c))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The enhanced status code (RFC 3463) in `text` of class `class`, else `class.0.0`.
@@ -253,7 +287,13 @@ mod tests {
         assert!(!has_reply_code("Connected to 1.2.3.4 but timed out"));
     }
 
+    const B: &str = "=_dsn_0123456789abcdef0123456789abcdef";
+
     fn report(original: &[u8], full: bool, action: Action) -> Built {
+        report_with(original, full, action, &mut || B.to_string()).unwrap()
+    }
+
+    fn report_with(original: &[u8], full: bool, action: Action, b: &mut dyn FnMut() -> String) -> Result<Built, NoBoundary> {
         build(&Report {
             host: "mx.example",
             to: b"alice@example.org",
@@ -271,7 +311,7 @@ mod tests {
             }],
             original,
             full,
-        })
+        }, b)
     }
 
     #[test]
@@ -292,7 +332,7 @@ mod tests {
         ] {
             assert!(t.contains(want), "missing {want:?} in\n{t}");
         }
-        let boundary = "1700000100.1700000000.1.1/mx.example";
+        let boundary = B;
         assert!(t.ends_with(&format!("\n--{boundary}--\n")));
         assert_eq!(t.matches(&format!("--{boundary}\n")).count(), 3);
         assert!(!t.contains("Will-Retry-Until"));
@@ -310,5 +350,24 @@ mod tests {
         assert!(b.eight_bit);
         let s = report(b"S: x\n\nb\n", false, Action::Relayed);
         assert!(String::from_utf8(s.text).unwrap().contains("Action: relayed\nStatus: 2.0.0\n"));
+    }
+
+    #[test]
+    fn boundary_found_in_a_part_is_not_used() {
+        // The forced first candidate occurs in the original (as a line that
+        // would close the multipart): it is detected and the next one is used.
+        let original = format!("Subject: x\n\n--{B}--\n");
+        let mut cands = vec![B.to_string(), "=_dsn_second".to_string()].into_iter();
+        let b = report_with(original.as_bytes(), true, Action::Failed, &mut || cands.next().unwrap_or_default()).unwrap();
+        let t = String::from_utf8(b.text).unwrap();
+        assert!(t.contains("boundary=\"=_dsn_second\""), "{t}");
+        assert!(t.ends_with("\n--=_dsn_second--\n"));
+        assert_eq!(t.matches("\n--=_dsn_second\n").count(), 3);
+        // Also when it occurs in the status part (a remote's reply text), or
+        // a candidate is unusable; and a source that only collides gives up.
+        let mut cands = vec!["", "bad boundary", "5.1.1", "=_ok"].into_iter().map(String::from);
+        let b = report_with(b"S: x\n\nbody\n", true, Action::Failed, &mut || cands.next().unwrap_or_default()).unwrap();
+        assert!(String::from_utf8(b.text).unwrap().contains("boundary=\"=_ok\""));
+        assert_eq!(report_with(original.as_bytes(), true, Action::Failed, &mut || B.to_string()), Err(NoBoundary));
     }
 }

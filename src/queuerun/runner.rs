@@ -713,7 +713,14 @@ impl Runner {
             rcpts,
             original: &original,
             full,
-        });
+        }, &mut random_boundary);
+        let built = match built {
+            Ok(b) => b,
+            Err(e) => {
+                die::warn(PROG, format_args!("{id}: unable to build a DSN: {e}"));
+                return false;
+            }
+        };
         let mut attrs = Attrs::default();
         if built.eight_bit {
             attrs.push("BODY", "8BITMIME");
@@ -776,6 +783,23 @@ fn inject(prog: &OsStr, vars: &[(OsString, OsString)], text: &[u8], env: &Envelo
         .map_err(|e| Refused::Temporary(-1, format!("unable to run {}: {e}", prog.to_string_lossy())))?;
     let _ = inj.write_all(text);
     inj.finish(&env.encode())
+}
+
+/// A MIME boundary nobody can guess: `=_dsn_` and 128 bits from the OS
+/// (ring's SystemRandom: getrandom(2)). `=_` cannot occur in
+/// quoted-printable text. Empty if the OS gives no randomness (the DSN is
+/// then not built, and tried again later).
+fn random_boundary() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        return String::new();
+    }
+    let mut s = String::from("=_dsn_");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
 }
 
 /// Up to `max` bytes of the message text of a queue file.
