@@ -72,7 +72,8 @@ fn permanent_failure_bounces_rfc3464() {
         "Reporting-MTA: dns; mx.test\n",
         "Original-Envelope-Id: QQ314159\n",
         "Final-Recipient: rfc822; bad@x.test\nOriginal-Recipient: rfc822; Bad@x.test\nAction: failed\nStatus: 5.1.1\n",
-        "Diagnostic-Code: smtp; Remote host said: 550 5.1.1 <bad@x.test>: no such user\n",
+        // RFC 3464 2.3.6: the remote's SMTP reply, not our prose around it.
+        "Diagnostic-Code: smtp; 550 5.1.1 <bad@x.test>: no such user\n",
         "Content-Type: message/rfc822\n\nReceived: from x\nSubject: test\n\nline 1\n.dotted\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
@@ -114,7 +115,9 @@ fn lifetime_exceeded_bounces_and_list_shows_state() {
     wait_for(30, "bounced after the lifetime", || w.queued().is_empty());
     let b = w.bounces();
     assert_eq!(b.len(), 1);
-    assert!(b[0].1.contains("Action: failed\nStatus: 4.3.2\n") || b[0].1.contains("Status: 5.0.0"), "{}", b[0].1);
+    // Given up on a persistent transient failure: the remote's 4.3.2 stands
+    // (RFC 3463 class 4 with a failure report), its reply is the diagnostic.
+    assert!(b[0].1.contains("Action: failed\nStatus: 4.3.2\nDiagnostic-Code: smtp; 421 4.3.2 service not available\n"), "{}", b[0].1);
     assert!(b[0].1.contains("giving up"));
     // RET=HDRS: the header only.
     assert!(b[0].1.contains("Content-Type: text/rfc822-headers\n\nReceived: from x\nSubject: test\n\n"));
@@ -382,4 +385,29 @@ fn dsn_boundary_is_random_and_not_in_the_returned_message() {
     wait_for(20, "the second DSN", || w2.bounces().len() == 1);
     drop(k2);
     assert_ne!(boundary_of(&w2.bounces()[0].1), b);
+}
+
+#[test]
+fn dsn_status_and_diagnostic_follow_the_remote_reply() {
+    // Issue 17, point 13. A recipient the remote keeps deferring with 451
+    // 4.2.0: the delay DSN and then, after the lifetime, the failure DSN
+    // both say 4.2.0 with the reply as an smtp diagnostic; queue-run's own
+    // reasons are X-Local.
+    let w = World::new();
+    w.rules("d@y.test s\n");
+    write_queue_file(&w.queue(), "950.1.1", now(), "s@src.test", &["d@y.test", "nodomain"], &[("RCPT.0.NOTIFY", "DELAY,FAILURE")], BODY);
+    let k = start(&w, &[("DELAY_WARNING", "1"), ("RETRY_SCHEDULE", "1"), ("QUEUE_LIFETIME", "4")]);
+    wait_for(30, "delay and failure DSNs", || w.queued().is_empty());
+    let log = w.log_after(k);
+    let all: Vec<String> = w.bounces().into_iter().map(|(_, t)| t).collect();
+    let delay = all.iter().find(|t| t.contains("Action: delayed")).unwrap_or_else(|| panic!("no delay DSN: {all:?}\n{log}"));
+    assert!(delay.contains("Final-Recipient: rfc822; d@y.test\nAction: delayed\nStatus: 4.2.0\nDiagnostic-Code: smtp; 451 4.2.0 try later\n"), "{delay}");
+    let fail = all.iter().find(|t| t.contains("Final-Recipient: rfc822; d@y.test\nAction: failed")).expect("a failure DSN for d@y.test");
+    assert!(fail.contains("Action: failed\nStatus: 4.2.0\nDiagnostic-Code: smtp; 451 4.2.0 try later\n"), "{fail}");
+    assert!(fail.contains("giving up"), "{fail}");
+    let local = all.iter().find(|t| t.contains("Final-Recipient: rfc822; nodomain\n")).expect("a DSN for nodomain");
+    assert!(local.contains("Action: failed\nStatus: 5.1.3\nDiagnostic-Code: X-Local; Recipient address has no domain. (#5.1.3)\n"), "{local}");
+    for t in &all {
+        assert!(!t.contains("Diagnostic-Code: smtp; Remote host said") && !t.contains("X-smtp-remote"), "{t}");
+    }
 }

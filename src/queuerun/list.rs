@@ -30,8 +30,8 @@ pub fn entry(h: &Header, size: u64, st: Option<&State>, now: u64) -> String {
             None => "pending  not tried yet".to_owned(),
             Some(r) => match r.status {
                 Status::Delivered => "delivered".to_owned(),
-                Status::Failed if r.notified => "failed  bounced".to_owned(),
-                Status::Failed => "failed  bounce pending".to_owned(),
+                Status::Failed if r.notified => format!("failed{}  bounced", if r.expired { " (queue lifetime)" } else { "" }),
+                Status::Failed => format!("failed{}  bounce pending", if r.expired { " (queue lifetime)" } else { "" }),
                 Status::Pending if r.attempts == 0 => "pending  not tried yet".to_owned(),
                 Status::Pending if r.next <= now => format!("pending  attempts {}  next now", r.attempts),
                 Status::Pending => format!("pending  attempts {}  next in {}", r.attempts, span(r.next - now)),

@@ -137,9 +137,11 @@ pub fn apply(h: &Header, st: &mut State, idxs: &[usize], outcomes: &[Outcome], n
                 r.notified = !(notify.success && matches!(to, BounceTo::Sender(_)));
             }
             Outcome::Permanent(_) => fail(r, notify, &to),
-            Outcome::Temporary(t) => {
+            Outcome::Temporary(_) => {
                 if now >= h.time.saturating_add(p.lifetime) {
-                    r.set_text(&format!("{t} (giving up: in the queue longer than {} s)", p.lifetime));
+                    // Given up: the text stays the remote's last word (the
+                    // DSN's Status and Diagnostic-Code come from it).
+                    r.expired = true;
                     fail(r, notify, &to);
                 } else {
                     r.next = p.schedule.next(h.time, now, r.attempts);
@@ -310,8 +312,8 @@ mod tests {
         assert_eq!(st.rcpts[0].status, Status::Delivered);
         // Past the lifetime a temporary failure is permanent.
         apply(&h, &mut st, &[1], &[Outcome::Temporary("451 later".into())], 11_000, &p);
-        assert_eq!(st.rcpts[1].status, Status::Failed);
-        assert!(st.rcpts[1].text.contains("giving up"));
+        assert_eq!((st.rcpts[1].status, st.rcpts[1].expired), (Status::Failed, true));
+        assert_eq!(st.rcpts[1].text, "451 later");
         assert_eq!(owed(&h, &st, 11_000, &p), vec![(0, Action::Relayed), (1, Action::Failed)]);
         mark_notified(&mut st, &[(0, Action::Relayed), (1, Action::Failed)]);
         assert!(complete(&st));

@@ -699,6 +699,7 @@ impl Runner {
                 orcpt: h.attrs.get(&format!("RCPT.{i}.ORCPT")).map(<[u8]>::to_vec),
                 action,
                 text: a.state.rcpts.get(i).map(|r| r.text.clone()).unwrap_or_default(),
+                expired: action == Action::Failed && a.state.rcpts.get(i).is_some_and(|r| r.expired),
                 last_attempt: 0,
             })
             .collect();

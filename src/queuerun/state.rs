@@ -4,11 +4,13 @@
 //! ```text
 //! queue-run-state 1
 //! ino <inode of new/<id>>            ties the state to that very file
-//! r <P|D|F> <notified 0|1> <delayed 0|1> <attempts> <next attempt> <xtext text>
+//! r <P|D|F|E> <notified 0|1> <delayed 0|1> <attempts> <next attempt> <xtext text>
 //! ```
 //! One `r` line per recipient, in envelope order. `P` pending, `D` delivered,
-//! `F` failed for good; `notified`: the DSN owed for that final status was
-//! queued (or none was owed); `delayed`: a delay DSN was queued.
+//! `F` failed for good, `E` failed because queue-run gave up after the
+//! queue lifetime (the text is then the last temporary result); `notified`:
+//! the DSN owed for that final status was queued (or none was owed);
+//! `delayed`: a delay DSN was queued.
 
 use crate::xtext;
 
@@ -43,11 +45,14 @@ pub struct Rcpt {
     pub next: u64,
     /// The last result's text (remote reply).
     pub text: String,
+    /// Failed because queue-run gave up after the queue lifetime (`E`), not
+    /// because the remote said no: `text` is the last temporary result.
+    pub expired: bool,
 }
 
 impl Rcpt {
     pub fn new() -> Rcpt {
-        Rcpt { status: Status::Pending, notified: false, delay_notified: false, attempts: 0, next: 0, text: String::new() }
+        Rcpt { status: Status::Pending, notified: false, delay_notified: false, attempts: 0, next: 0, text: String::new(), expired: false }
     }
     /// Record a result text, cut to `MAX_TEXT`.
     pub fn set_text(&mut self, text: &str) {
@@ -83,6 +88,7 @@ impl State {
             let st = match r.status {
                 Status::Pending => 'P',
                 Status::Delivered => 'D',
+                Status::Failed if r.expired => 'E',
                 Status::Failed => 'F',
             };
             s.push_str(&format!(
@@ -115,10 +121,11 @@ impl State {
             if *r != "r" {
                 return None;
             }
-            let status = match *st {
-                "P" => Status::Pending,
-                "D" => Status::Delivered,
-                "F" => Status::Failed,
+            let (status, expired) = match *st {
+                "P" => (Status::Pending, false),
+                "D" => (Status::Delivered, false),
+                "F" => (Status::Failed, false),
+                "E" => (Status::Failed, true),
                 _ => return None,
             };
             rcpts.push(Rcpt {
@@ -128,6 +135,7 @@ impl State {
                 attempts: a.parse().ok()?,
                 next: next.parse().ok()?,
                 text: cut_text(&String::from_utf8_lossy(&xtext::decode(text.as_bytes())?)),
+                expired,
             });
         }
         Some(State { ino, rcpts })
@@ -177,8 +185,10 @@ mod tests {
             attempts: 4,
             next: 1700000000,
             text: "451 4.7.1 try later = soon".into(),
+            expired: false,
         };
         st.rcpts[2].status = Status::Failed;
+        st.rcpts[2].expired = true;
         st.rcpts[2].text = String::new();
         let enc = st.encode();
         assert_eq!(State::parse(&enc), Some(st.clone()));
@@ -194,7 +204,7 @@ mod tests {
         let mut st = State::new(u64::MAX, n);
         let worst = format!("{}/{}", " ".repeat(1003), "=".repeat(1003));
         for r in &mut st.rcpts {
-            *r = Rcpt { status: Status::Failed, notified: true, delay_notified: true, attempts: u32::MAX, next: u64::MAX, text: worst.clone() };
+            *r = Rcpt { status: Status::Failed, notified: true, delay_notified: true, attempts: u32::MAX, next: u64::MAX, text: worst.clone(), expired: true };
         }
         let enc = st.encode();
         assert!(enc.len() <= MAX_STATE, "{} octets, over {MAX_STATE}", enc.len());
