@@ -1,5 +1,6 @@
 //! The queue (smtpd-queue(5)): the durable writer, the file format's reader
-//! (`format`), and queue-inject's two input modes (`inject`).
+//! (`format`), queue-inject's two input modes (`inject`), and queue-drop's
+//! writer into the drop folder for local users (`drop`).
 //!
 //! A message is written to a work file in `QUEUE_DIR/tmp/`, fsynced, linked
 //! with no clobber to `QUEUE_DIR/new/<queue id>` (the work name goes away in
@@ -7,6 +8,7 @@
 //! a message whole or not at all, and only once it is on disk.
 
 pub mod client;
+pub mod drop;
 pub mod format;
 pub mod inject;
 

@@ -40,6 +40,8 @@ need time             have /usr/bin/time
 need groff-base       have groff
 need systemd          have systemd-socket-activate
 need procps           have pgrep
+need passwd           have groupadd   # tests/queuerun_maildrop.rs: a throwaway drop group
+need util-linux       have setpriv    # tests/queuerun_maildrop.rs: senders as other uids
 need make             have make
 need g++              have g++   # libfuzzer-sys compiles libFuzzer (make fuzz-short)
 
@@ -55,7 +57,7 @@ if [ "$mode" = --ci ]; then
 	# On a fresh machine install the whole list (apt-get skips what is there)
 	# plus what the build needs.
 	missing="ucspi-tcp swaks libnet-ssleay-perl libdigest-hmac-perl postfix python3 python3-aiosmtpd
-	  openssl stunnel4 msmtp testssl.sh nmap time groff-base systemd procps make
+	  openssl stunnel4 msmtp testssl.sh nmap time groff-base systemd procps passwd util-linux make
 	  gcc g++ libc6-dev curl ca-certificates"
 elif [ -z "$missing" ]; then
 	exit 0

@@ -94,10 +94,16 @@ fn planted_symlink_for_the_state_work_file_is_not_followed() {
     write_queue_file(&w.queue(), "700.1.1", now(), "s@src.test", &["a@x.test"], &[], b"S: x\n\nb\n");
     let k = Kid(w.command(BIN).env("RETRY_SCHEDULE", "1").spawn().unwrap());
     let state = w.queue().join("state/700.1.1");
-    wait_for(20, "a first state", || fs::read_to_string(&state).is_ok_and(|s| s.contains("r P 0 0 1 ")));
+    // The attempts recorded so far (the fifth field of the `r` line).
+    let attempts = || -> u32 {
+        let s = fs::read_to_string(&state).unwrap_or_default();
+        s.lines().find_map(|l| l.strip_prefix("r P 0 0 ")).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap_or(0)
+    };
+    wait_for(30, "a first state", || attempts() >= 1);
     // Planted where the next state update writes its work file.
     symlink(&target, w.queue().join("state/.700.1.1.tmp")).unwrap();
-    wait_for(20, "a later state", || fs::read_to_string(&state).is_ok_and(|s| s.contains("r P 0 0 3 ")));
+    let planted_at = attempts();
+    wait_for(30, "two more state updates", || attempts() >= planted_at + 2);
     let log = w.log_after(k);
     assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n", "{log}");
     assert!(!fs::symlink_metadata(&state).unwrap().file_type().is_symlink(), "{log}");

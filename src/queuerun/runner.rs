@@ -7,6 +7,7 @@
 use super::config::Config;
 use super::dsn::{self, Action, RcptReport};
 use super::inject::{Injection, Refused};
+use super::pickup;
 use super::plan::{self, BounceTo, Policy};
 use crate::queue::format::Header;
 use super::report::{self, Exit, Outcome};
@@ -21,6 +22,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -92,6 +94,8 @@ pub fn program(set: Option<&OsString>, name: &str) -> OsString {
 
 enum Event {
     Names(Vec<String>),
+    /// Names that appeared in maildrop/.
+    Drops(Vec<String>),
     Rescan,
     Signal(Signal),
     Done { job: u64, out: Vec<u8>, exit: Exit },
@@ -194,9 +198,21 @@ impl Runner {
         match crate::sys::inotify_watch_dir(&self.q.new_dir()) {
             Ok(fd) => {
                 let tx = self.tx.clone();
-                std::thread::spawn(move || watch(File::from(fd), tx));
+                std::thread::spawn(move || watch(File::from(fd), tx, false));
             }
             Err(e) => die::warn(PROG, format_args!("no inotify ({e}): new messages are seen by the periodic scan only")),
+        }
+        match crate::sys::inotify_watch_dir(&self.q.maildrop_dir()) {
+            Ok(fd) => {
+                let tx = self.tx.clone();
+                std::thread::spawn(move || watch(File::from(fd), tx, true));
+            }
+            Err(e) => die::warn(PROG, format_args!("no inotify on maildrop/ ({e}): local messages are seen by the periodic scan only")),
+        }
+        match self.q.clean_maildrop(crate::queue::LEFTOVER_AGE) {
+            Ok(0) => {}
+            Ok(n) => die::info(PROG, format_args!("removed {n} leftover work files from maildrop/")),
+            Err(e) => die::warn(PROG, format_args!("unable to clean maildrop/: {e}")),
         }
         match self.q.clean_state() {
             Ok(0) => {}
@@ -264,6 +280,13 @@ impl Runner {
                     }
                 }
             }
+            Event::Drops(names) => {
+                if self.stop_at.is_none() {
+                    for n in names.iter().filter(|n| !n.starts_with('.')) {
+                        self.pickup(n);
+                    }
+                }
+            }
             Event::Rescan => self.scan(),
             Event::Done { job, out, exit } => self.done(job, out, exit),
             Event::Signal(Signal::SIGHUP) => match load_config(self.env_file.as_deref()) {
@@ -301,6 +324,15 @@ impl Runner {
     }
 
     fn scan(&mut self) {
+        // Local messages first: once queued they are in new/ for this scan.
+        match self.q.list_maildrop() {
+            Ok(names) => {
+                for n in names {
+                    self.pickup(&n);
+                }
+            }
+            Err(e) => die::warn(PROG, format_args!("unable to read {}: {e}", self.q.maildrop_dir().display())),
+        }
         match self.q.list() {
             Ok(names) => {
                 for n in names {
@@ -310,6 +342,67 @@ impl Runner {
                 }
             }
             Err(e) => die::warn(PROG, format_args!("unable to read {}: {e}", self.q.new_dir().display())),
+        }
+    }
+
+    /// Queue one drop file of maildrop/ (written by queue-drop for a local
+    /// user): check it as untrusted input (`pickup::check`), hand it to the
+    /// queue program with a `Received:` line naming the submitter's uid, then
+    /// remove it. A file that fails the checks, or that the queue program
+    /// refuses for good, is set aside into bad/; a temporary refusal leaves it
+    /// for the next scan. A crash between queuing and removal queues it twice
+    /// (at least once, as everywhere).
+    fn pickup(&mut self, name: &str) {
+        let bad = |q: &Queue, why: &str| match q.quarantine_drop(name) {
+            Ok(to) => die::warn(PROG, format_args!("maildrop/{}: {why}: set aside as {}", printable_address(name.as_bytes()), to.display())),
+            Err(e) => die::warn(PROG, format_args!("maildrop/{}: {why}; unable to set it aside: {e}", printable_address(name.as_bytes()))),
+        };
+        let f = match self.q.open_drop(name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => return bad(&self.q, "a symbolic link"),
+            Err(e) => return die::warn(PROG, format_args!("maildrop/{name}: unable to open: {e}")),
+        };
+        let md = match f.metadata() {
+            Ok(m) => m,
+            Err(e) => return die::warn(PROG, format_args!("maildrop/{name}: unable to stat: {e}")),
+        };
+        if !md.is_file() {
+            return bad(&self.q, "not a regular file");
+        }
+        let mut r = io::BufReader::with_capacity(8192, f);
+        let (h, off) = match crate::queue::format::read_header(&mut r) {
+            Ok(x) => x,
+            Err(crate::queue::format::ReadError::Io(e)) => return die::warn(PROG, format_args!("maildrop/{name}: unable to read: {e}")),
+            Err(crate::queue::format::ReadError::Format(e)) => return bad(&self.q, &format!("not a drop file: {e}")),
+        };
+        let c = match pickup::check(&h, name, md.uid(), md.nlink()) {
+            Ok(c) => c,
+            Err(why) => return bad(&self.q, &why),
+        };
+        let user = crate::passwd::user_by_uid(c.uid).ok().flatten().map(|e| e.name);
+        let received = pickup::received(&self.cfg.host, c.uid, user.as_deref(), name, &dsn::date(unix_now()));
+        let mut f = r.into_inner();
+        let block = c.attrs.encode();
+        let res = f.seek(SeekFrom::Start(off)).map_err(|e| Refused::Temporary(-1, format!("unable to read: {e}"))).and_then(|_| {
+            let mut inj = Injection::start(&self.queue_prog, Some(&block), &self.child_env())
+                .map_err(|e| Refused::Temporary(-1, format!("unable to run {}: {e}", self.queue_prog.to_string_lossy())))?;
+            // Write errors (the queue program gave up) show in its exit code.
+            let _ = inj.write_all(received.as_bytes());
+            let _ = io::copy(&mut f, &mut inj);
+            inj.finish(&c.envelope.encode())
+        });
+        let who = match &user {
+            Some(u) => format!("uid {} ({})", c.uid, printable_address(u.as_bytes())),
+            None => format!("uid {}", c.uid),
+        };
+        match res {
+            Ok(()) => match self.q.remove_drop(name) {
+                Ok(()) => die::info(PROG, format_args!("maildrop/{name}: local message from {who} queued")),
+                Err(e) => die::warn(PROG, format_args!("maildrop/{name}: queued, but unable to remove it (it may be queued again): {e}")),
+            },
+            Err(e @ Refused::Permanent(..)) => bad(&self.q, &format!("refused by the queue program: {e}")),
+            Err(e) => die::warn(PROG, format_args!("maildrop/{name}: not queued for now (from {who}): {e}")),
         }
     }
 
@@ -831,7 +924,7 @@ fn log_attempt(id: &str, dom: &str, h: &Header, idxs: &[usize], outs: &[Outcome]
 }
 
 /// Read inotify events; names created in new/ become events.
-fn watch(mut f: File, tx: Sender<Event>) {
+fn watch(mut f: File, tx: Sender<Event>, drops: bool) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match f.read(&mut buf) {
@@ -847,7 +940,11 @@ fn watch(mut f: File, tx: Sender<Event>) {
                 names.push(String::from_utf8_lossy(&name).into_owned());
             }
         }
-        let ev = if overflow { Event::Rescan } else { Event::Names(names) };
+        let ev = match (overflow, drops) {
+            (true, _) => Event::Rescan,
+            (false, false) => Event::Names(names),
+            (false, true) => Event::Drops(names),
+        };
         if tx.send(ev).is_err() {
             return;
         }

@@ -1,8 +1,10 @@
 //! sendmail for local programs (cron, scripts): builds the envelope, adds
 //! the header fields a local submission lacks (Date, Message-ID, From) and
-//! hands the message to the queue program (`QMAILQUEUE`, else queue-inject)
-//! over the qmail-queue protocol. The message is streamed: only its header
-//! is held in memory (at most `mailmsg::MAX_HEADER`).
+//! hands the message to the queue program over the qmail-queue protocol:
+//! `QMAILQUEUE`, else queue-drop (setgid, into the queue's drop folder, for
+//! every local user; queue-run picks it up). sendmail itself is not
+//! privileged. The message is streamed: only its header is held in memory
+//! (at most `mailmsg::MAX_HEADER`).
 
 use super::inject::{Injection, Refused};
 use super::mailmsg::{self, Filter, EX_DATAERR, EX_IOERR, EX_OSERR, EX_TEMPFAIL, EX_USAGE};
@@ -21,13 +23,14 @@ fn env(k: &str) -> Option<String> {
 }
 
 /// The local user's name: `MAILUSER`, `USER`, `LOGNAME`, else the real
-/// uid's name in /etc/passwd.
+/// uid's name in /etc/passwd, else the uid's number.
 fn user() -> String {
+    let uid = nix::unistd::getuid().as_raw();
     env("MAILUSER")
         .or_else(|| env("USER"))
         .or_else(|| env("LOGNAME"))
-        .or_else(|| crate::passwd::user_by_uid(nix::unistd::getuid().as_raw()).ok().flatten().map(|e| e.name))
-        .unwrap_or_else(|| "root".into())
+        .or_else(|| crate::passwd::user_by_uid(uid).ok().flatten().map(|e| e.name))
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// Run sendmail with `args` (without argv[0]) on `input`. Returns the exit code.
@@ -127,7 +130,7 @@ pub fn run(args: &[OsString], mut input: impl Read) -> i32 {
         }
     }
 
-    let prog = program(env("QMAILQUEUE").map(OsString::from).as_ref(), "queue-inject");
+    let prog = program(env("QMAILQUEUE").map(OsString::from).as_ref(), "queue-drop");
     let block = attrs.encode();
     let mut inj = match Injection::start(&prog, if attrs.is_empty() { None } else { Some(&block) }, &[]) {
         Ok(i) => i,

@@ -1,15 +1,17 @@
 //! queue-run's side of the queue folders (queue-run(8), smtpd-queue(5)):
 //! reads `new/<id>` (written only by queue-inject), keeps per-recipient state
 //! in `state/<id>` (written atomically: work file, fsync, rename, fsync of
-//! the folder), sets corrupt files aside in `bad/`, removes finished messages.
+//! the folder), sets corrupt files aside in `bad/`, removes finished messages;
+//! and lists, opens, removes or sets aside the drop files of `maildrop/`.
 //! queue-run never writes in `tmp/` or creates anything in `new/`.
 
+use crate::queue::drop::{DROP_DIR, DROP_DIR_MODE};
 use crate::queue::format::{self, Header};
 use super::state::State;
 use nix::fcntl::OFlag;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct Queue {
@@ -96,7 +98,71 @@ impl Queue {
             }
             crate::queue::check_folder(&p).map_err(PrepareError::Unsafe)?;
         }
-        Ok(())
+        // The drop folder: made 1730 with queue-run's own group (enough for
+        // the queue's user); root gives it the drop group (smtpd-queue(5)).
+        let md = self.maildrop_dir();
+        match fs::DirBuilder::new().mode(0o700).create(&md) {
+            Ok(()) => fs::set_permissions(&md, fs::Permissions::from_mode(DROP_DIR_MODE)).map_err(PrepareError::Io)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(PrepareError::Io(e)),
+        }
+        check_maildrop(&md).map_err(PrepareError::Unsafe)
+    }
+
+    pub fn maildrop_dir(&self) -> PathBuf {
+        self.dir.join(DROP_DIR)
+    }
+
+    /// The names of complete drop files (work files start with a dot).
+    pub fn list_maildrop(&self) -> io::Result<Vec<String>> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(self.maildrop_dir())? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                v.push(name);
+            }
+        }
+        Ok(v)
+    }
+
+    /// Open a drop file: never through a link, never blocking on a FIFO.
+    pub fn open_drop(&self, name: &str) -> io::Result<File> {
+        open_nofollow(&self.maildrop_dir().join(name))
+    }
+
+    /// A drop file is queued: remove it, durably.
+    pub fn remove_drop(&self, name: &str) -> io::Result<()> {
+        remove_quiet(&self.maildrop_dir().join(name))?;
+        File::open(self.maildrop_dir())?.sync_all()
+    }
+
+    /// Set a bad drop file aside as `bad/maildrop.<name>` (numbered if taken).
+    pub fn quarantine_drop(&self, name: &str) -> io::Result<PathBuf> {
+        let safe: String = name.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
+        let base = format!("maildrop.{safe}");
+        let mut to = self.dir.join("bad").join(&base);
+        let mut n = 1;
+        while to.symlink_metadata().is_ok() {
+            to = self.dir.join("bad").join(format!("{base}.{n}"));
+            n += 1;
+        }
+        fs::rename(self.maildrop_dir().join(name), &to)?;
+        Ok(to)
+    }
+
+    /// Work files of queue-drop older than `age` (left by a killed or
+    /// crashed queue-drop): removed.
+    pub fn clean_maildrop(&self, age: std::time::Duration) -> io::Result<usize> {
+        let cutoff = std::time::SystemTime::now().checked_sub(age).unwrap_or(std::time::UNIX_EPOCH);
+        let mut n = 0;
+        for e in fs::read_dir(self.maildrop_dir())? {
+            let e = e?;
+            let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+            if e.file_name().to_string_lossy().starts_with('.') && old && remove_quiet(&e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// The names in `new/`, all of them (the caller sorts out bad names).
@@ -257,6 +323,29 @@ impl Queue {
 
     fn state_path(&self, id: &str) -> PathBuf {
         self.dir.join("state").join(id)
+    }
+}
+
+/// The drop folder as queue-run needs it: a folder (not a link) of
+/// queue-run's own user (it lists and removes the files), and nothing for
+/// other users (only the drop group may write, through queue-drop).
+pub fn check_maildrop(p: &Path) -> Result<(), String> {
+    let md = fs::symlink_metadata(p).map_err(|e| format!("unable to stat {}: {e}", p.display()))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let why = if md.file_type().is_symlink() {
+        Some("it is a symbolic link".to_string())
+    } else if !md.is_dir() {
+        Some("it is not a folder".into())
+    } else if md.uid() != euid {
+        Some(format!("it belongs to uid {}, not to queue-run's user (uid {euid})", md.uid()))
+    } else if md.mode() & 0o007 != 0 {
+        Some(format!("other users have rights on it (mode {:04o}; it should be {DROP_DIR_MODE:04o})", md.mode() & 0o7777))
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(w) => Err(format!("refusing {}: {w}", p.display())),
     }
 }
 
