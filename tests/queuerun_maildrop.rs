@@ -151,6 +151,8 @@ fn nobody_and_root_send_through_the_drop_folder() {
     let f = q.join("maildrop").join(&drops[0]);
     let md = fs::metadata(&f).unwrap();
     assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (NOBODY, s.group.gid, 0o644), "owner and mode of the drop file");
+    let list = s.w.command(QUEUE_RUN).arg("--list").output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).ends_with("0 messages\n1 local messages waiting in maildrop/\n"), "{list:?}");
     let k = s.queue_run();
     wait_for(30, "nobody's message delivered", || s.delivered("rcpt1@x.test").is_some());
     let (msg, attrs) = s.delivered("rcpt1@x.test").unwrap();

@@ -970,5 +970,11 @@ pub fn list(cfg: &Config, out: &mut dyn Write) -> io::Result<usize> {
         }
     }
     writeln!(out, "{n} messages")?;
+    // Local messages not picked up yet (queue-run not running, or refused for now).
+    if let Ok(drops) = q.list_maildrop() {
+        if !drops.is_empty() {
+            writeln!(out, "{} local messages waiting in maildrop/", drops.len())?;
+        }
+    }
     Ok(n)
 }
