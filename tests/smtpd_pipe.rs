@@ -371,6 +371,46 @@ fn xclient_only_when_enabled() {
     assert!(attrs.contains("CLIENT_ADDR=192.0.2.9\n") && attrs.contains("CLIENT_NAME=real.example\n"), "{attrs}");
 }
 
+/// Issue 16.1: the shipped rule gives 127.0.0.1 both RELAYCLIENT and
+/// XCLIENT; a proxy there forwarding an internet client must not turn it
+/// into a relay client. The relay right after XCLIENT comes from the
+/// forwarded client: LOGIN, AUTH, or its address in RELAYCLIENTS.
+#[test]
+fn xclient_does_not_keep_the_proxys_relay_right() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let proxy = [("TCPREMOTEIP", "127.0.0.1"), ("RELAYCLIENT", ""), ("XCLIENT", "")];
+    let flow = |xclient: &str| {
+        format!(
+            "EHLO proxy\r\n{xclient}\r\nEHLO spammer.example\r\nMAIL FROM:<spam@spammer.example>\r\n\
+             RCPT TO:<victim@gmail.test>\r\nRCPT TO:<u@example.com>\r\nQUIT\r\n"
+        )
+    };
+    let x = "XCLIENT ADDR=203.0.113.66 NAME=spammer.example";
+    let r = run_with(&env, &proxy, flow(x).as_bytes());
+    assert_eq!(r.codes(), ["220", "250", "220", "250", "250", "553", "250", "221"], "{}", r.out);
+    assert!(r.replies()[5].starts_with("553 5.7.1"), "{}", r.out);
+    // The proxy's own mail still relays.
+    let r = run_with(&env, &proxy, b"EHLO proxy\r\nMAIL FROM:<a@proxy.test>\r\nRCPT TO:<victim@gmail.test>\r\nQUIT\r\n");
+    assert_eq!(r.codes(), ["220", "250", "250", "250", "221"], "{}", r.out);
+    // A client the proxy authenticated (LOGIN) relays.
+    let r = run_with(&env, &proxy, flow(&format!("{x} LOGIN=alice")).as_bytes());
+    assert_eq!(r.codes()[5], "250", "{}", r.out);
+    // A client on a RELAYCLIENTS network relays; others do not.
+    let nets = write(d.path(), "relayclients", "# internal\n203.0.113.0/24\n");
+    let mut with_nets = proxy.to_vec();
+    with_nets.push(("RELAYCLIENTS", &nets));
+    let r = run_with(&env, &with_nets, flow(x).as_bytes());
+    assert_eq!(r.codes()[5], "250", "{}", r.out);
+    let r = run_with(&env, &with_nets, flow("XCLIENT ADDR=198.51.100.9").as_bytes());
+    assert_eq!(r.codes()[5], "553", "{}", r.out);
+    // A bad RELAYCLIENTS file is a configuration error.
+    let bad = write(d.path(), "bad", "not an address\n");
+    let r = run_with(&env, &[("RELAYCLIENTS", bad.as_str())], b"");
+    assert_eq!(r.code, Some(111), "{}", r.log);
+    assert!(r.log.contains("RELAYCLIENTS"), "{}", r.log);
+}
+
 #[test]
 fn ucspi_variables_reach_received_and_log() {
     let d = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 pub use crate::queue::client::QueueProgram;
 use crate::smtpd::auth::{parse_smtpauth, AuthPolicy};
 use crate::io::ucspitls::{parse_ucspitls, TlsInfo, TlsPolicy};
-use crate::smtpd::policy::{parse_list, Policy};
+use crate::smtpd::policy::{parse_list, parse_networks, Policy};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -110,11 +110,20 @@ impl Config {
                     .map_err(|e| ConfigError(format!("{k}: unable to read {}: {e}", Path::new(&p).display()))),
             }
         };
+        let relaynets = match get("RELAYCLIENTS").filter(|p| !p.is_empty()) {
+            None => None,
+            Some(p) => {
+                let shown = Path::new(&p).display().to_string();
+                let t = std::fs::read(&p).map_err(|e| ConfigError(format!("RELAYCLIENTS: unable to read {shown}: {e}")))?;
+                Some(parse_networks(&t).map_err(|e| ConfigError(format!("RELAYCLIENTS: {shown}: {e}")))?)
+            }
+        };
         let policy = Policy {
             rcpthosts: list("RCPTHOSTS")?,
             recipients: list("RECIPIENTS")?,
             rcptcheck: get("RCPTCHECK").filter(|p| !p.is_empty()).map(PathBuf::from),
             relayclient: get("RELAYCLIENT").map(|v| v.into_encoded_bytes()),
+            relaynets,
         };
         let queue = match get("QMAILQUEUE").filter(|q| !q.is_empty()) {
             Some(q) => QueueProgram::PerMessage(PathBuf::from(q)),
@@ -209,6 +218,7 @@ mod tests {
         assert!(cfg(&[("SMTPD_TIMEOUT", "0")]).is_err());
         assert!(cfg(&[("SMTPD_HOSTNAME", "a b")]).is_err());
         assert!(cfg(&[("RCPTHOSTS", "/nonexistent/rcpthosts")]).is_err());
+        assert!(cfg(&[("RELAYCLIENTS", "/nonexistent/relayclients")]).is_err());
         assert_eq!(cfg(&[("DATABYTES", "1000"), ("MAXRCPT", "5")]).map(|c| (c.databytes, c.maxrcpt)).unwrap(), (1000, 5));
     }
 }
