@@ -338,6 +338,49 @@ fn recipient_policy() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
 }
 
+/// Issue 16.2: a mail loop ends at the hop limit. 100 trace fields in the
+/// incoming header pass (ours makes 101 at the next hop), 101 do not; the
+/// message is read to its end and refused with one reply, by DATA and BDAT.
+#[test]
+fn too_many_hops() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let header = |received: usize, delivered: usize| {
+        let mut h = "Received: from a.test by b.test; Thu, 1 Jan 2026 00:00:00 +0000\r\n".repeat(received);
+        h.push_str(&"Delivered-To: u@example.com\r\n".repeat(delivered));
+        h.push_str("Subject: loop\r\n\r\nReceived: in the body does not count\r\n");
+        h
+    };
+    let data = |h: &str| format!("{HEAD}{h}.\r\nQUIT\r\n");
+    let r = run_with(&env, &[], data(&header(100, 0)).as_bytes());
+    assert!(r.replies()[5].starts_with("250 2.0.0 ok: queued as"), "{}", r.out);
+    let r = run_with(&env, &[], data(&header(99, 2)).as_bytes());
+    assert_eq!(r.replies()[5], "554 5.4.6 too many hops, this message is looping", "{}", r.out);
+    assert_eq!(r.replies()[6], "221 2.0.0 closing connection", "read to the end, one reply: {}", r.out);
+    assert!(r.log.contains("message refused: from <s@sender.test> rcpts 1"), "{}", r.log);
+    // MAXHOPS sets the limit.
+    let r = run_with(&env, &[("MAXHOPS", "5")], data(&header(6, 0)).as_bytes());
+    assert!(r.replies()[5].starts_with("554 5.4.6"), "{}", r.out);
+    let r = run_with(&env, &[("MAXHOPS", "5")], data(&header(5, 0)).as_bytes());
+    assert!(r.replies()[5].starts_with("250"), "{}", r.out);
+    // BDAT: the header spread over chunks, the refusal sticky to the last.
+    let h = header(101, 0);
+    let (a, b) = h.as_bytes().split_at(3000);
+    let mut input = b"EHLO c.test\r\nMAIL FROM:<s@sender.test>\r\nRCPT TO:<u@example.com>\r\n".to_vec();
+    input.extend_from_slice(format!("BDAT {}\r\n", a.len()).as_bytes());
+    input.extend_from_slice(a);
+    input.extend_from_slice(format!("BDAT {} LAST\r\n", b.len()).as_bytes());
+    input.extend_from_slice(b);
+    input.extend_from_slice(b"QUIT\r\n");
+    let r = run_with(&env, &[], &input);
+    let rep = r.replies();
+    assert!(rep[5].starts_with("554 5.4.6"), "{}", r.out);
+    assert_eq!(rep[6], "221 2.0.0 closing connection", "{}", r.out);
+    // Only the accepted messages reached the queue program.
+    let queued: Vec<_> = files(&d.path().join("q"), "env.").into_iter().filter(|e| !e.is_empty()).collect();
+    assert_eq!(queued.len(), 2, "{queued:?}");
+}
+
 #[test]
 fn maxrcpt() {
     let d = tempfile::tempdir().unwrap();

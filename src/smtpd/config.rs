@@ -6,6 +6,7 @@ pub use crate::queue::client::QueueProgram;
 use crate::smtpd::auth::{parse_smtpauth, AuthPolicy};
 use crate::io::ucspitls::{parse_ucspitls, TlsInfo, TlsPolicy};
 use crate::smtpd::policy::{parse_list, parse_networks, Policy};
+use crate::smtp::data::DEFAULT_MAXHOPS;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub struct Config {
     pub databytes: u64,
     /// MAXRCPT: most recipients per message, 0 for no limit.
     pub maxrcpt: usize,
+    /// MAXHOPS: most Received/Delivered-To fields in a message's header, 0 for no limit.
+    pub maxhops: u32,
     /// SMTPD_TIMEOUT: longest wait for the client (read or write).
     pub timeout: Duration,
     /// SMTPD_PREGREET: how long to watch for a client that talks first.
@@ -140,6 +143,7 @@ impl Config {
             hostname,
             databytes: number("DATABYTES", 0)?,
             maxrcpt: usize::try_from(number("MAXRCPT", DEFAULT_MAXRCPT as u64)?).unwrap_or(usize::MAX),
+            maxhops: u32::try_from(number("MAXHOPS", u64::from(DEFAULT_MAXHOPS))?).unwrap_or(u32::MAX),
             timeout: Duration::from_secs(timeout),
             pregreet: Duration::from_millis(number("SMTPD_PREGREET", 0)?),
             helo_check: get("HELO_CHECK").is_some(),
@@ -204,7 +208,7 @@ mod tests {
     #[test]
     fn defaults_and_errors() {
         let c = cfg(&[("SMTPD_HOSTNAME", "mx.test"), ("PATH", "/nonexistent")]).unwrap();
-        assert_eq!((c.hostname.as_str(), c.databytes, c.maxrcpt), ("mx.test", 0, 100));
+        assert_eq!((c.hostname.as_str(), c.databytes, c.maxrcpt, c.maxhops), ("mx.test", 0, 100, 100));
         assert_eq!(c.timeout, Duration::from_secs(300));
         assert!(!c.helo_check && !c.xclient && !c.xforward);
         assert!(c.policy.rcpthosts.is_none() && c.policy.relayclient.is_none());
@@ -215,6 +219,8 @@ mod tests {
         let c = cfg(&[("QUEUE_SESSION", "0"), ("PATH", "/nonexistent")]).unwrap();
         assert_eq!(c.queue, QueueProgram::PerMessage(PathBuf::from("queue-inject")));
         assert!(cfg(&[("DATABYTES", "x")]).is_err());
+        assert!(cfg(&[("MAXHOPS", "-1")]).is_err());
+        assert_eq!(cfg(&[("MAXHOPS", "0")]).map(|c| c.maxhops).unwrap(), 0);
         assert!(cfg(&[("SMTPD_TIMEOUT", "0")]).is_err());
         assert!(cfg(&[("SMTPD_HOSTNAME", "a b")]).is_err());
         assert!(cfg(&[("RCPTHOSTS", "/nonexistent/rcpthosts")]).is_err());

@@ -12,7 +12,7 @@ use crate::io::ucspi::{Conn, ConnError, IN_BUF, OUT_HIGH};
 use crate::io::ucspitls::{TlsInfo, UcspiTls, READY};
 use crate::queue::client::QueueClient;
 use crate::smtpd::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
-use crate::smtp::data::{ChunkDecoder, DataError, DotDecoder};
+use crate::smtp::data::{ChunkDecoder, DataError, DotDecoder, HopCounter};
 use crate::smtp::reply;
 use crate::smtpd::config::{Config, MAX_ERRORS};
 use std::ffi::OsStr;
@@ -226,6 +226,9 @@ struct Message {
     active: bool,
     /// Why the message cannot be queued, if the queue already failed.
     failed: Option<Outcome>,
+    /// The trace fields of the message's header (MAXHOPS); ours, already
+    /// in `buf` when counting starts, is not among them.
+    hops: HopCounter,
 }
 
 impl Message {
@@ -234,7 +237,12 @@ impl Message {
         let (env, attrs) = s.queue_request();
         // Room for a piece, one input buffer's worth of decoded bytes and the
         // Received header: the buffer never grows.
-        let mut m = Message { buf: Vec::with_capacity(CHUNK + IN_BUF + 4096), active: false, failed: None };
+        let mut m = Message {
+            buf: Vec::with_capacity(CHUNK + IN_BUF + 4096),
+            active: false,
+            failed: None,
+            hops: HopCounter::new(s.hop_limit()),
+        };
         match queue.begin(&env, &attrs) {
             Ok(id) => {
                 m.active = true;
@@ -279,6 +287,13 @@ impl Message {
         queue.finish().into()
     }
 
+    /// Count the trace fields of what the decoder appended to `buf` from
+    /// `from` on; the message's error: the decoder's, else a loop.
+    fn decoded(&mut self, from: usize, dec: Option<DataError>) -> Option<DataError> {
+        self.hops.feed(self.buf.get(from..).unwrap_or_default());
+        dec.or(self.hops.error())
+    }
+
     fn abandon(self, queue: &mut QueueClient) {
         if self.active {
             queue.abort();
@@ -297,16 +312,17 @@ fn receive_data(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, h
                 return Err(conn_end(e, true));
             }
         }
+        let from = m.buf.len();
         let (n, done) = dec.feed(conn.buffered(), &mut m.buf);
         conn.consume(n);
+        let err = m.decoded(from, dec.error());
         if done {
-            break;
+            let outcome = m.finish(queue, err);
+            s.message_done(outcome, dec.size(), hooks, &mut conn.out);
+            return Ok(());
         }
-        m.pump(queue, dec.error(), false);
+        m.pump(queue, err, false);
     }
-    let outcome = m.finish(queue, dec.error());
-    s.message_done(outcome, dec.size(), hooks, &mut conn.out);
-    Ok(())
 }
 
 /// One accepted BDAT chunk of `size` octets.
@@ -327,19 +343,23 @@ fn receive_chunk(
         }
         let b = conn.buffered();
         let n = b.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let from = m.buf.len();
         dec.feed(&b[..n], &mut m.buf);
         conn.consume(n);
         left -= n as u64;
-        m.pump(queue, dec.error(), false);
+        let err = m.decoded(from, dec.error());
+        m.pump(queue, err, false);
     }
     if last {
         dec.finish();
-        let Some((m, dec)) = bdat.take() else { return Ok(()) };
-        let outcome = m.finish(queue, dec.error());
+        let Some((mut m, dec)) = bdat.take() else { return Ok(()) };
+        let err = m.decoded(m.buf.len(), dec.error());
+        let outcome = m.finish(queue, err);
         s.message_done(outcome, dec.size(), hooks, &mut conn.out);
         return Ok(());
     }
-    let failed = match (dec.error(), m.failed.clone()) {
+    let err = m.decoded(m.buf.len(), dec.error());
+    let failed = match (err, m.failed.clone()) {
         (Some(e), _) => Some(Outcome::Refused(e)),
         (None, Some(o)) => Some(o),
         (None, None) => None,

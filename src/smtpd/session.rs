@@ -750,6 +750,11 @@ impl<'c> Session<'c> {
         self.cfg.databytes
     }
 
+    /// The MAXHOPS limit for the hop counter.
+    pub fn hop_limit(&self) -> u32 {
+        self.cfg.maxhops
+    }
+
     /// The log line at the end of the session.
     pub fn log_end(&self, how: &str, hooks: &mut dyn Hooks) {
         let s = &self.stats;
@@ -1091,6 +1096,7 @@ fn outcome_reply(o: &Outcome) -> String {
     match o {
         Outcome::Queued(id) => format!("250 2.0.0 ok: queued as {id}\r\n"),
         Outcome::Refused(DataError::TooBig) => reply::TOO_BIG.into(),
+        Outcome::Refused(DataError::TooManyHops) => reply::TOO_MANY_HOPS.into(),
         Outcome::Refused(_) => reply::BARE_LF_DATA.into(),
         Outcome::QueueFailed { permanent, text } => {
             // qmail's texts end in "(#4.3.0)": reuse that code as the enhanced one.
@@ -1179,6 +1185,7 @@ mod tests {
             hostname: "mx.test".into(),
             databytes: 1000,
             maxrcpt: 3,
+            maxhops: 100,
             timeout: Duration::from_secs(5),
             pregreet: Duration::ZERO,
             helo_check: false,
@@ -1434,6 +1441,7 @@ mod tests {
         assert_eq!(t(false, "odd (#5.1.1)"), "451 4.3.0 odd (#5.1.1)\r\n");
         assert_eq!(outcome_reply(&Outcome::Refused(DataError::BareLf)), reply::BARE_LF_DATA);
         assert_eq!(outcome_reply(&Outcome::Refused(DataError::TooBig)), reply::TOO_BIG);
+        assert_eq!(outcome_reply(&Outcome::Refused(DataError::TooManyHops)), reply::TOO_MANY_HOPS);
     }
 
     #[test]
