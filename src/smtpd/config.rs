@@ -6,6 +6,7 @@ pub use crate::queue::client::QueueProgram;
 use crate::smtpd::auth::{parse_smtpauth, AuthPolicy};
 use crate::io::ucspitls::{parse_ucspitls, TlsInfo, TlsPolicy};
 use crate::smtpd::policy::{parse_list, parse_networks, Policy};
+use crate::smtp::command::check_mailbox;
 use crate::smtp::data::DEFAULT_MAXHOPS;
 use std::ffi::OsString;
 use std::fmt;
@@ -121,12 +122,21 @@ impl Config {
                 Some(parse_networks(&t).map_err(|e| ConfigError(format!("RELAYCLIENTS: {shown}: {e}")))?)
             }
         };
+        // RFC 5321 4.5.1: mail to a bare `postmaster` must reach someone. A
+        // host name that makes no address (a container's `my_box`) leaves it
+        // bare, as before; a bad POSTMASTER is an error.
+        let postmaster = match text("POSTMASTER")?.filter(|p| !p.is_empty()) {
+            Some(p) if check_mailbox(p.as_bytes(), false).is_ok() => Some(p),
+            Some(p) => return Err(ConfigError(format!("POSTMASTER={p}: not an address (user@domain)"))),
+            None => Some(format!("postmaster@{hostname}")).filter(|p| check_mailbox(p.as_bytes(), false).is_ok()),
+        };
         let policy = Policy {
             rcpthosts: list("RCPTHOSTS")?,
             recipients: list("RECIPIENTS")?,
             rcptcheck: get("RCPTCHECK").filter(|p| !p.is_empty()).map(PathBuf::from),
             relayclient: get("RELAYCLIENT").map(|v| v.into_encoded_bytes()),
             relaynets,
+            postmaster: postmaster.map(String::into_bytes),
         };
         let queue = match get("QMAILQUEUE").filter(|q| !q.is_empty()) {
             Some(q) => QueueProgram::PerMessage(PathBuf::from(q)),
@@ -220,6 +230,11 @@ mod tests {
         assert_eq!(c.queue, QueueProgram::PerMessage(PathBuf::from("queue-inject")));
         assert!(cfg(&[("DATABYTES", "x")]).is_err());
         assert!(cfg(&[("MAXHOPS", "-1")]).is_err());
+        let pm = |h: &str, v: &str| cfg(&[("SMTPD_HOSTNAME", h), ("POSTMASTER", v)]).map(|c| c.policy.postmaster);
+        assert_eq!(pm("mx.test", "").unwrap().as_deref(), Some(&b"postmaster@mx.test"[..]));
+        assert_eq!(pm("mx.test", "hostmaster@example.com").unwrap().as_deref(), Some(&b"hostmaster@example.com"[..]));
+        assert!(pm("mx.test", "postmaster").is_err() && pm("mx.test", "a b@c").is_err());
+        assert_eq!(pm("my_box", "").unwrap(), None, "no address from this host name: kept bare");
         assert_eq!(cfg(&[("MAXHOPS", "0")]).map(|c| c.maxhops).unwrap(), 0);
         assert!(cfg(&[("SMTPD_TIMEOUT", "0")]).is_err());
         assert!(cfg(&[("SMTPD_HOSTNAME", "a b")]).is_err());

@@ -30,6 +30,10 @@ pub struct Policy {
     /// RELAYCLIENTS: networks whose clients may relay, checked against the
     /// client's address (after XCLIENT, the forwarded one).
     pub relaynets: Option<Rules>,
+    /// POSTMASTER (default `postmaster@` SMTPD_HOSTNAME): what a bare
+    /// `RCPT TO:<postmaster>` becomes, so that the queue holds an address
+    /// it can deliver. `None`: kept bare.
+    pub postmaster: Option<Vec<u8>>,
 }
 
 /// What to do with one recipient.
@@ -48,6 +52,13 @@ impl Policy {
     /// with the relay right `relay` (the suffix to append, qmail's
     /// RELAYCLIENT value; `None`: no right to relay).
     pub fn check_rcpt(&self, addr: &[u8], relay: Option<&[u8]>) -> Decision {
+        // RFC 5321 4.5.1: the postmaster of this host is always accepted; a
+        // bare `postmaster` names it, and becomes its full address here.
+        let own_postmaster = is_postmaster(addr);
+        let addr = match (&self.postmaster, own_postmaster) {
+            (Some(pm), true) => pm.as_slice(),
+            _ => addr,
+        };
         if let Some(suffix) = relay {
             // qmail: RELAYCLIENT's value is appended to the recipient.
             return Decision::Accept([addr, suffix].concat());
@@ -55,11 +66,11 @@ impl Policy {
         if self.rcpthosts.is_none() && self.recipients.is_none() && self.rcptcheck.is_none() {
             return Decision::Refuse(reply::NO_POLICY);
         }
-        if routed(addr) {
+        if routed(addr) && !own_postmaster {
             return Decision::Refuse(reply::ROUTING_REFUSED);
         }
         if let Some(hosts) = &self.rcpthosts {
-            let ok = is_postmaster(addr) || domain_of(addr).is_some_and(|d| domain_listed(hosts, d));
+            let ok = own_postmaster || domain_of(addr).is_some_and(|d| domain_listed(hosts, d));
             if !ok {
                 return Decision::Refuse(reply::NOT_RCPTHOST);
             }
@@ -150,6 +161,7 @@ mod tests {
             rcptcheck: check.then(|| PathBuf::from("/bin/true")),
             relayclient: relay.map(<[u8]>::to_vec),
             relaynets: None,
+            postmaster: None,
         }
     }
 
@@ -169,6 +181,17 @@ mod tests {
         assert_eq!(h.check_rcpt(b"a@sub.org", None), Decision::Refuse(reply::NOT_RCPTHOST));
         assert_eq!(h.check_rcpt(b"a@evil.com", None), Decision::Refuse(reply::NOT_RCPTHOST));
         assert_eq!(h.check_rcpt(b"postmaster", None), Decision::Accept(b"postmaster".to_vec()));
+        // Rewritten to this host's postmaster, accepted whatever its domain.
+        let pm = Policy { postmaster: Some(b"postmaster@mx.other.test".to_vec()), ..h.clone() };
+        for a in [&b"postmaster"[..], b"PostMaster"] {
+            assert_eq!(pm.check_rcpt(a, None), Decision::Accept(b"postmaster@mx.other.test".to_vec()));
+        }
+        assert_eq!(pm.check_rcpt(b"postmaster@mx.other.test", None), Decision::Refuse(reply::NOT_RCPTHOST));
+        assert_eq!(pm.check_rcpt(b"postmaster", Some(b"@gw")), Decision::Accept(b"postmaster@mx.other.test@gw".to_vec()));
+        let listed = Policy { recipients: Some(parse_list(b"postmaster@mx.other.test\n")), ..pm.clone() };
+        assert_eq!(listed.check_rcpt(b"postmaster", None), Decision::Accept(b"postmaster@mx.other.test".to_vec()));
+        let checked = Policy { rcptcheck: Some("/x".into()), ..pm };
+        assert_eq!(checked.check_rcpt(b"postmaster", None), Decision::Ask(b"postmaster@mx.other.test".to_vec()));
         // nmap smtp-open-relay: routing in the local part of a listed domain.
         for a in [&b"relaytest%nmap.scanme.org@example.com"[..], b"nmap.scanme.org!relaytest@example.com", b"\"a@evil.com\"@example.com"] {
             assert_eq!(h.check_rcpt(a, None), Decision::Refuse(reply::ROUTING_REFUSED), "{}", String::from_utf8_lossy(a));
