@@ -94,7 +94,14 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
         return End::Pregreet;
     }
     s.greeting(&mut conn.out);
-    let end = run(conn, &mut s, queue, hooks);
+    let mut bdat = None;
+    let end = run(conn, &mut s, queue, hooks, &mut bdat);
+    // However the session ended (QUIT, EOF, timeout, too many errors, TLS
+    // failure) with a BDAT message unfinished: abandon it in the queue, so
+    // that a worker's next session finds its queue-inject between messages.
+    if let Some((m, _)) = bdat.take() {
+        m.abandon(queue);
+    }
     // After a write timeout replies are still pending: writing more would
     // only wait once again; after a read timeout, say why we close.
     let stuck = end == End::Timeout && !conn.out.is_empty();
@@ -112,19 +119,21 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
     end
 }
 
-fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mut dyn Hooks) -> End {
+/// The command loop. A BDAT message in progress lives in `bdat`, which the
+/// caller abandons whatever way this returns.
+fn run(
+    conn: &mut Conn,
+    s: &mut Session<'_>,
+    queue: &mut QueueClient,
+    hooks: &mut dyn Hooks,
+    bdat: &mut Option<(Message, ChunkDecoder)>,
+) -> End {
     let mut line = Vec::with_capacity(512);
-    let mut bdat: Option<(Message, ChunkDecoder)> = None;
     loop {
         let action = match conn.next_line(&mut line) {
             Ok(None) => s.handle_line(&line, hooks, &mut conn.out),
             Ok(Some(bad)) => s.bad_line(bad, hooks, &mut conn.out),
-            Err(e) => {
-                if let Some((m, _)) = bdat.take() {
-                    m.abandon(queue);
-                }
-                return conn_end(e, false);
-            }
+            Err(e) => return conn_end(e, false),
         };
         // A transaction ended by RSET, HELO, XCLIENT...: drop its BDAT message.
         if !s.in_transaction() {
@@ -185,7 +194,7 @@ fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mu
             }
             Action::Bdat { size, last, accept } => {
                 let r = if accept {
-                    receive_chunk(conn, s, queue, hooks, &mut bdat, size, last)
+                    receive_chunk(conn, s, queue, hooks, bdat, size, last)
                 } else {
                     if last {
                         if let Some((m, _)) = bdat.take() {
@@ -195,9 +204,6 @@ fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mu
                     skip(conn, size)
                 };
                 if let Err(e) = r {
-                    if let Some((m, _)) = bdat.take() {
-                        m.abandon(queue);
-                    }
                     return e;
                 }
             }
