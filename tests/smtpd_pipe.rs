@@ -382,6 +382,59 @@ fn too_many_hops() {
     assert_eq!(queued.len(), 2, "{queued:?}");
 }
 
+/// Processes whose command line has the argument `marker`.
+fn running(marker: &str) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmd.split(|&b| b == 0).any(|a| a == marker.as_bytes()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// Issue 16.9: a hung RCPTCHECK is killed with everything it started (its
+/// process group), not only the direct child.
+#[test]
+fn hung_rcptcheck_leaves_no_orphans() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let marker = format!("40.{}", std::process::id());
+    // Off the log pipe: orphans holding it would stall the test's reading.
+    let hang = script(d.path(), "hang", &format!("#!/bin/sh\nexec 2>/dev/null\nsleep {marker} &\nsleep {marker} &\nsleep {marker}\n"));
+    let r = run_with(
+        &env,
+        &[("RCPTCHECK", hang.to_str().unwrap()), ("RCPTCHECK_TIMEOUT", "1")],
+        b"HELO c.test\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<ok@example.com>\r\nQUIT\r\n",
+    );
+    assert_eq!(r.codes(), ["220", "250", "250", "451", "221"], "{}", r.out);
+    let mut left = running(&marker);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = running(&marker);
+    }
+    for &pid in &left {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(left.is_empty(), "sleeps of the checker outlived the session: {left:?}");
+}
+
+/// A checkpassword that cannot be run is named in the log.
+#[test]
+fn missing_checkpassword_is_named_in_the_log() {
+    let mut c = command(&[("SMTPAUTH", ""), ("SMTPAUTH_PLAINTEXT", "1")]);
+    c.args(["/nonexistent/checkpassword", "true"]);
+    // PLAIN \0alice\0secret
+    let r = converse(c, b"EHLO c.test\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nQUIT\r\n");
+    assert_eq!(r.codes(), ["220", "250", "454", "221"], "{}", r.out);
+    assert!(r.log.contains("warning: unable to run checkpassword /nonexistent/checkpassword: "), "{}", r.log);
+}
+
 #[test]
 fn maxrcpt() {
     let d = tempfile::tempdir().unwrap();

@@ -18,6 +18,8 @@ use crate::smtpd::config::{Config, MAX_ERRORS};
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 const PROG: &str = "smtpd-rs";
@@ -399,9 +401,11 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-/// Wait for `child` at most `limit`; past it, kill it and report a timeout.
-/// Polls with a growing sleep (1 ms up to 50 ms): a checker usually answers
-/// within a few ms, and this keeps the common case fast without a pidfd.
+/// Wait for `child`, the leader of its own process group, at most `limit`;
+/// past it, kill the whole group (what the checker started too) and report
+/// a timeout. Polls with a growing sleep (1 ms up to 50 ms): a checker
+/// usually answers within a few ms, and this keeps the common case fast
+/// without a pidfd.
 fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) -> std::io::Result<std::process::ExitStatus> {
     let start = std::time::Instant::now();
     let mut nap = std::time::Duration::from_millis(1);
@@ -410,7 +414,7 @@ fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) -> s
             return Ok(st);
         }
         if start.elapsed() >= limit {
-            let _ = child.kill();
+            checkpassword::kill_group(&child);
             let _ = child.wait();
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
         }
@@ -467,11 +471,13 @@ impl Hooks for ProcessHooks<'_> {
     /// (never the client's connection).
     fn rcpt_check(&mut self, sender: &[u8], rcpt: &[u8]) -> RcptCheck {
         let Some(prog) = &self.cfg.policy.rcptcheck else { return RcptCheck::Accept };
+        // Its own process group, so that a timeout kills what it started too.
         let child = Command::new(prog)
             .env("SENDER", OsStr::from_bytes(sender))
             .env("RECIPIENT", OsStr::from_bytes(rcpt))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .process_group(0)
             .spawn();
         let status = child.and_then(|c| wait_bounded(c, self.cfg.rcptcheck_timeout));
         match status.map(|s| s.code()) {
@@ -526,7 +532,8 @@ impl Hooks for ProcessHooks<'_> {
             }
             Ok(v) => v,
             Err(e) => {
-                die::warn(PROG, format_args!("unable to run the checkpassword program: {e}"));
+                let prog = self.cfg.checkpassword.first().map(|p| Path::new(p).display().to_string()).unwrap_or_default();
+                die::warn(PROG, format_args!("unable to run checkpassword {prog}: {e}"));
                 Verdict::TempFail
             }
         }
