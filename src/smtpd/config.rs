@@ -48,6 +48,9 @@ pub struct Config {
     pub queue: QueueProgram,
     /// UCSPITLS (s/qmail's values), see io/ucspitls.rs.
     pub tls_policy: TlsPolicy,
+    /// UCSPITLS is not set at all (as opposed to `-`): worth a log line
+    /// when a UCSPI-TLS server is in front.
+    pub ucspitls_unset: bool,
     /// TLS already active from the start (SSL_PROTOCOL set: implicit TLS).
     pub tls_initial: Option<TlsInfo>,
     /// SMTPAUTH (the fehcom AUTH patch's values); None: no AUTH.
@@ -164,6 +167,7 @@ impl Config {
             policy,
             queue,
             tls_policy: parse_ucspitls(text("UCSPITLS")?.as_deref()),
+            ucspitls_unset: get("UCSPITLS").is_none(),
             tls_initial: TlsInfo::from_env(&|k| get(k).and_then(|v| v.into_string().ok())),
             auth: parse_smtpauth(text("SMTPAUTH")?.as_deref()),
             auth_plaintext: get("SMTPAUTH_PLAINTEXT").is_some(),

@@ -86,6 +86,11 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
             p.local_port.as_deref().unwrap_or("unknown"),
         ));
     }
+    // STARTTLS is off unless UCSPITLS says otherwise, even with a UCSPI-TLS
+    // server in front: say so, since the EHLO reply alone does not.
+    if cfg.ucspitls_unset && cfg.tls_initial.is_none() && hooks.tls_available() {
+        hooks.log(format_args!("STARTTLS not offered: UCSPITLS is unset (a UCSPI-TLS server is in front: set UCSPITLS to offer it)"));
+    }
     // A client that talks before the greeting (checked on sockets only: a
     // pipe is a local script that may write its whole conversation at once).
     if conn.is_socket() && conn.readable_within(cfg.pregreet) {

@@ -1196,6 +1196,7 @@ mod tests {
             policy: Policy { rcpthosts: Some(parse_list(b"example.com\n")), ..Policy::default() },
             queue: QueueProgram::Session(PathBuf::from("queue-inject")),
             tls_policy: Default::default(),
+            ucspitls_unset: false,
             tls_initial: None,
             auth: None,
             auth_plaintext: false,
