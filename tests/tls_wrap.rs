@@ -339,13 +339,23 @@ fn privileges_app_and_tls_wrap_under_their_own_uids() {
     if nix::unistd::geteuid().is_root() {
         env.push(("TLS_UID".into(), "65534".into()));
         env.push(("TLS_GID".into(), "65534".into()));
-        let (port, h) = serve_once(wrap_args(&["-u", "65533", "-g", "65533"]), env);
+        let (port, h) = serve_once(wrap_args(&["-u", "65533", "-g", "65533"]), env.clone());
         let out = s_client(port, &["-starttls", "smtp"], SESSION);
         assert!(out.contains("250-APPUID=65533"), "{out}");
         assert!(out.contains("250-PARENTUID=65534"), "{out}");
         assert!(out.contains("250-KEYREAD=denied"), "{out}");
         assert!(out.contains("250-PARENTMEM=denied"), "{out}");
         assert!(out.contains("TLS=yes"), "{out}");
+        assert_eq!(h.join().expect("server").code, Some(0));
+        // Implicit TLS: the same split (prog started by a launcher that
+        // became prog's uid before the handshake).
+        let (port, h) = serve_once(wrap_args(&["-i", "-u", "65533", "-g", "65533"]), env);
+        let out = s_client(port, &[], SESSION);
+        assert!(out.contains("250-APPUID=65533"), "{out}");
+        assert!(out.contains("250-PARENTUID=65534"), "{out}");
+        assert!(out.contains("250-KEYREAD=denied"), "{out}");
+        assert!(out.contains("250-PARENTMEM=denied"), "{out}");
+        assert!(out.contains("250-SSL_PROTOCOL=TLSv1.3") && out.contains("TLS=yes"), "{out}");
         assert_eq!(h.join().expect("server").code, Some(0));
     } else {
         // Not root: no uid change possible; tls-wrap is still non-dumpable.
@@ -475,4 +485,57 @@ fn to_starttls(port: u16) -> TcpStream {
     s.write_all(b"STARTTLS\r\n").expect("write");
     expect(&mut s, "220 ready");
     s
+}
+
+/// Uid and gid lines of /proc/PID/status ("Uid:\t0\t0\t0\t0").
+fn ids_of(pid: u32) -> (String, String) {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| st.lines().find(|l| l.starts_with(k)).map(|l| l[k.len()..].split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    (field("Uid:"), field("Gid:"))
+}
+
+/// Issue 16.4: with -i, tls-wrap parses the handshake under TLS_UID/TLS_GID,
+/// not as root: it drops before reading a byte from the network.
+#[test]
+fn implicit_handshake_runs_under_tls_uid() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: no uid change to check");
+        return;
+    }
+    let certs = Certs::new();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let out = theirs.try_clone().expect("clone");
+    let mut child = std::process::Command::new(TLS_WRAP)
+        .args(wrap_args(&["-i", "-u", "65533", "-g", "65533"]))
+        .envs(certs.env("ecdsa"))
+        .env("TLS_UID", "65534")
+        .env("TLS_GID", "65534")
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(out)))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tls-wrap");
+    // A handshake record header announcing 512 bytes, and 5 of them.
+    let mut s = ours;
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03]).expect("write");
+    let want = ("65534 65534 65534 65534".to_string(), "65534 65534 65534 65534".to_string());
+    let mut ids = ids_of(child.id());
+    for _ in 0..100 {
+        if ids == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        ids = ids_of(child.id());
+    }
+    // Mid-handshake still: the process has read part of a record.
+    std::thread::sleep(Duration::from_millis(200));
+    let during = ids_of(child.id());
+    drop(s);
+    let st = child.wait().expect("wait");
+    let mut err = String::new();
+    let _ = child.stderr.take().expect("stderr").read_to_string(&mut err);
+    assert_eq!(during, want, "tls-wrap's ids during the handshake; stderr: {err}");
+    assert_eq!(st.code(), Some(111), "{err}");
+    assert!(err.contains("peer closed the connection during the handshake"), "{err}");
+    assert!(!err.contains("tls_app"), "prog never started: {err}");
 }
