@@ -539,3 +539,38 @@ fn implicit_handshake_runs_under_tls_uid() {
     assert!(err.contains("peer closed the connection during the handshake"), "{err}");
     assert!(!err.contains("tls_app"), "prog never started: {err}");
 }
+
+/// Issue 16.5: privileges are given whole or refused at start (exit 100,
+/// before anything else): a uid without a gid, a gid without a uid, TLS_UID
+/// without TLS_GID and the reverse; names are resolved; one warning line
+/// when, as root, prog or the TLS parsing would stay root.
+#[test]
+fn partial_privileges_are_refused_and_root_is_warned_about() {
+    let certs = Certs::new();
+    let run = |opts: &[&str], extra: &[(&str, &str)]| {
+        let (port, h) = serve_once(wrap_args(opts), certs.env("ecdsa").into_iter().chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect());
+        let out = s_client(port, &["-starttls", "smtp"], SESSION);
+        (out, h.join().expect("server"))
+    };
+    for (opts, extra, what) in [
+        (&["-u", "4242"][..], &[][..], "-u 4242 needs -g"),
+        (&["-g", "4242"], &[], "-g needs -u"),
+        (&["-u", "no-such-user-here"], &[], "unknown user: no-such-user-here"),
+        (&[], &[("TLS_UID", "65534")], "TLS_UID is set but TLS_GID is not"),
+        (&[], &[("TLS_GID", "65534")], "TLS_GID is set but TLS_UID is not"),
+    ] {
+        let (out, o) = run(opts, extra);
+        assert_eq!(o.code, Some(100), "{opts:?} {extra:?}: {}", o.stderr);
+        assert!(o.stderr.starts_with("tls-wrap: fatal: ") && o.stderr.contains(what), "{opts:?}: {}", o.stderr);
+        assert!(!out.contains("220 test"), "prog never started: {out}");
+    }
+    if nix::unistd::geteuid().is_root() {
+        // As root with neither: warned, once.
+        let (out, o) = run(&[], &[]);
+        assert!(out.contains("221 bye") && o.root_warning, "{out}");
+        // A user name and TLS ids by name: no warning, the ids applied.
+        let (out, o) = run(&["-u", "nobody"], &[("TLS_UID", "nobody"), ("TLS_GID", "nogroup")]);
+        assert!(!o.root_warning, "{}", o.stderr);
+        assert!(out.contains("250-APPUID=65534") && out.contains("250-PARENTUID=65534"), "{out}");
+    }
+}

@@ -20,7 +20,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Gid, Pid, Uid};
 use rustls::{ServerConfig, ServerConnection};
 
-use super::config::{is_tls_var, Options, TlsEnv};
+use super::config::{is_tls_var, Accounts, Options, TlsEnv};
 use super::relay::{self, Net, RelayEnd, TlsFail};
 use super::certs;
 use crate::die;
@@ -38,10 +38,13 @@ pub const GRACE: Duration = Duration::from_secs(5);
 pub fn main_with(args: Vec<OsString>) -> i32 {
     // Before any key is in memory: no core dumps, no ptrace by the same uid.
     let _ = nix::sys::prctl::set_dumpable(false);
-    let opts = super::config::parse_args(&args, &|k| std::env::var_os(k))
+    let opts = super::config::parse_args(&args, &|k| std::env::var_os(k), &SystemAccounts)
         .unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    let tenv = super::config::parse_env(&vars, &opts).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
+    let tenv = super::config::parse_env(&vars, &opts, &SystemAccounts).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
+    if let Some(w) = root_warning(Uid::effective().is_root(), &opts, &tenv) {
+        die::warn(PROG, w);
+    }
     let cfg = certs::server_config(&tenv, opts.client_cert).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, e));
     let sigfd = block_sigchld().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up SIGCHLD: {e}")));
     if !wait_for_handoff() {
@@ -52,6 +55,39 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     } else {
         ucspi(&opts, &tenv, cfg, &sigfd)
     }
+}
+
+/// Users and groups from /etc/passwd and /etc/group (`crate::passwd`:
+/// no NSS in a static binary).
+struct SystemAccounts;
+
+impl Accounts for SystemAccounts {
+    fn user(&self, name: &str) -> Result<Option<(u32, u32)>, String> {
+        crate::passwd::user_by_name(name).map(|e| e.map(|e| (e.id, e.gid))).map_err(|e| format!("unable to read the user database: {e}"))
+    }
+    fn primary_gid(&self, uid: u32) -> Result<Option<u32>, String> {
+        crate::passwd::user_by_uid(uid).map(|e| e.map(|e| e.gid)).map_err(|e| format!("unable to read the user database: {e}"))
+    }
+    fn group(&self, name: &str) -> Result<Option<u32>, String> {
+        crate::passwd::group_by_name(name).map(|e| e.map(|e| e.id)).map_err(|e| format!("unable to read the group database: {e}"))
+    }
+}
+
+/// One warning line when, started as root, tls-wrap would leave prog or
+/// itself (the TLS parsing) running as root.
+pub fn root_warning(root: bool, opts: &Options, tenv: &TlsEnv) -> Option<String> {
+    if !root {
+        return None;
+    }
+    let prog_root = opts.app_uid.is_none_or(|u| u == 0);
+    let tls_root = tenv.tls_uid.is_none_or(|u| u == 0);
+    let what = match (prog_root, tls_root) {
+        (false, false) => return None,
+        (true, false) => "prog runs as root: give -u and -g (or -U)",
+        (false, true) => "TLS is parsed as root: set TLS_UID and TLS_GID",
+        (true, true) => "prog runs as root and TLS is parsed as root: give -u and -g (or -U), and set TLS_UID and TLS_GID",
+    };
+    Some(format!("{what} (see tls-wrap(8), PRIVILEGES)"))
 }
 
 /// Under `smtpd-supervise -W` (HANDOFF_FD set): the keys are loaded and the
@@ -406,4 +442,33 @@ fn drop_self(tenv: &TlsEnv) {
         }
     }
     let _ = nix::sys::prctl::set_dumpable(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_warning_names_what_stays_root() {
+        let opts = |u: Option<u32>| Options {
+            implicit: false,
+            client_cert: super::super::config::ClientCert::None,
+            keep_env: false,
+            handshake_timeout: None,
+            sni_level: 1,
+            verbosity: 1,
+            app_uid: u,
+            app_gid: u,
+            prog: vec!["p".into()],
+        };
+        let tenv = |u: Option<u32>| TlsEnv { tls_uid: u, tls_gid: u, ..TlsEnv::default() };
+        assert_eq!(root_warning(false, &opts(None), &tenv(None)), None, "not root: nothing to say");
+        assert_eq!(root_warning(true, &opts(Some(999)), &tenv(Some(998))), None);
+        let w = |o, t| root_warning(true, &opts(o), &tenv(t)).unwrap_or_default();
+        assert!(w(None, Some(998)).starts_with("prog runs as root: give -u and -g"));
+        assert!(w(Some(0), Some(998)).starts_with("prog runs as root"), "-u 0 is root too");
+        assert!(w(Some(999), None).starts_with("TLS is parsed as root: set TLS_UID and TLS_GID"));
+        assert!(w(None, None).contains("prog runs as root and TLS is parsed as root"));
+        assert!(w(None, None).ends_with("(see tls-wrap(8), PRIVILEGES)"));
+    }
 }
