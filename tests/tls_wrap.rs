@@ -574,3 +574,79 @@ fn partial_privileges_are_refused_and_root_is_warned_about() {
         assert!(out.contains("250-APPUID=65534") && out.contains("250-PARENTUID=65534"), "{out}");
     }
 }
+
+/// A TLS client in Python (the real peer): `n` sessions to `port`, each
+/// reading the greeting, sending `send`, then per `how`: `close` (no
+/// close_notify), `notify` (close_notify, then close) or `reset` (RST once
+/// the first bytes of the answer came).
+const PY_CLIENT: &str = r#"
+import socket, ssl, struct, sys
+port, n, how, send = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4].encode()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    t = ctx.wrap_socket(s)
+    g = b""
+    while not g.endswith(b"\n"):
+        g += t.recv(100)
+    t.sendall(send.replace(b"|", b"\r\n"))
+    if how == "notify":
+        try:
+            t.unwrap()
+        except Exception:
+            pass
+    if how == "reset":
+        t.recv(1000)  # prog is in the middle of its answer
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    t.close()
+"#;
+
+/// Issue 17.14: a client that sends QUIT and closes without waiting for the
+/// reply (as smtp-remote does) is a normal end: no warning from tls-wrap,
+/// with or without close_notify. A peer that resets a session prog had not
+/// finished stays a warning.
+#[test]
+fn quit_and_close_is_not_a_warning() {
+    need("tcpserver", "ucspi-tcp");
+    let certs = Certs::new();
+    let err = certs.path("tcpserver.err");
+    let mut child = std::process::Command::new("tcpserver")
+        .args(["-1", "-R", "-H", "-c", "4", "127.0.0.1", "0", TLS_WRAP, "-i", "-v", "2", "/usr/bin/python3", &app()])
+        .envs(certs.env("ecdsa"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("tcpserver");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut r = std::io::BufReader::new(child.stdout.as_mut().expect("stdout"));
+        r.read_line(&mut line).expect("port line");
+    }
+    let port = line.trim().to_string();
+    let client = |n: &str, how: &str, send: &str| {
+        let st = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", PY_CLIENT, &port, n, how, send])
+            .status()
+            .expect("python3");
+        assert!(st.success(), "client {how}");
+    };
+    client("20", "close", "QUIT|");
+    client("20", "notify", "QUIT|");
+    client("1", "reset", "BIG 4000000|");
+    let log = || std::fs::read_to_string(&err).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while log().matches("TLS_AES").count() < 41 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text: String = log().lines().filter(|l| !l.contains(ROOT_WARNING)).map(|l| format!("{l}\n")).collect();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("tls-wrap: warning:")).collect();
+    assert_eq!(warnings.len(), 1, "only the reset session warns:\n{text}");
+    assert!(warnings[0].contains("connection with 127.0.0.1 ended: "), "{text}");
+    assert_eq!(text.matches("TLS_AES").count(), 41, "{text}");
+}

@@ -204,8 +204,9 @@ fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd)
     }
     let mut on_sig = || reap(sigfd, pid, &mut status);
     let end = relay::relay(&mut conn, net, to_app, from_app, Some(sigfd.as_fd()), &mut on_sig, WRITE_STALL);
-    log_end(pid, &end);
-    finish(sigfd, pid, status)
+    let code = finish(sigfd, pid, status);
+    log_end(pid, &end, code, opts);
+    code
 }
 
 /// Implicit TLS (-i): the handshake first; prog starts only once it is
@@ -251,8 +252,9 @@ fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &Owned
     let mut status = None;
     let mut on_sig = || reap(sigfd, pid, &mut status);
     let end = relay::relay(&mut conn, net, to_app, from_app, Some(sigfd.as_fd()), &mut on_sig, WRITE_STALL);
-    log_end(pid, &end);
-    finish(sigfd, pid, status)
+    let code = finish(sigfd, pid, status);
+    log_end(pid, &end, code, opts);
+    code
 }
 
 /// The launcher, in the child forked by `implicit`: become prog's uid and
@@ -409,11 +411,23 @@ fn log_fail(pid: Pid, e: &TlsFail) {
     die::warn(PROG, format_args!("pid {pid}: TLS handshake failed with {}: {e}", remote()));
 }
 
-fn log_end(pid: Pid, end: &RelayEnd) {
+/// The relay's end in the log, once prog's exit `code` is known. A peer
+/// that went away (EPIPE, ECONNRESET) after ending its side, or from a
+/// session prog ended normally (exit 0: a client that sent QUIT and closed
+/// without waiting for the reply), is a normal end: an info line at -v 2,
+/// no warning. Real errors stay warnings.
+fn log_end(pid: Pid, end: &RelayEnd, code: i32, opts: &Options) {
     match end {
         RelayEnd::Done => {}
         RelayEnd::Stalled => die::warn(PROG, format_args!("pid {pid}: peer {} stopped reading; connection dropped", remote())),
-        RelayEnd::PeerError(m) => die::warn(PROG, format_args!("pid {pid}: connection with {} ended: {m}", remote())),
+        RelayEnd::PeerGone { what, after_close } if *after_close || code == 0 => {
+            if opts.verbosity >= 2 {
+                die::info(PROG, format_args!("pid {pid}: peer {} closed first: {what}", remote()));
+            }
+        }
+        RelayEnd::PeerGone { what: m, .. } | RelayEnd::PeerError(m) => {
+            die::warn(PROG, format_args!("pid {pid}: connection with {} ended: {m}", remote()))
+        }
     }
 }
 
