@@ -50,6 +50,7 @@ fn main() {
         ("kill_9_of_a_session_keeps_serving", kill_9_of_a_session_keeps_serving),
         ("dying_program_backs_off_loudly", dying_program_backs_off_loudly),
         ("privilege_drop_to_nobody", privilege_drop_to_nobody),
+        ("inherited_fds_do_not_reach_sessions", inherited_fds_do_not_reach_sessions),
         ("syslog_facility_mail_with_childrens_lines", syslog_facility_mail_with_childrens_lines),
         ("socket_activation", socket_activation),
         ("sd_notify_ready", sd_notify_ready),
@@ -166,7 +167,7 @@ mod prog {
                 .unwrap_or_default()
         };
         put(&format!(
-            "hello pid={} ip={} port={} proto={} lip={} lport={} host={} lhost={} R={} E={} uid={} groups={} sigblk={}\n",
+            "hello pid={} ip={} port={} proto={} lip={} lport={} host={} lhost={} R={} E={} uid={} groups={} sigblk={} fd7={}\n",
             std::process::id(),
             var("TCPREMOTEIP"),
             var("TCPREMOTEPORT"),
@@ -180,6 +181,8 @@ mod prog {
             field("Uid:").split(',').next().unwrap_or(""),
             if field("Groups:").is_empty() { "none".to_string() } else { field("Groups:") },
             field("SigBlk:"),
+            // lstat of the fd's link: open or not, whatever it points to.
+            if std::fs::symlink_metadata("/proc/self/fd/7").is_ok() { "open" } else { "closed" },
         ));
         // Fresh reads of fd 0 each session: nothing buffered crosses sessions.
         let mut pending: Vec<u8> = Vec::new();
@@ -772,6 +775,36 @@ fn privilege_drop_to_nobody() {
         let groups = st.lines().find(|l| l.starts_with("Groups:")).unwrap().to_string();
         assert_eq!(groups.trim(), "Groups:", "supplementary groups kept");
         assert_eq!(say(&s, "quit"), "bye");
+    }
+}
+
+/// Issue 16.10: an fd the supervisor inherited (here a root-only file opened
+/// as fd 7 by the shell that starts it) never reaches a session, classic or
+/// hand-off, even one run as another user.
+fn inherited_fds_do_not_reach_sessions() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (a root-only file, sessions as nobody)");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "TOPSECRET\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let me = std::env::current_exe().unwrap();
+    for mode in [&[][..], &["-W", "-w", "1"][..]] {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg("exec 7<\"$0\"; exec \"$@\"").arg(&secret).arg(BIN).args(["-1", "-u", "nobody"]);
+        cmd.args(mode).args(["127.0.0.1", "0"]).arg(&me);
+        cmd.env("SUPERVISE_TEST_PROG", "serve").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let log = collect(child.stderr.take().unwrap());
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("no port; log: {:?}", log.lock().unwrap()));
+        let sup = Sup { child, port, log };
+        let (s, g) = sup.session();
+        assert_eq!(field(&g, "uid"), "65534", "{g}");
+        assert_eq!(field(&g, "fd7"), "closed", "{mode:?}: the session got the supervisor's fd 7: {g}");
+        assert_eq!(say(&s, "quit"), "bye");
+        // The supervisor itself still has it (nothing was closed).
+        assert!(std::fs::symlink_metadata(format!("/proc/{}/fd/7", sup.pid())).is_ok());
     }
 }
 

@@ -50,6 +50,12 @@ pub const PROXY_VAR: &[u8] = b"PROXY";
 /// Set up everything, then serve until SIGTERM; returns the exit code.
 /// Every check that can fail on bad input happens before anything is bound or started.
 pub fn run(cfg: Config) -> i32 {
+    // Whatever we inherited above fd 2 (a shell's `exec 7<file`, a
+    // leaked descriptor of whoever started us) must not reach the sessions,
+    // which may run under another uid: they get only what is passed by name.
+    if let Err(e) = crate::sys::cloexec_from(3) {
+        crate::die::fatal(PROG, crate::die::EXIT_TEMP, format!("unable to mark inherited fds close-on-exec: {e}"));
+    }
     let rules = config::load_rules(&cfg).unwrap_or_else(|e| crate::die::fatal(PROG, crate::die::EXIT_PERM, e));
     let env_file = config::load_env(&cfg).unwrap_or_else(|e| crate::die::fatal(PROG, crate::die::EXIT_PERM, e));
     let log = if cfg.syslog {
