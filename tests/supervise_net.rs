@@ -39,6 +39,7 @@ fn main() {
         ("workers_ready_before_any_connection", workers_ready_before_any_connection),
         ("killed_worker_replaced_within_2s", killed_worker_replaced_within_2s),
         ("worker_reuse_gives_fresh_env", worker_reuse_gives_fresh_env),
+        ("max_use_enforced_by_the_supervisor", max_use_enforced_by_the_supervisor),
         ("concurrency_limit", concurrency_limit),
         ("per_address_limit", per_address_limit),
         ("rules_allow_deny_env", rules_allow_deny_env),
@@ -96,6 +97,18 @@ mod prog {
             std::process::exit(1);
         }
         let session: fn() = if mode == "smtp" { smtp_stub } else { session };
+        if mode == "greedy" {
+            // A worker that says it is idle after every session, whatever
+            // HANDOFF_MAX says: the supervisor must enforce -m itself.
+            let Ok(Some(mut w)) = smtpd::handoff::Worker::from_env() else { return };
+            while let Ok(true) = w.begin_session() {
+                session();
+                if w.idle().is_err() {
+                    return;
+                }
+            }
+            return;
+        }
         match smtpd::handoff::Worker::from_env() {
             Ok(Some(mut w)) => loop {
                 match w.begin_session() {
@@ -775,6 +788,27 @@ fn privilege_drop_to_nobody() {
         let groups = st.lines().find(|l| l.starts_with("Groups:")).unwrap().to_string();
         assert_eq!(groups.trim(), "Groups:", "supplementary groups kept");
         assert_eq!(say(&s, "quit"), "bye");
+    }
+}
+
+/// Issue 16.17: -m is the supervisor's to enforce: a worker that keeps
+/// saying it is idle is retired after -m sessions all the same.
+fn max_use_enforced_by_the_supervisor() {
+    for (m, per_pid) in [("1", 1), ("2", 2)] {
+        let sup = start(&["-W", "-w", "1", "-m", m], "greedy");
+        let mut pids = Vec::new();
+        for _ in 0..4 {
+            let (s, g) = sup.session();
+            pids.push(field(&g, "pid"));
+            assert_eq!(say(&s, "quit"), "bye");
+            drop(s);
+            // Let the worker's idle byte arrive before the next connection.
+            assert!(wait_for(Duration::from_secs(5), || sup.log_count(" idle") >= pids.len()), "{}", sup.dump());
+        }
+        let mut distinct = pids.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4 / per_pid, "-m {m}: sessions by pid {pids:?}\n{}", sup.dump());
     }
 }
 

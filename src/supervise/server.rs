@@ -866,15 +866,18 @@ impl Server {
     }
 
     /// Close an idle worker's channel (it sees EOF and exits) when it is of an
-    /// older generation, surplus, or we are draining.
+    /// older generation, has served its -m sessions, or we are draining.
     fn maybe_retire(&mut self, pid: i32) {
         // Idle workers beyond twice -w are retired by `retire_surplus` once
         // they have been idle for IDLE_KEEP, so that reuse does not churn.
         let draining = self.draining.is_some();
         let gen = self.gen;
+        let max_use = self.cfg.max_use;
         if let Some(w) = self.children.get_mut(&pid).and_then(|c| c.worker.as_mut()) {
             w.idle_since = Instant::now();
-            if draining || w.gen != gen {
+            // -m is ours to enforce: a worker that says it is idle again
+            // after its HANDOFF_MAX sessions does not get another.
+            if draining || w.gen != gen || w.served >= max_use {
                 w.chan = None;
                 w.retired = true;
             }
