@@ -51,6 +51,7 @@ fn main() {
         ("kill_9_of_a_session_keeps_serving", kill_9_of_a_session_keeps_serving),
         ("dying_program_backs_off_loudly", dying_program_backs_off_loudly),
         ("privilege_drop_to_nobody", privilege_drop_to_nobody),
+        ("tls_wrap_privilege_model_in_the_start_log", tls_wrap_privilege_model_in_the_start_log),
         ("inherited_fds_do_not_reach_sessions", inherited_fds_do_not_reach_sessions),
         ("syslog_facility_mail_with_childrens_lines", syslog_facility_mail_with_childrens_lines),
         ("socket_activation", socket_activation),
@@ -789,6 +790,39 @@ fn privilege_drop_to_nobody() {
         assert_eq!(groups.trim(), "Groups:", "supplementary groups kept");
         assert_eq!(say(&s, "quit"), "bye");
     }
+}
+
+/// Issue 17.5: one TLS privilege model. The supervisor stays root to start
+/// tls-wrap, which has its own -u/-g: no warning about root then; without
+/// them, or when the supervisor itself drops (tls-wrap could no longer read
+/// its key), a warning that says what to do.
+fn tls_wrap_privilege_model_in_the_start_log() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (the supervisor's root warning)");
+    let dir = tempfile::tempdir().unwrap();
+    let tw = dir.path().join("tls-wrap");
+    std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &tw).unwrap();
+    let tw = tw.to_str().unwrap();
+    let cases: [(&[&str], &[&str], &str); 3] = [
+        (&[], &["-u", "smtpd", "-g", "smtpd"], "smtpd-supervise: running tls-wrap as root: it reads its key"),
+        (&[], &["-i"], "warning: tls-wrap would run its program as root: give tls-wrap -u and -g"),
+        (&["-u", "nobody"], &["-u", "smtpd", "-g", "smtpd"], "warning: running tls-wrap as uid 65534"),
+    ];
+    for (sup_args, tw_args, want) in cases {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-1").args(sup_args).args(["127.0.0.1", "0", tw]).args(tw_args).arg("smtpd-rs");
+        cmd.env("SUPERVISE_TEST_PROG", "serve").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let log = collect(child.stderr.take().unwrap());
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let sup = Sup { child, port: line.trim().parse().unwrap_or(0), log };
+        assert!(sup.has_log(want, Duration::from_secs(5)), "{sup_args:?} {tw_args:?}: {}", sup.dump());
+        assert_eq!(sup.log_count("running sessions as root"), 0, "{}", sup.dump());
+        assert_eq!(sup.log_count("tls-wrap(8), PRIVILEGES"), 1, "{}", sup.dump());
+    }
+    // Any other program as root: the plain warning, naming the model too.
+    let sup = start(&[], "serve");
+    assert!(sup.has_log("warning: running sessions as root: use -u, -U", Duration::from_secs(5)), "{}", sup.dump());
 }
 
 /// Issue 16.17: -m is the supervisor's to enforce: a worker that keeps

@@ -64,6 +64,9 @@ pub struct Config {
     pub status_interval: Option<Duration>,
     /// -a: read PROXY protocol headers from addresses the rules mark `PROXY="1"`.
     pub proxy: bool,
+    /// `prog` is tls-wrap: `Some(true)` when its own options give its
+    /// program a uid (-u or -U), `Some(false)` when they do not.
+    pub tls_wrap: Option<bool>,
 }
 
 /// A usage error: message for `fatal`, exit 100.
@@ -179,7 +182,6 @@ impl Config {
         Ok(Config {
             host,
             port,
-            prog,
             limit: num("c", DEFAULT_LIMIT as u64, 1)? as usize,
             per_ip: num("C", DEFAULT_PER_IP as u64, 1)? as usize,
             backlog: num("b", DEFAULT_BACKLOG as u64, 1)?.min(65535) as i32,
@@ -202,8 +204,42 @@ impl Config {
             syslog: m.opt_present("s"),
             status_interval: secs(num("S", 0, 0)?),
             proxy: m.opt_present("a"),
+            tls_wrap: tls_wrap_drops(&prog),
+            prog,
         })
     }
+}
+
+/// Whether `prog` (argv) is tls-wrap, by its file name, and if so whether
+/// its options give its program a uid of its own (`-u`, or `-U`): the TLS
+/// privilege model of tls-wrap(8), where the supervisor stays root only to
+/// start tls-wrap. Reads tls-wrap's options as its getopts does: flags
+/// `iYyZzU`, `K k v u g` with a value (attached or the next argument),
+/// up to `--` or the first argument that is not an option.
+pub fn tls_wrap_drops(prog: &[OsString]) -> Option<bool> {
+    let name = prog.first().map(std::path::Path::new)?.file_name()?;
+    if name != "tls-wrap" {
+        return None;
+    }
+    let mut args = prog.iter().skip(1).map(|a| a.as_encoded_bytes());
+    while let Some(a) = args.next() {
+        if a == b"--" || a.len() < 2 || a[0] != b'-' {
+            break;
+        }
+        for (i, &c) in a.iter().enumerate().skip(1) {
+            match c {
+                b'u' | b'U' => return Some(true),
+                b'K' | b'k' | b'v' | b'g' => {
+                    if i + 1 == a.len() {
+                        args.next(); // the value is the next argument
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(false)
 }
 
 /// A user by name or number: (uid, primary gid when known). Read from
@@ -308,6 +344,22 @@ mod tests {
         let c = p(&["-W", "-F", "-m", "7", "0", "1", "p"]).unwrap();
         assert!(c.fork && c.max_use == 7);
         assert!(p(&["-F", "0", "1", "p"]).is_err(), "-F needs -W");
+    }
+
+    #[test]
+    fn tls_wrap_and_its_uid() {
+        let t = |a: &[&str]| tls_wrap_drops(&a.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(t(&["smtpd-rs"]), None);
+        assert_eq!(t(&["/usr/local/bin/tls-wrapper", "-u", "1"]), None);
+        assert_eq!(t(&["/usr/local/bin/tls-wrap", "-u", "smtpd", "-g", "smtpd", "smtpd-rs"]), Some(true));
+        assert_eq!(t(&["tls-wrap", "-i", "-K", "30000", "-usmtpd", "smtpd-rs"]), Some(true));
+        assert_eq!(t(&["tls-wrap", "-iU", "smtpd-rs"]), Some(true));
+        assert_eq!(t(&["tls-wrap", "-i", "smtpd-rs", "-u", "x"]), Some(false), "smtpd-rs's -u is not tls-wrap's");
+        assert_eq!(t(&["tls-wrap", "-K", "-u", "smtpd-rs"]), Some(false), "-u is -K's value here");
+        assert_eq!(t(&["tls-wrap", "-v2", "--", "-u"]), Some(false));
+        assert_eq!(t(&["tls-wrap"]), Some(false));
+        let c = p(&["0", "25", "tls-wrap", "-u", "smtpd", "-g", "smtpd", "smtpd-rs"]).unwrap();
+        assert_eq!(c.tls_wrap, Some(true));
     }
 
     #[test]

@@ -333,11 +333,38 @@ impl Server {
             nix::unistd::getegid(),
             rules
         ));
-        if nix::unistd::geteuid().is_root() {
-            self.warn("running sessions as root: use -u, -U or the service's User=");
-        }
+        self.privilege_notes();
         if let Err(e) = crate::systemd::notify("READY=1") {
             self.warn(&format!("sd_notify READY=1: {e}"));
+        }
+    }
+
+    /// What the start-up log says about privileges, after the drop. One
+    /// model for TLS (tls-wrap(8), PRIVILEGES): the supervisor stays root
+    /// only to start tls-wrap, which reads its key as root, drops to
+    /// TLS_UID/TLS_GID before reading the network, and runs the session
+    /// program under its own -u/-g.
+    fn privilege_notes(&self) {
+        const MODEL: &str = "tls-wrap(8), PRIVILEGES";
+        let euid = nix::unistd::geteuid();
+        match (euid.is_root(), self.cfg.tls_wrap) {
+            (true, Some(true)) => self.info(&format!(
+                "running tls-wrap as root: it reads its key, drops to TLS_UID/TLS_GID before reading the network \
+                 and runs its program under its own -u/-g ({MODEL})"
+            )),
+            (true, Some(false)) => self.warn(&format!(
+                "tls-wrap would run its program as root: give tls-wrap -u and -g \
+                 (smtpd-supervise stays root only to start it; {MODEL})"
+            )),
+            (true, None) => self.warn(&format!(
+                "running sessions as root: use -u, -U or the service's User= \
+                 (with TLS, run tls-wrap as the program, with its own -u and -g, instead; {MODEL})"
+            )),
+            (false, Some(_)) => self.warn(&format!(
+                "running tls-wrap as uid {euid}: it can read no root-only key and start its program under no other uid; \
+                 run smtpd-supervise as root without -u/-U and give tls-wrap -u and -g ({MODEL})"
+            )),
+            (false, None) => {}
         }
     }
 
