@@ -12,9 +12,9 @@ use crate::envfile;
 use crate::passwd;
 use crate::tcprules::{self, Rules};
 
-pub const USAGE: &str = "usage: smtpd-supervise [-1DFHRWXadqsv] [-c limit] [-C perip] [-x rules] [-e envfile] \
+pub const USAGE: &str = "usage: smtpd-supervise [-1DFHPQRWXadqsv] [-c limit] [-C perip] [-x rules] [-e envfile] \
 [-u user] [-g group] [-U] [-w workers] [-m maxuse] [-T seconds] [-k seconds] [-S seconds] [-b backlog] \
-[-B banner] [-l localname] host port prog [arg ...]";
+[-B banner] [-l localname] [-t seconds] host port prog [arg ...]";
 
 /// Everything the command line says.
 #[derive(Debug, Clone)]
@@ -115,6 +115,14 @@ impl Config {
         if nfree < 3 {
             return Err(UsageError(USAGE.into()));
         }
+        // -t: tcpserver's ident timeout, which takes a number; accepted and
+        // ignored (no ident lookups here), but a number all the same, so that
+        // `-t` never swallows the host.
+        if let Some(t) = m.opt_str("t") {
+            if t.parse::<u32>().is_err() {
+                return Err(UsageError(format!("-t wants a number of seconds (it is ignored): {t}")));
+            }
+        }
         for f in ["h", "p", "r"] {
             if m.opt_present(f) {
                 return Err(UsageError(format!(
@@ -170,6 +178,9 @@ impl Config {
         }
         if uid.is_some() && gid.is_none() {
             return Err(UsageError("a numeric -u needs -g".into()));
+        }
+        if gid.is_some() && uid.is_none() {
+            return Err(UsageError("-g needs -u: the supervisor would keep its uid".into()));
         }
 
         let verbosity = if m.opt_present("q") {
@@ -347,6 +358,43 @@ mod tests {
     }
 
     #[test]
+    fn ignored_options_take_what_they_are_documented_to() {
+        // -t takes its number (tcpserver's ident timeout), not the host.
+        let c = p(&["-t", "26", "-d", "-H", "-P", "-R", "-Q", "127.0.0.1", "2525", "prog"]).unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.verbosity), ("127.0.0.1", 2525, 1));
+        assert_eq!(c.prog, vec![OsString::from("prog")]);
+        let c = p(&["-t26", "0", "25", "prog"]).unwrap();
+        assert_eq!(c.host, "0");
+        // The usage line names every option the parser takes.
+        for f in ["1", "D", "d", "F", "H", "R", "W", "X", "a", "q", "Q", "s", "v", "P"] {
+            let cluster = USAGE.split('[').nth(1).unwrap_or("");
+            assert!(cluster.contains(f), "-{f} in {USAGE}");
+        }
+        for f in ["-c", "-C", "-x", "-e", "-u", "-g", "-U", "-w", "-m", "-T", "-k", "-S", "-b", "-B", "-l", "-t"] {
+            assert!(USAGE.contains(&format!("[{f}")), "{f} in {USAGE}");
+        }
+    }
+
+    #[test]
+    fn usage_and_man_page_synopsis_agree() {
+        let man = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/smtpd-supervise.8")).unwrap();
+        let synopsis = man.split(".SH SYNOPSIS").nth(1).and_then(|s| s.split(".SH ").next()).unwrap();
+        let mut from_man: Vec<char> = synopsis
+            .lines()
+            .filter_map(|l| l.strip_prefix(".B \\-"))
+            .flat_map(|o| o.chars().filter(char::is_ascii_alphanumeric))
+            .collect();
+        let mut from_usage: Vec<char> = USAGE
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("[-"))
+            .flat_map(|o| o.chars().filter(char::is_ascii_alphanumeric))
+            .collect();
+        from_man.sort_unstable();
+        from_usage.sort_unstable();
+        assert_eq!(from_man, from_usage, "SYNOPSIS of smtpd-supervise(8) and USAGE");
+    }
+
+    #[test]
     fn tls_wrap_and_its_uid() {
         let t = |a: &[&str]| tls_wrap_drops(&a.iter().map(OsString::from).collect::<Vec<_>>());
         assert_eq!(t(&["smtpd-rs"]), None);
@@ -374,6 +422,8 @@ mod tests {
             &["-c", "x", "0", "25", "p"],
             &["-u", "no-such-user-here", "0", "25", "p"],
             &["-h", "0", "25", "p"],
+            &["-g", "nogroup", "0", "25", "p"],
+            &["-t", "127.0.0.1", "0", "p"],
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
