@@ -79,8 +79,8 @@ pub fn root_warning(root: bool, opts: &Options, tenv: &TlsEnv) -> Option<String>
     if !root {
         return None;
     }
-    let prog_root = opts.app_uid.is_none_or(|u| u == 0);
-    let tls_root = tenv.tls_uid.is_none_or(|u| u == 0);
+    let prog_root = !matches!(opts.app_uid, Some(u) if u != 0);
+    let tls_root = !matches!(tenv.tls_uid, Some(u) if u != 0);
     let what = match (prog_root, tls_root) {
         (false, false) => return None,
         (true, false) => "prog runs as root: give -u and -g (or -U)",
