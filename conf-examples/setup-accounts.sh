@@ -15,12 +15,17 @@
 #              and queue-inject -c run as smtpd too
 #   smtpd-tls  tls-wrap, once it has read the key (TLS_UID/TLS_GID in tls.env)
 #   smtplog    the loggers of the runit and s6 services (svlogd, s6-log)
+# A group with no members:
+#   smtpd-drop queue-drop's group (make install installs queue-drop setgid to
+#              it): local users' sendmail writes into the queue's maildrop/
+#              through it, as Postfix's postdrop does (queue-drop(8))
 # Folders and files:
 #   /etc/smtpd-rs                        root:root 0755   the settings
 #   /etc/smtpd-rs/passwd                 root:smtpd 0640  smtpd-checkpassword's users
 #                                                         (created empty; smtpd-passwd fills it)
 #   /var/spool/smtpd-rs, .../queue       smtpd:smtpd 0750 the queue (queue-inject
 #                                                         and queue-run make tmp/, new/, ...)
+#   .../queue/maildrop                   smtpd:smtpd-drop 1730  local submissions (queue-drop)
 #   /var/log/smtpd-rs, /var/log/queue-run  smtplog:adm 0750  the runit and s6 logs
 set -eu
 
@@ -79,13 +84,24 @@ path() {
 	fi
 }
 
+group() { # NAME
+	if [ -n "$(gid_of "$1")" ]; then
+		return 0
+	fi
+	[ -n "$dry" ] || say "adding the system group $1"
+	# shellcheck disable=SC2086 # $prefix is empty or two words
+	do_ groupadd $prefix --system "$1"
+}
+
 account smtpd
 account smtpd-tls
 account smtplog
+group smtpd-drop
 
 path d /etc/smtpd-rs root root 0755
 path f /etc/smtpd-rs/passwd root smtpd 0640
 path d /var/spool/smtpd-rs smtpd smtpd 0750
 path d /var/spool/smtpd-rs/queue smtpd smtpd 0750
+path d /var/spool/smtpd-rs/queue/maildrop smtpd smtpd-drop 1730
 path d /var/log/smtpd-rs smtplog adm 0750
 path d /var/log/queue-run smtplog adm 0750

@@ -19,8 +19,10 @@ pub struct Config {
     pub queue_prog: Option<OsString>,
     /// `CONCURRENCY`: deliveries at once (default 20, qmail's concurrencyremote).
     pub concurrency: usize,
-    /// `CONCURRENCY_DOMAIN`: deliveries at once to one domain (default 20, as
-    /// Postfix's default_destination_concurrency_limit).
+    /// `CONCURRENCY_DOMAIN`: deliveries at once to one domain (default a
+    /// quarter of `CONCURRENCY`, at least 1: one slow or tarpitting
+    /// destination can never hold every slot, as Postfix's destination
+    /// limit of 20 stays well below its process limit of 100).
     pub per_domain: usize,
     /// `QUEUE_LIFETIME`: seconds before temporary failures become permanent (7 days).
     pub lifetime: u64,
@@ -76,12 +78,13 @@ impl Config {
         if doublebounceto.as_deref().is_some_and(|a| crate::queue::control_char(a).is_some()) {
             return Err("DOUBLEBOUNCETO: an address with a control character".into());
         }
+        let concurrency = num("CONCURRENCY", 20, 1, 1000)? as usize;
         Ok(Config {
             queue_dir: PathBuf::from(get("QUEUE_DIR").unwrap_or_else(|| crate::queue::DEFAULT_QUEUE_DIR.into())),
             remote: get("SMTP_REMOTE").or_else(|| get("QMAILREMOTE")).map(OsString::from),
             queue_prog: get("QMAILQUEUE").map(OsString::from),
-            concurrency: num("CONCURRENCY", 20, 1, 1000)? as usize,
-            per_domain: num("CONCURRENCY_DOMAIN", 20, 1, 1000)? as usize,
+            concurrency,
+            per_domain: num("CONCURRENCY_DOMAIN", (concurrency as u64 / 4).max(1), 1, 1000)? as usize,
             lifetime: num("QUEUE_LIFETIME", 7 * 86400, 0, 100 * 365 * 86400)?,
             schedule,
             scan_interval: num("SCAN_INTERVAL", 60, 1, 86400)?,
@@ -132,5 +135,9 @@ mod tests {
         assert!(cfg(&[("BOUNCE_HOST", "bad host")]).is_err());
         assert!(cfg(&[("DOUBLEBOUNCETO", "pm@x\nRSET")]).is_err());
         assert_eq!(cfg(&[("CONCURRENCY", "")]).unwrap().concurrency, 20);
+        // The per-domain default stays well below the total.
+        assert_eq!(cfg(&[]).unwrap().per_domain, 5);
+        assert_eq!(cfg(&[("CONCURRENCY", "2")]).unwrap().per_domain, 1);
+        assert_eq!(cfg(&[("CONCURRENCY", "2"), ("CONCURRENCY_DOMAIN", "2")]).unwrap().per_domain, 2);
     }
 }

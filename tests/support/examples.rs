@@ -22,7 +22,7 @@ pub use peers::*;
 
 pub const TOP: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The suite's programs that the examples name under /usr/local/bin.
+/// The suite's programs that the examples name under /usr/local/sbin (and lib/smtpd-rs).
 const PROGRAMS: &[&str] = &[
     env!("CARGO_BIN_EXE_smtpd-rs"),
     env!("CARGO_BIN_EXE_queue-inject"),
@@ -31,6 +31,7 @@ const PROGRAMS: &[&str] = &[
     env!("CARGO_BIN_EXE_queue-run"),
     env!("CARGO_BIN_EXE_smtp-remote"),
     env!("CARGO_BIN_EXE_sendmail"),
+    env!("CARGO_BIN_EXE_queue-drop"),
     env!("CARGO_BIN_EXE_smtpd-checkpassword"),
     env!("CARGO_BIN_EXE_smtpd-passwd"),
 ];

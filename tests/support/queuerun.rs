@@ -211,6 +211,7 @@ hmode=$(grep "^@$host " "$out/rules" | cut -d' ' -f2)
 echo "$host start" >> "$out/spans"
 case "$hmode" in
   slow) sleep 0.3 ;;
+  tarpit) sleep 8 ;;
   Z) echo "$host end" >> "$out/spans"; printf 'Z421 4.3.2 service not available\0'; exit 0 ;;
   D) echo "$host end" >> "$out/spans"; printf 'DSorry, I could not find a mail exchanger for %s. (#5.1.2)\0' "$host"; exit 0 ;;
 esac
