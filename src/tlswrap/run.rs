@@ -387,7 +387,14 @@ fn fail_app(sigfd: &OwnedFd, pid: Pid, mut status: Option<i32>, fds: (Option<Own
     drop(fds);
     for sig in [None, Some(Signal::SIGTERM), Some(Signal::SIGKILL)] {
         if let Some(s) = sig {
-            let _ = kill(pid, s);
+            // After tls-wrap dropped to TLS_UID, prog (under -u) is another
+            // user's process: EPERM. It has seen EOF on every fd to us, and its
+            // own timeout (SMTPD_TIMEOUT) and the supervisor's watchdog, which
+            // signals the whole process group as root, still bound it.
+            if let Err(e) = kill(pid, s) {
+                crate::die::warn(PROG, format_args!("unable to send {s} to prog pid {pid}: {e}; it ends on its own timeout"));
+                break;
+            }
         }
         let end = Instant::now() + GRACE;
         while status.is_none() {
