@@ -62,6 +62,8 @@ pub struct Ids {
     pub smtpd_tls: (u32, u32),
     pub smtplog: (u32, u32),
     pub adm: u32,
+    /// The group queue-drop is setgid to (no members).
+    pub drop: u32,
 }
 
 fn user(name: &str) -> (u32, u32) {
@@ -83,7 +85,8 @@ pub fn accounts() -> Ids {
         assert_ok(&o, "conf-examples/setup-accounts.sh");
     });
     let adm = smtpd::passwd::group_by_name("adm").ok().flatten().expect("group adm").id;
-    Ids { smtpd: user("smtpd"), smtpd_tls: user("smtpd-tls"), smtplog: user("smtplog"), adm }
+    let drop = smtpd::passwd::group_by_name("smtpd-drop").ok().flatten().expect("group smtpd-drop").id;
+    Ids { smtpd: user("smtpd"), smtpd_tls: user("smtpd-tls"), smtplog: user("smtplog"), adm, drop }
 }
 
 pub fn chown(p: &Path, uid: u32, gid: u32) {
@@ -125,6 +128,7 @@ impl Site {
         }
         mkdir(&s.p("/var/spool/smtpd-rs"), ids.smtpd.0, ids.smtpd.1, 0o750);
         mkdir(&s.p("/var/spool/smtpd-rs/queue"), ids.smtpd.0, ids.smtpd.1, 0o750);
+        mkdir(&s.p("/var/spool/smtpd-rs/queue/maildrop"), ids.smtpd.0, ids.drop, 0o1730);
         mkdir(&s.p("/var/log/smtpd-rs"), ids.smtplog.0, ids.adm, 0o750);
         mkdir(&s.p("/var/log/queue-run"), ids.smtplog.0, ids.adm, 0o750);
         s
