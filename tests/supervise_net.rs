@@ -900,10 +900,11 @@ try:
 except Exception:
     pass
 ' {out} &
-sleep 0.5
+# Wait for the listener and then for the port (a loaded machine is slow).
+for i in $(seq 100); do [ -S /dev/log ] && break; sleep 0.05; done
 {bin} -s -1 127.0.0.1 0 sh -c 'echo child line >&2; echo hi' > {out}.port &
 SP=$!
-sleep 0.5
+for i in $(seq 100); do [ -s {out}.port ] && break; sleep 0.05; done
 python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1", int(open(sys.argv[1]).read()))); s.recv(10)' {out}.port
 sleep 0.3
 kill $SP
