@@ -7,7 +7,7 @@
 //! and the pct= sample from the caller; no I/O here.
 
 use super::dmarc::{self, Policy as DmarcPolicy, Verdict};
-use super::psl::List;
+use super::psl::Suffixes;
 use super::spf::SpfResult;
 use super::{authentication_results, check_spf, DkimReport, SpfInputs, SpfVerdict};
 use crate::dkim::header::{self, Field, HeaderError};
@@ -137,7 +137,7 @@ pub struct Evaluation {
 /// What the checks are run with.
 pub struct Checks<'a> {
     pub dns: &'a dyn Lookup,
-    pub psl: &'a List,
+    pub psl: &'a dyn Suffixes,
     /// Our host name: the authserv-id and SPF's %{r}.
     pub authserv_id: &'a str,
     pub policy: &'a Policy,
@@ -375,8 +375,8 @@ mod tests {
     use super::*;
     use crate::authcheck::testzone::Zone;
 
-    fn psl() -> List {
-        List::parse("com\norg\nnet\nuk\nco.uk\n")
+    fn psl() -> crate::authcheck::psl::List {
+        crate::authcheck::psl::List::parse("com\norg\nnet\nuk\nco.uk\n")
     }
 
     fn zone() -> Zone {

@@ -109,7 +109,7 @@ pub struct DkimReport {
 /// pct= (`random_sample()` gives one).
 pub fn check_dmarc(
     dns: &dyn Lookup,
-    psl: &psl::List,
+    psl: &dyn psl::Suffixes,
     from_domain: &str,
     spf: &SpfVerdict,
     dkim: &[DkimReport],

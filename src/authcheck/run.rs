@@ -12,7 +12,7 @@ use super::check::{self, Action, Checks, Evaluation, Facts};
 use super::config::Config;
 use super::filter::HeaderFilter;
 use super::frames::{Decoder, Event, Sequencer};
-use super::psl::List;
+use super::psl::Suffixes;
 use super::spool::Spool;
 use super::DkimReport;
 use crate::dkim::canon::LfToCrlf;
@@ -39,7 +39,7 @@ const READ_SIZE: usize = 65536;
 pub struct Checker<'a> {
     pub cfg: &'a Config,
     pub dns: &'a dyn Lookup,
-    pub psl: &'a List,
+    pub psl: &'a dyn Suffixes,
 }
 
 /// The qmail-queue protocol: the message from fd 0 to its end, then the

@@ -1,7 +1,7 @@
 //! auth-check: SPF, DKIM and DMARC for each message between smtpd-rs and
 //! queue-inject, with an Authentication-Results field on top; the
 //! qmail-queue protocol, or a whole session's messages (-s).
-use smtpd::authcheck::{config::Config, psl::List, run};
+use smtpd::authcheck::{config::Config, psl, run};
 use smtpd::die;
 use smtpd::dns::{CachedResolver, Resolver};
 use smtpd::queue::{EXIT_BUG, EXIT_CONFIG};
@@ -26,10 +26,11 @@ fn main() {
     let fd6 = if m.opt_present("s") { None } else { smtpd::sys::take_fd(6).ok() };
     let fail = |e: smtpd::queue::Error| -> ! { die::fatal(PROG, e.code, e) };
     let cfg = Config::from_env().unwrap_or_else(|e| fail(e));
-    let (path, psl) = List::from_env();
-    let psl = psl.unwrap_or_else(|e| {
-        die::fatal(PROG, EXIT_CONFIG, format_args!("public suffix list {path}: {e} (Debian package publicsuffix, or PUBLIC_SUFFIX_LIST)"))
-    });
+    // Read at its first use; a missing file is a configuration error now.
+    let psl = psl::Lazy::from_env();
+    if let Err(e) = psl.check() {
+        die::fatal(PROG, EXIT_CONFIG, format_args!("public suffix list: {e} (Debian package publicsuffix, or PUBLIC_SUFFIX_LIST)"));
+    }
     let dns = CachedResolver::new(Resolver::from_env());
     let c = run::Checker { cfg: &cfg, dns: &dns, psl: &psl };
     if m.opt_present("s") {
