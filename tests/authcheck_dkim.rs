@@ -44,6 +44,7 @@ struct Case {
     want: Vec<(&'static str, &'static str, &'static str)>,
 }
 
+
 fn dkimsign(dir: &Path, msg: &[u8], sel: &str, key: &Path, alg: &str, canon: &str) -> Vec<u8> {
     let prog = peers::peer("dkimsign", "python3-dkim");
     let (h, b) = canon.split_once('/').unwrap();
@@ -186,7 +187,8 @@ fn dkimpy_and_opendkim_signatures_through_auth_check() {
     let bh_at = text.find("bh=").unwrap() + 3;
     let mut bad_bh = by_dkimpy.clone();
     bad_bh[bh_at] = if bad_bh[bh_at] == b'A' { b'B' } else { b'A' };
-    let broken: Vec<(&str, Vec<u8>, (&'static str, &'static str, &'static str))> = vec![
+    type Want = (&'static str, &'static str, &'static str);
+    let broken: Vec<(&str, Vec<u8>, Want)> = vec![
         ("missing key", dkimsign(dir.path(), &own, "missing", &keys.rsa_pkcs8, "rsa-sha256", "relaxed/simple"), ("permerror", "missing", "no key")),
         ("revoked key", dkimsign(dir.path(), &own, "revoked", &keys.rsa_pkcs8, "rsa-sha256", "relaxed/simple"), ("permerror", "revoked", "key revoked")),
         ("expired x=", {
