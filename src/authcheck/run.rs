@@ -399,7 +399,7 @@ fn hand_on(
     down.finish_answer()
 }
 
-/// Printable ASCII for the log line.
+/// Printable ASCII (and spaces) for the log line.
 fn show(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_graphic() { c } else { '?' }).take(300).collect()
+    s.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).take(300).collect()
 }
