@@ -142,6 +142,8 @@ pub struct Queue {
     new: PathBuf,
     new_dir: File,
     pid: u32,
+    /// The parent's pid (1 once it is gone: never a caller's).
+    ppid: u32,
     seq: u64,
 }
 
@@ -171,7 +173,8 @@ impl Queue {
         check_folder(&new).map_err(|e| Error::new(EXIT_NEW_DIR, e))?;
         let new_dir = File::open(&new)
             .map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to open {}: {e}", new.display())))?;
-        Ok(Queue { tmp, new, new_dir, pid: std::process::id(), seq: 0 })
+        let ppid = u32::try_from(nix::unistd::getppid().as_raw()).unwrap_or(1).max(2);
+        Ok(Queue { tmp, new, new_dir, pid: std::process::id(), ppid, seq: 0 })
     }
 
     /// An anonymous file in `tmp/` (O_TMPFILE where the kernel has it): it
@@ -240,12 +243,16 @@ impl Queue {
 
     /// The sequence number of a proposed id, if it is `<secs>.<pid>.<n>`
     /// with this process's pid and an unused `n`: then it is as unique as
-    /// an id of our own.
+    /// an id of our own. The parent's pid is taken too: a program in the
+    /// middle of the chain (auth-check) passes on the ids its own caller
+    /// made from the middle program's pid, numbered upwards for as long as
+    /// that process lives, so no other process can make the same id.
     fn accept_id(&self, id: &str) -> Option<u64> {
         let mut f = id.split('.');
         let (secs, pid, n) = (f.next()?, f.next()?, f.next()?);
         let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-        if f.next().is_some() || !digits(secs) || pid != self.pid.to_string() || !digits(n) {
+        let ours = pid == self.pid.to_string() || pid == self.ppid.to_string();
+        if f.next().is_some() || !digits(secs) || !ours || !digits(n) {
             return None;
         }
         n.parse().ok().filter(|&n| n > self.seq)
@@ -377,6 +384,10 @@ mod tests {
         // Own ids went on from 5 (6 to 10): 6 is used, 11 is free.
         assert!(put(&format!("1.{pid}.6")).ends_with(".11"));
         assert_eq!(put(&format!("1.{pid}.12")), format!("1.{pid}.12"));
+        // The parent's pid (a middle program passing its caller's ids on).
+        let ppid = nix::unistd::getppid();
+        assert_eq!(put(&format!("1.{ppid}.13")), format!("1.{ppid}.13"));
+        assert_ne!(put(&format!("1.{ppid}.13")), format!("1.{ppid}.13"));
     }
 
     #[test]

@@ -223,7 +223,7 @@ fn rfc7208_test_suite() {
             let o = spf::check_mail_from(zone, &client, &c.mailfrom);
             let result_ok = c.results.iter().any(|r| r == o.result.as_str());
             let got_exp = o.explanation.clone().unwrap_or_else(|| "DEFAULT".into());
-            let exp_ok = c.explanation.as_ref().map_or(true, |e| *e == got_exp);
+            let exp_ok = c.explanation.as_ref().is_none_or(|e| *e == got_exp);
             if result_ok && exp_ok {
                 passed += 1;
             } else {

@@ -35,7 +35,9 @@ need python3-yaml     /usr/bin/python3 -c 'import yaml'      # reads the RFC 720
 need python3-authres  /usr/bin/python3 -c 'import authres'   # parses our Authentication-Results back
 need publicsuffix     test -r /usr/share/publicsuffix/public_suffix_list.dat   # the PSL the checker reads at run time
 need python3-dkim     /usr/bin/python3 -c 'import dkim, nacl'   # dkimpy, with PyNaCl for ed25519 (tests/dkim_peers.rs)
+need python3-dnspython /usr/bin/python3 -c 'import dns.message'   # the DNS servers of dkim_opendkim.py and tests/bench
 need opendkim-tools   have /usr/sbin/opendkim-testmsg
+need opendkim         have /usr/sbin/opendkim   # signs rsa-sha256 and ed25519-sha256 in its test mode (-t) for tests/authcheck_dkim.rs
 need openssl          have openssl
 need stunnel4         have stunnel4
 need msmtp            have msmtp
@@ -68,8 +70,8 @@ if [ "$mode" = --ci ]; then
 	# On a fresh machine install the whole list (apt-get skips what is there)
 	# plus what the build needs.
 	missing="ucspi-tcp swaks libnet-ssleay-perl libdigest-hmac-perl postfix python3 python3-aiosmtpd
-	  python3-yaml python3-authres publicsuffix python3-dkim opendkim-tools openssl stunnel4 msmtp testssl.sh
-	  nmap time groff-base systemd procps runit s6 util-linux passwd make
+	  python3-yaml python3-authres publicsuffix python3-dkim python3-dnspython opendkim-tools opendkim openssl
+	  stunnel4 msmtp testssl.sh nmap time groff-base systemd procps runit s6 util-linux passwd make
 	  gcc g++ libc6-dev curl ca-certificates"
 elif [ -z "$missing" ]; then
 	exit 0

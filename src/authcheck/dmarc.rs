@@ -5,7 +5,7 @@
 //! `dns::Lookup`; no reports (rua/ruf are parsed and kept, never sent); the
 //! random number for pct= sampling comes from the caller.
 
-use super::psl::{self, List};
+use super::psl::{self, Suffixes};
 use super::spf::SpfResult;
 use crate::dns::{self, Lookup};
 use std::fmt;
@@ -209,7 +209,7 @@ pub enum Discovery {
 /// and we report it as permerror (RFC 7489 11.2: "a permanent error ...
 /// such as encountering a syntactically incorrect DMARC record"), with no
 /// policy to act upon.
-pub fn discover(dns: &dyn Lookup, psl: &List, from_domain: &str) -> Discovery {
+pub fn discover(dns: &dyn Lookup, psl: &dyn Suffixes, from_domain: &str) -> Discovery {
     let Some(from) = psl::to_alabel(from_domain) else {
         return Discovery::PermError(format!("bad From domain {from_domain:?}"));
     };
@@ -218,7 +218,10 @@ pub fn discover(dns: &dyn Lookup, psl: &List, from_domain: &str) -> Discovery {
         Discovery::Found { record, domain, .. } => return usable(record, domain, false),
         other => return other,
     }
-    let org = psl.organizational_domain(&from).unwrap_or_else(|| from.clone());
+    let org = match psl.organizational(&from) {
+        Ok(o) => o.unwrap_or_else(|| from.clone()),
+        Err(e) => return Discovery::TempError(e),
+    };
     if org == from {
         return Discovery::NoRecord;
     }
@@ -323,7 +326,7 @@ pub struct Outcome {
 }
 
 /// RFC 7489 6.6: discovery, alignment, the result and the policy.
-pub fn evaluate(dns: &dyn Lookup, psl: &List, input: &Input<'_>) -> Outcome {
+pub fn evaluate(dns: &dyn Lookup, psl: &dyn Suffixes, input: &Input<'_>) -> Outcome {
     let from = psl::to_alabel(input.from_domain).unwrap_or_else(|| input.from_domain.to_ascii_lowercase());
     let mut out = Outcome {
         verdict: Verdict::None,
@@ -354,15 +357,30 @@ pub fn evaluate(dns: &dyn Lookup, psl: &List, input: &Input<'_>) -> Outcome {
         }
     };
     out.record_domain = Some(domain);
+    // The list is asked only when the names differ (and read only then).
+    let list_error = std::cell::RefCell::new(None);
     let aligned = |id: &str, mode: Alignment| -> bool {
         let Some(id) = psl::to_alabel(id) else { return false };
         match mode {
-            Alignment::Strict => id == from,
-            Alignment::Relaxed => psl.organizational_domain(&id) == psl.organizational_domain(&from),
+            _ if id == from => true,
+            Alignment::Strict => false,
+            Alignment::Relaxed => match (psl.organizational(&id), psl.organizational(&from)) {
+                (Ok(a), Ok(b)) => a == b,
+                (Err(e), _) | (_, Err(e)) => {
+                    *list_error.borrow_mut() = Some(e);
+                    false
+                }
+            },
         }
     };
     out.spf_aligned = matches!(input.spf, Some((SpfResult::Pass, d)) if aligned(d, record.aspf));
     out.dkim_aligned = input.dkim.iter().any(|(d, pass)| *pass && aligned(d, record.adkim));
+    if let (false, Some(e)) = (out.spf_aligned || out.dkim_aligned, list_error.into_inner()) {
+        // Alignment could not be decided: never a fail.
+        out.verdict = Verdict::TempError;
+        out.reason = e;
+        return out;
+    }
     if out.spf_aligned || out.dkim_aligned {
         out.verdict = Verdict::Pass;
         out.reason = match (out.spf_aligned, out.dkim_aligned) {
@@ -396,8 +414,17 @@ mod tests {
     use super::*;
     use crate::authcheck::testzone::Zone;
 
-    fn psl() -> List {
-        List::parse("com\norg\nuk\nco.uk\n*.kawasaki.jp\n")
+    fn psl() -> psl::List {
+        psl::List::parse("com\norg\nuk\nco.uk\n*.kawasaki.jp\n")
+    }
+
+    /// A list that cannot be read.
+    struct Unreadable;
+
+    impl Suffixes for Unreadable {
+        fn organizational(&self, _: &str) -> Result<Option<String>, String> {
+            Err("public suffix list x: unable to open".into())
+        }
     }
 
     #[test]
@@ -485,5 +512,12 @@ mod tests {
         let o = run("ruaonly.com", None, &[], 0);
         assert_eq!((o.verdict, o.policy, o.requested), (Verdict::Fail, Policy::None, Some(Policy::None)));
         assert_eq!(run("a..b", None, &[], 0).verdict, Verdict::PermError);
+        // Without the list: equal names align and a record at the From
+        // domain is found; anything that needs the list is temperror.
+        let bad = |from: &str, spf: Option<(SpfResult, &str)>| evaluate(&zone(), &Unreadable, &Input { from_domain: from, spf, dkim: &[], sample: 0 });
+        assert_eq!(bad("quar.com", Some((SpfResult::Pass, "QUAR.com"))).verdict, Verdict::Pass);
+        let o = bad("quar.com", pass);
+        assert_eq!((o.verdict, o.policy, o.reason.as_str()), (Verdict::TempError, Policy::None, "public suffix list x: unable to open"));
+        assert_eq!(bad("a.b.rej.com", None).verdict, Verdict::TempError);
     }
 }

@@ -1,27 +1,40 @@
 //! Inbound mail authentication, the checker's room: SPF (RFC 7208), DMARC
 //! (RFC 7489) with the Public Suffix List, and the Authentication-Results
-//! header field (RFC 8601). Pure modules: DNS comes in through
+//! header field (RFC 8601), then the program auth-check that applies them
+//! between smtpd-rs and queue-inject. The pure modules take DNS through
 //! `dns::Lookup` (the suite's resolver, `dns::CachedResolver` in the
-//! checker, an in-memory zone in tests); no file descriptors here but the
-//! one read of the PSL file (`psl::List::load`).
+//! checker, an in-memory zone in tests) and see no file descriptor, but for
+//! the one read of the PSL file (`psl::List::load`).
 //!
 //! ```text
 //! spf.rs      record selection, parser, macros, check_host() and its limits
 //! psl.rs      the Public Suffix List and the organizational domain
 //! dmarc.rs    record parser, discovery, alignment, sp=, pct=, the policy
 //! authres.rs  our Authentication-Results field; spotting forged ones
+//! check.rs    one message's facts, results, policy, field, attributes, log
+//! filter.rs   removes forged Authentication-Results fields from a stream
+//! frames.rs   the session-mode frames auth-check reads, and their order
+//! config.rs   auth-check's environment, read once           (I/O below)
+//! spool.rs    a message kept in memory, then in a file
+//! run.rs      the qmail-queue and session-mode loops of auth-check
 //! ```
 //!
-//! The checker program calls, per message: `check_spf` once per
-//! transaction (the results depend on the envelope only), the DKIM module
-//! (src/dkim/) for the signatures, `check_dmarc` with the From domain, then
-//! `authentication_results` for the field it puts on top, after removing
-//! every existing field for which `authres::is_ours` holds (RFC 8601 5).
+//! auth-check calls, per message: `check_spf` (through `check::evaluate`),
+//! the DKIM module (src/dkim/) for the signatures while the message is
+//! read, DMARC for the From domains, then `authentication_results` for the
+//! field it puts on top, after `filter` removed every existing field for
+//! which `authres::is_ours` holds (RFC 8601 5).
 
 pub mod authres;
+pub mod check;
+pub mod config;
 pub mod dmarc;
+pub mod filter;
+pub mod frames;
 pub mod psl;
+pub mod run;
 pub mod spf;
+pub mod spool;
 #[cfg(test)]
 pub(crate) mod testzone;
 
@@ -96,7 +109,7 @@ pub struct DkimReport {
 /// pct= (`random_sample()` gives one).
 pub fn check_dmarc(
     dns: &dyn Lookup,
-    psl: &psl::List,
+    psl: &dyn psl::Suffixes,
     from_domain: &str,
     spf: &SpfVerdict,
     dkim: &[DkimReport],
@@ -110,12 +123,14 @@ pub fn check_dmarc(
 /// The Authentication-Results field for what was checked (RFC 8601):
 /// spf= for MAIL FROM (smtp.mailfrom) or, for the null sender, HELO
 /// (smtp.helo), and the separate HELO check when made; one dkim= per
-/// signature; dmarc= with header.from. Nothing checked: `none`.
+/// signature; one dmarc= per From domain with header.from, or a permerror
+/// with `from_error` when the From field gave none. Nothing checked: `none`.
 pub fn authentication_results(
     authserv_id: &str,
     spf: Option<&SpfVerdict>,
     dkim: &[DkimReport],
-    dmarc: Option<&dmarc::Outcome>,
+    dmarc: &[dmarc::Outcome],
+    from_error: Option<&str>,
 ) -> String {
     let mut rs = Vec::new();
     if let Some(v) = spf {
@@ -133,13 +148,18 @@ pub fn authentication_results(
         if let Some(reason) = &d.reason {
             r = r.reason(reason.clone());
         }
-        r = r.prop("header", "d", d.domain.clone()).prop("header", "s", d.selector.clone());
+        if !d.domain.is_empty() {
+            r = r.prop("header", "d", d.domain.clone());
+        }
+        if !d.selector.is_empty() {
+            r = r.prop("header", "s", d.selector.clone());
+        }
         if !d.b_prefix.is_empty() {
             r = r.prop("header", "b", d.b_prefix.clone());
         }
         rs.push(r);
     }
-    if let Some(o) = dmarc {
+    for o in dmarc {
         let mut r = MethodResult::new("dmarc", o.verdict.as_str());
         if let Some(p) = o.requested {
             r = r.comment(format!("p={} dis={}", p.as_str(), o.policy.as_str()));
@@ -148,6 +168,9 @@ pub fn authentication_results(
             r = r.reason(o.reason.clone());
         }
         rs.push(r.prop("header", "from", o.from_domain.clone()));
+    }
+    if let (true, Some(e)) = (dmarc.is_empty(), from_error) {
+        rs.push(MethodResult::new("dmarc", "permerror").reason(e.to_string()));
     }
     authres::write(authserv_id, &rs)
 }
@@ -204,7 +227,7 @@ mod tests {
         // From a subdomain: relaxed SPF alignment passes.
         let d = check_dmarc(&z, &psl, "news.example.co.uk", &spf, &dkim, 0);
         assert_eq!(d.verdict, dmarc::Verdict::Pass);
-        let h = authentication_results("in.example.net", Some(&spf), &dkim, Some(&d));
+        let h = authentication_results("in.example.net", Some(&spf), &dkim, &[d], None);
         assert_eq!(
             h,
             "Authentication-Results: in.example.net;\n\
@@ -227,10 +250,10 @@ mod tests {
         assert_eq!((spf.mail_from.result, spf.helo.is_none()), (SpfResult::Fail, true));
         let d = check_dmarc(&z, &psl, "sub.example.co.uk", &spf, &[], 0);
         assert_eq!((d.verdict, d.policy), (dmarc::Verdict::Fail, dmarc::Policy::Quarantine));
-        let h = authentication_results("in.example.net", Some(&spf), &[], Some(&d)).replace("\n\t  ", " ");
+        let h = authentication_results("in.example.net", Some(&spf), &[], &[d], None).replace("\n\t  ", " ");
         assert!(h.contains("\tdmarc=fail (p=quarantine dis=quarantine) reason=\"no aligned"), "{h}");
         assert!(h.contains("\tspf=fail reason=\"example.co.uk: -all matched\" smtp.mailfrom=bounce@example.co.uk;"), "{h}");
-        assert_eq!(authentication_results("in.example.net", None, &[], None), "Authentication-Results: in.example.net; none\n");
+        assert_eq!(authentication_results("in.example.net", None, &[], &[], None), "Authentication-Results: in.example.net; none\n");
         assert_ne!(random_sample(), random_sample());
     }
 }

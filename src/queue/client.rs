@@ -28,6 +28,28 @@ pub enum QueueProgram {
     PerMessage(PathBuf),
 }
 
+/// What the queue program said about one message before qmail's mapping
+/// to a reply: its exit code (per-message mode) or answer code (session
+/// mode), with notqmail's fd 6 text (`D...`/`Z...`) for 82, the queue id
+/// for 0 in session mode, the reason otherwise (possibly empty). A
+/// program in the middle of the chain (auth-check) passes it on as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub code: i32,
+    pub text: String,
+}
+
+impl Answer {
+    /// qmail's mapping (`map_exit`).
+    pub fn status(&self) -> Status {
+        match self.code {
+            0 if !self.text.is_empty() => Status::Queued(self.text.clone()),
+            82 => map_exit(82, false, self.text.as_bytes()),
+            c => map_exit(c, false, b""),
+        }
+    }
+}
+
 /// What the queue did with one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -65,8 +87,15 @@ impl QueueClient {
     /// the Received header. On failure the message cannot be queued: the
     /// caller reads the rest of it and gives the outcome as the reply.
     pub fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<Option<String>, Status> {
+        self.begin_as(env, attrs, None)
+    }
+
+    /// `begin`, proposing `id` in session mode's `I` frame instead of an id
+    /// of our own (a program in the middle of the chain passes on the one
+    /// its caller proposed). Per-message mode has no place for it.
+    pub fn begin_as(&mut self, env: &Envelope, attrs: &Attrs, id: Option<&str>) -> Result<Option<String>, Status> {
         match self {
-            QueueClient::Session(q) => q.begin(env, attrs).map(Some),
+            QueueClient::Session(q) => q.begin(env, attrs, id).map(Some),
             QueueClient::PerMessage(q) => q.begin(env, attrs).map(|()| None),
         }
     }
@@ -81,6 +110,15 @@ impl QueueClient {
 
     /// End the message and learn what the queue did with it.
     pub fn finish(&mut self) -> Status {
+        match self.finish_answer() {
+            Ok(a) => a.status(),
+            Err(s) => s,
+        }
+    }
+
+    /// `finish`, with the queue program's own code and text; Err when it
+    /// gave none (it crashed, died, or could not be written to).
+    pub fn finish_answer(&mut self) -> Result<Answer, Status> {
         match self {
             QueueClient::Session(q) => q.finish(),
             QueueClient::PerMessage(q) => q.finish(),
@@ -227,8 +265,9 @@ impl SessionQueue {
     }
 
     /// Start a message under the id queue-inject would give it itself,
-    /// `<secs>.<its pid>.<n>` (doc/PROTOCOLS.md 2, the `I` frame).
-    fn begin(&mut self, env: &Envelope, attrs: &Attrs) -> Result<String, Status> {
+    /// `<secs>.<its pid>.<n>` (doc/PROTOCOLS.md 2, the `I` frame), or under
+    /// `proposed`.
+    fn begin(&mut self, env: &Envelope, attrs: &Attrs, proposed: Option<&str>) -> Result<String, Status> {
         self.broken = false;
         self.sent = false;
         self.frames.clear();
@@ -238,7 +277,7 @@ impl SessionQueue {
         let pid = self.child.as_ref().map_or(0, |(c, _, _)| c.id());
         self.seq += 1;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let id = format!("{now}.{pid}.{}", self.seq);
+        let id = proposed.map_or_else(|| format!("{now}.{pid}.{}", self.seq), str::to_owned);
         self.push(b'I', id.as_bytes());
         self.push(b'E', &env.encode());
         if !attrs.is_empty() {
@@ -260,11 +299,11 @@ impl SessionQueue {
         Ok(())
     }
 
-    fn finish(&mut self) -> Status {
+    fn finish(&mut self) -> Result<Answer, Status> {
         self.push(b'.', b"");
         if self.broken || self.flush().is_err() {
             self.drop_child();
-            return crashed();
+            return Err(crashed());
         }
         match self.read_answer() {
             Some((code, text)) => {
@@ -272,15 +311,13 @@ impl SessionQueue {
                     self.drop_child(); // protocol error: it exits
                 }
                 match code {
-                    0 if !text.is_empty() => Status::Queued(text),
-                    0 => crashed(),
-                    82 => map_exit(82, false, text.as_bytes()),
-                    c => map_exit(c, false, b""),
+                    0 if text.is_empty() => Err(crashed()),
+                    code => Ok(Answer { code, text }),
                 }
             }
             None => {
                 self.drop_child();
-                crashed()
+                Err(crashed())
             }
         }
     }
@@ -407,8 +444,8 @@ impl PerMessage {
         Ok(())
     }
 
-    fn finish(&mut self) -> Status {
-        let Some(mut r) = self.cur.take() else { return crashed() };
+    fn finish(&mut self) -> Result<Answer, Status> {
+        let Some(mut r) = self.cur.take() else { return Err(crashed()) };
         r.msg = None; // EOF on the message
         if let Some(mut e) = r.env.take() {
             if e.write_all(&r.envelope).is_err() {
@@ -419,18 +456,24 @@ impl PerMessage {
         let _ = (&mut r.err).take(255).read_to_end(&mut fd6);
         let status = match r.child.wait() {
             Ok(s) => s,
-            Err(_) => return Status::Failed { permanent: false, text: "qq waitpid surprise (#4.3.0)".into() },
+            Err(_) => return Err(Status::Failed { permanent: false, text: "qq waitpid surprise (#4.3.0)".into() }),
         };
         match status.code() {
-            None => crashed(),
+            None => Err(crashed()),
             Some(0) if !r.write_failed => {
                 // qmail-smtpd's "ok <time> qp <pid>": the protocol returns no id.
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                Status::Queued(format!("{now} qp {}", r.child.id()))
+                Ok(Answer { code: 0, text: format!("{now} qp {}", r.child.id()) })
             }
-            Some(c) => map_exit(c, r.write_failed, &fd6),
+            // qmail's flagerr: a message not written whole is a read error.
+            Some(0) => Ok(Answer { code: 54, text: String::new() }),
+            Some(82) => Ok(Answer {
+                code: 82,
+                text: String::from_utf8_lossy(fd6.get(..fd6.len().min(255)).unwrap_or_default()).into_owned(),
+            }),
+            Some(c) => Ok(Answer { code: c, text: String::new() }),
         }
     }
 

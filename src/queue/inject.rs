@@ -140,8 +140,8 @@ pub fn read_input(timeout: Duration, mut spool: impl FnMut() -> Result<File, Err
 }
 
 /// Read the envelope `F...\0T...\0...\0` from `fd`, up to its final `\0`
-/// (like qmail-queue, octets after it are not read).
-fn read_envelope(fd: BorrowedFd<'_>, timeout: Duration) -> Result<Envelope, Error> {
+/// (like qmail-queue, octets after it are not read). Also auth-check's.
+pub fn read_envelope(fd: BorrowedFd<'_>, timeout: Duration) -> Result<Envelope, Error> {
     let mut p = envelope::Parser::new(MAX_RCPT);
     let mut buf = [0u8; 4096];
     loop {
@@ -166,7 +166,7 @@ fn envelope_error(e: envelope::Error) -> Error {
 }
 
 /// One read, after waiting at most `timeout` for input (exit 52 past it).
-fn read_timed(fd: BorrowedFd<'_>, buf: &mut [u8], timeout: Duration, what: &str) -> Result<usize, Error> {
+pub fn read_timed(fd: BorrowedFd<'_>, buf: &mut [u8], timeout: Duration, what: &str) -> Result<usize, Error> {
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     loop {
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];

@@ -144,7 +144,12 @@ impl Config {
         let queue = match get("QMAILQUEUE").filter(|q| !q.is_empty()) {
             Some(q) => QueueProgram::PerMessage(PathBuf::from(q)),
             None => {
-                let qi = find_queue_inject(get("PATH").as_deref(), exe);
+                // QUEUE_SESSION_PROGRAM: another session-mode program (run as
+                // `path -s`, e.g. auth-check) in place of queue-inject.
+                let qi = match get("QUEUE_SESSION_PROGRAM").filter(|p| !p.is_empty()) {
+                    Some(p) => PathBuf::from(p),
+                    None => find_queue_inject(get("PATH").as_deref(), exe),
+                };
                 if get("QUEUE_SESSION").is_some_and(|v| v == "0") {
                     QueueProgram::PerMessage(qi)
                 } else {
@@ -232,6 +237,10 @@ mod tests {
         assert_eq!(c.policy.relayclient, Some(vec![]));
         let c = cfg(&[("QUEUE_SESSION", "0"), ("PATH", "/nonexistent")]).unwrap();
         assert_eq!(c.queue, QueueProgram::PerMessage(PathBuf::from("queue-inject")));
+        let c = cfg(&[("QUEUE_SESSION_PROGRAM", "/usr/local/bin/auth-check")]).unwrap();
+        assert_eq!(c.queue, QueueProgram::Session(PathBuf::from("/usr/local/bin/auth-check")));
+        let c = cfg(&[("QUEUE_SESSION_PROGRAM", "/usr/local/bin/auth-check"), ("QMAILQUEUE", "/bin/qq")]).unwrap();
+        assert_eq!(c.queue, QueueProgram::PerMessage(PathBuf::from("/bin/qq")), "QMAILQUEUE wins");
         assert!(cfg(&[("DATABYTES", "x")]).is_err());
         assert!(cfg(&[("MAXHOPS", "-1")]).is_err());
         let pm = |h: &str, v: &str| cfg(&[("SMTPD_HOSTNAME", h), ("POSTMASTER", v)]).map(|c| c.policy.postmaster);

@@ -683,6 +683,11 @@ impl<'c> Session<'c> {
         if let Some(l) = self.x_login.as_ref().or(self.auth_user.as_ref()) {
             attrs.push("CLIENT_LOGIN", l);
         }
+        // RELAYCLIENT describes this connection's peer: it says nothing of
+        // a client that XCLIENT or XFORWARD named.
+        if self.cfg.policy.relayclient.is_some() && self.fwd.is_none() && !self.xclient {
+            attrs.push("CLIENT_RELAY", "1");
+        }
         if let Some(t) = &self.tls {
             for (k, v) in t.attrs() {
                 attrs.push(k, v);
@@ -1099,6 +1104,12 @@ fn outcome_reply(o: &Outcome) -> String {
         Outcome::Refused(DataError::TooManyHops) => reply::TOO_MANY_HOPS.into(),
         Outcome::Refused(_) => reply::BARE_LF_DATA.into(),
         Outcome::QueueFailed { permanent, text } => {
+            // A queue program's own reply (notqmail's 82 text, e.g. from
+            // auth-check: "550 5.7.23 ..."): sent as it is, when its code is
+            // of the class the outcome says.
+            if let Some(r) = full_reply(text, *permanent) {
+                return r;
+            }
             // qmail's texts end in "(#4.3.0)": reuse that code as the enhanced one.
             let code = text
                 .rfind("(#")
@@ -1114,6 +1125,24 @@ fn outcome_reply(o: &Outcome) -> String {
             format!("{} {code} {text}\r\n", if *permanent { 554 } else { 451 })
         }
     }
+}
+
+/// `5xy x.y.z text` (or `4xy ...` when not permanent) at the front of a
+/// queue program's text: that reply, cleaned of control characters.
+fn full_reply(text: &str, permanent: bool) -> Option<String> {
+    let (code, rest) = text.split_once(' ')?;
+    let (enh, words) = rest.split_once(' ').unwrap_or((rest, ""));
+    let class = if permanent { b'5' } else { b'4' };
+    let code_ok = code.len() == 3 && code.as_bytes().first() == Some(&class) && code.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = enh.split('.');
+    let enh_ok = parts.next() == Some(if permanent { "5" } else { "4" })
+        && parts.by_ref().take(2).filter(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())).count() == 2
+        && parts.next().is_none();
+    if !code_ok || !enh_ok {
+        return None;
+    }
+    let words: String = words.chars().filter(|c| !c.is_control()).take(400).collect();
+    Some(format!("{code} {enh} {words}\r\n"))
 }
 
 /// `<addr>` -> `addr`; anything else as it is.
@@ -1380,6 +1409,14 @@ mod tests {
         let (got, s) = transcript(&cfg, &mut fake(), &["HELO a.b", "MAIL FROM:<s@b.c>", "RCPT TO:<u@anywhere.net>"]);
         assert_eq!(codes(&got), ["250", "250", "250"]);
         assert_eq!(s.queue_request().0.recipients, vec![b"u@anywhere.net".to_vec()]);
+        // The relay client is named to the queue (auth-check skips its
+        // checks), but not a client that XFORWARD names.
+        assert_eq!(s.queue_request().1.get("CLIENT_RELAY"), Some(&b"1"[..]));
+        cfg.xforward = true;
+        let (got, s) = transcript(&cfg, &mut fake(), &["EHLO a.b", "XFORWARD ADDR=192.0.2.9", "MAIL FROM:<s@b.c>", "RCPT TO:<u@example.com>"]);
+        assert_eq!(codes(&got), ["250", "250", "250", "250"]);
+        assert_eq!(s.queue_request().1.get("CLIENT_RELAY"), None);
+        assert_eq!(transcript(&config(), &mut fake(), &["HELO a.b", "MAIL FROM:<s@b.c>"]).1.queue_request().1.get("CLIENT_RELAY"), None);
     }
 
     #[test]
@@ -1440,6 +1477,18 @@ mod tests {
         assert_eq!(t(false, "connection to mail server timed out (#4.4.1)"), "451 4.4.1 connection to mail server timed out (#4.4.1)\r\n");
         assert_eq!(t(true, "virus found"), "554 5.3.0 virus found\r\n");
         assert_eq!(t(false, "odd (#5.1.1)"), "451 4.3.0 odd (#5.1.1)\r\n");
+        // A whole reply from the queue program (notqmail's 82 text, as
+        // auth-check writes it) reaches the client as it is.
+        assert_eq!(t(true, "550 5.7.23 SPF: example.org does not allow 192.0.2.1"), "550 5.7.23 SPF: example.org does not allow 192.0.2.1\r\n");
+        assert_eq!(t(true, "550 5.7.1 DMARC p=reject\r\nX"), "550 5.7.1 DMARC p=rejectX\r\n");
+        assert_eq!(t(false, "451 4.4.3 SPF: temporary DNS failure"), "451 4.4.3 SPF: temporary DNS failure\r\n");
+        // Only of the outcome's class, and only a well-formed code.
+        assert_eq!(t(true, "451 4.4.3 try later"), "554 5.3.0 451 4.4.3 try later\r\n");
+        assert_eq!(t(false, "550 5.7.1 no"), "451 4.3.0 550 5.7.1 no\r\n");
+        assert_eq!(t(true, "550 5.7 x"), "554 5.3.0 550 5.7 x\r\n");
+        assert_eq!(t(true, "5500 5.7.1 x"), "554 5.3.0 5500 5.7.1 x\r\n");
+        assert_eq!(t(true, "550 5.7.1234 x"), "554 5.3.0 550 5.7.1234 x\r\n");
+        assert_eq!(t(true, "550 4.7.1 x"), "554 5.3.0 550 4.7.1 x\r\n");
         assert_eq!(outcome_reply(&Outcome::Refused(DataError::BareLf)), reply::BARE_LF_DATA);
         assert_eq!(outcome_reply(&Outcome::Refused(DataError::TooBig)), reply::TOO_BIG);
         assert_eq!(outcome_reply(&Outcome::Refused(DataError::TooManyHops)), reply::TOO_MANY_HOPS);

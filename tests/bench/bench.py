@@ -4,6 +4,9 @@
 Receivers (BENCH_SYSTEMS, all by default):
   smtpd-rs         smtpd-rs under tcpserver, queue-inject in session mode (fsync'd)
   smtpd-rs-permsg  the same with QMAILQUEUE=queue-inject: one process per message
+  smtpd-rs-authcheck  smtpd-rs with auth-check in the chain (QUEUE_SESSION_PROGRAM):
+                   SPF and DMARC for every message, the records served by a local
+                   DNS server (tests/bench/dnsserver.py) and cached per session
   supervise-m1     smtpd-rs under smtpd-supervise -W (hand-off workers, already
                    smtpd-rs with queue-inject started), one session per process
   supervise-m100   the same, each worker serving up to 100 sessions in turn
@@ -22,7 +25,8 @@ Scenarios (BENCH_SCENARIOS, all by default), 1 KB messages unless said:
 Each cell is the median of BENCH_RUNS (3) runs; after every run the queue
 must hold exactly the messages sent. Peak RSS of a smtpd-rs session and of
 queue-inject is measured for scenario c in one extra run (/usr/bin/time).
-Tools: smtp-source, smtp-sink, postfix, tcpserver, /usr/bin/time; nothing else.
+Tools: smtp-source, smtp-sink, postfix, tcpserver, /usr/bin/time, and
+python3-dnspython for the DNS server of smtpd-rs-authcheck.
 
 Sizes: BENCH_SCALE=small (a one-minute check) or full (default); each count
 can be set alone: BENCH_A1_MSGS, BENCH_A20_MSGS, BENCH_B_PER_CONN,
@@ -72,6 +76,7 @@ SCENARIOS = {
 SYSTEMS = {
     "smtpd-rs": "smtpd-rs + queue-inject (session)",
     "smtpd-rs-permsg": "smtpd-rs, queue-inject per message",
+    "smtpd-rs-authcheck": "smtpd-rs + auth-check + queue-inject (session)",
     "supervise-m1": "smtpd-supervise -W -m 1",
     "supervise-m100": "smtpd-supervise -W -m 100",
     "supervise-fork": "smtpd-supervise -W -F (a process per session)",
@@ -150,10 +155,10 @@ class Receiver:
 class Tcpserver(Receiver):
     """smtpd-rs under tcpserver -1 (it prints the port it bound)."""
 
-    def __init__(self, root, name, permsg, rss=False, max_use=0, fork=False):
+    def __init__(self, root, name, permsg, rss=False, max_use=0, fork=False, authcheck=False):
         if not max_use:
             need("tcpserver", "ucspi-tcp")
-        for b in ("smtpd-rs", "queue-inject") + (("smtpd-supervise",) if max_use else ()):
+        for b in ("smtpd-rs", "queue-inject") + (("smtpd-supervise",) if max_use else ()) + (("auth-check",) if authcheck else ()):
             if not os.access(os.path.join(BIN, b), os.X_OK):
                 sys.exit("bench: %s/%s missing: run make" % (BIN, b))
         self.dir = os.path.join(root, name)
@@ -192,6 +197,10 @@ class Tcpserver(Receiver):
         }
         if permsg:
             env["QMAILQUEUE"] = os.path.join(bindir, "queue-inject")
+        if authcheck:
+            env["QUEUE_SESSION_PROGRAM"] = os.path.join(BIN, "auth-check")
+            env["DNS_SERVER"] = "127.0.0.1:%d" % bench_dns()
+            env["PUBLIC_SUFFIX_LIST"] = os.path.join(TOP, "tests", "data", "psl", "public_suffix_list.dat")
         self.log = open(os.path.join(self.dir, "smtpd-rs.log"), "ab")
         if max_use:
             # -C 100: every client is 127.0.0.1, and smtp-source reconnects
@@ -359,9 +368,31 @@ class Sink(Receiver):
         self.proc.wait()
 
 
+_dns = []
+
+
+def bench_dns():
+    """The DNS server for auth-check: SPF and DMARC of smtp-source's sender
+    and HELO name (p=none: every message is queued). Started once."""
+    if not _dns:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import dnsserver
+        if not dnsserver.available():
+            raise RuntimeError("python3-dnspython missing: apt-get install python3-dnspython")
+        port, stop = dnsserver.serve({
+            "bench.invalid": [("TXT", ["v=spf1 ip4:127.0.0.1 -all"])],
+            "client.bench.invalid": [("TXT", ["v=spf1 ip4:127.0.0.1 -all"])],
+            "_dmarc.bench.invalid": [("TXT", ["v=DMARC1; p=none"])],
+        })
+        _dns.append((port, stop))
+    return _dns[0][0]
+
+
 def start(name, root):
     if name == "smtpd-rs":
         return Tcpserver(root, name, permsg=False)
+    if name == "smtpd-rs-authcheck":
+        return Tcpserver(root, name, permsg=False, authcheck=True)
     if name == "smtpd-rs-permsg":
         return Tcpserver(root, name, permsg=True)
     if name == "supervise-m1":
@@ -529,6 +560,15 @@ def render(results, rss, latency=None):
             ratio = "%.2fx" % (rates["smtpd-rs"] / rates["postfix"])
         lines.append("| %s | %d | %s | %s |" % (title, msgs, " | ".join(cells), ratio))
     lines.append("")
+    ac = []
+    for scen in want_scen:
+        title, _, msgs, _, _ = SCENARIOS[scen]
+        a, b = results.get(("smtpd-rs-authcheck", scen)), results.get(("smtpd-rs", scen))
+        if isinstance(a, list) and a and isinstance(b, list) and b:
+            ac.append("%s %.2fx" % (scen, statistics.median(b) / statistics.median(a)))
+    if ac:
+        lines.append("auth-check in the chain (SPF and DMARC of every message, records from a local DNS "
+                     "server, cached per session), as a share of smtpd-rs's rate without it: %s." % ", ".join(ac))
     lines.append("Medians of %d runs (BENCH_SCALE=%s), %d-byte messages (scenario c: %d bytes), "
                  "generated by smtp-source; every run checked that exactly the messages sent "
                  "reached the queue (smtp-sink keeps nothing)." % (RUNS, SCALE, SIZE, BIG))

@@ -301,6 +301,8 @@ pub enum Rr {
     Mx(u16, &'static str),
     A(IpAddr),
     Tlsa(u8, u8, u8, Vec<u8>),
+    /// One TXT record: its character-strings (each at most 255 octets).
+    Txt(Vec<String>),
 }
 
 /// A fake recursive resolver: `zone` maps a name to its records; a name not
@@ -380,7 +382,7 @@ pub fn fake_dns(zone: Zone) -> FakeDns {
 fn dns_answer(zone: &Zone, q: &[u8], log: &Mutex<Vec<String>>, udp: bool) -> Option<Vec<u8>> {
     use domain::base::iana::{Class, Rcode, Rtype, TlsaCertificateUsage, TlsaMatchingType, TlsaSelector};
     use domain::base::{Message, MessageBuilder, Name};
-    use domain::rdata::{Aaaa, Mx, Tlsa, A};
+    use domain::rdata::{Aaaa, Mx, Tlsa, Txt, A};
     use std::str::FromStr;
     let msg = Message::from_octets(q.to_vec()).ok()?;
     let question = msg.sole_question().ok()?;
@@ -416,6 +418,14 @@ fn dns_answer(zone: &Zone, q: &[u8], log: &Mutex<Vec<String>>, udp: bool) -> Opt
                         d.clone(),
                     );
                     a.push((&owner, Class::IN, 60, t)).ok()?
+                }
+                (Rr::Txt(strings), Rtype::TXT) => {
+                    let mut wire = Vec::new();
+                    for s in strings {
+                        wire.push(u8::try_from(s.len()).ok()?);
+                        wire.extend_from_slice(s.as_bytes());
+                    }
+                    a.push((&owner, Class::IN, 60, Txt::<Vec<u8>>::from_octets(wire).ok()?)).ok()?
                 }
                 _ => {}
             }
