@@ -219,13 +219,14 @@ fn we_verify_dkimpy_signatures_and_body_hashes_agree() {
 /// OpenDKIM (libopendkim through opendkim-testmsg) verifies our single
 /// signatures, each algorithm and canonicalization on its own, with the keys
 /// from our printed records served by a fake DNS server in private
-/// namespaces; altered copies fail. Two kinds of message it refuses before
+/// namespaces; altered copies fail. One kind of message it refuses before
 /// any signature is looked at, which the test expects: those breaking RFC
 /// 5322 3.6's field counts (no Date or From, two Subject fields, ...:
-/// "Syntax error"), and those with a bare CR, because opendkim-testmsg sets
-/// DKIM_LIBFLAGS_FIXCRLF and so hashes a CR LF where the message has a CR
-/// ("Bad signature"; dkimpy hashes the CR, as we do). And what
-/// opendkim-testmsg signs (it signs rsa-sha1) we refuse as RFC 8301 says.
+/// "Syntax error"). A bare CR, which opendkim-testmsg would hash as CR LF
+/// (DKIM_LIBFLAGS_FIXCRLF; dkimpy hashes the CR), never reaches it: the
+/// corpus is in the form smtp-remote sends, where a bare CR is CR LF (RFC
+/// 5321 2.3.8). And what opendkim-testmsg signs (it signs rsa-sha1) we
+/// refuse as RFC 8301 says.
 #[test]
 fn opendkim_verifies_our_signatures() {
     let s = setup();
@@ -246,12 +247,11 @@ fn opendkim_verifies_our_signatures() {
                     let path = dir.path().join(format!("{name}.{sel}.{}.{what}", c.name()));
                     std::fs::write(&path, &m).unwrap();
                     jobs.push_str(&format!("verify\t{}\n", path.display()));
+                    assert!(!msg.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'), "{name}: a bare CR in the sent form");
                     let want = if what != "ok" {
                         "fail"
                     } else if !rfc5322_counts_ok(msg) {
                         "fail 70 opendkim-testmsg: dkim_chunk(): Syntax error"
-                    } else if msg.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') {
-                        "fail 70 opendkim-testmsg: dkim_eom(): Bad signature"
                     } else {
                         "pass"
                     };
