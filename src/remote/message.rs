@@ -9,6 +9,18 @@
 //! size (RFC 1870) and whether 8-bit octets appear (8BITMIME, RFC 6152) and
 //! whether they appear in the header section (SMTPUTF8, RFC 6532). Pure.
 
+/// The header fields queue-run asks to have sent on top of the message (the
+/// `PREPEND` attribute: its DKIM signatures, doc/PROTOCOLS.md section 1), in
+/// LF form, checked: `Err` if the value is not whole header fields. They go
+/// through the same `Encoder` first; `Scan::prepended` counts them in SIZE.
+pub fn prepend(attrs: &crate::envelope::Attrs) -> Result<Vec<u8>, &'static str> {
+    let v = attrs.get(crate::envelope::PREPEND).unwrap_or_default();
+    if !crate::envelope::valid_prepend(v) {
+        return Err("the PREPEND attribute is not a block of header fields");
+    }
+    Ok(v.to_vec())
+}
+
 /// What the message needs, learnt in one pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scan {
@@ -59,6 +71,13 @@ impl Scan {
                 }
             }
         }
+    }
+
+    /// The same scan with `fields` (whole header fields, ASCII, LF form, as
+    /// `prepend` returns them) sent first: they add their CR LF size.
+    pub fn prepended(&self, fields: &[u8]) -> Scan {
+        let lfs = fields.iter().filter(|&&b| b == b'\n').count();
+        Scan { size: self.size + (fields.len() + lfs) as u64, ..self.clone() }
     }
 
     /// Account for the CR LF that `Encoder::finish` adds to a partial last line.
@@ -218,6 +237,28 @@ mod tests {
         let s = scan(b"Subject: x\r\r\xc3\xa9\r");
         assert_eq!((s.size, s.eight_bit, s.header_eight_bit), (18, true, false));
         assert_eq!(enc(&[b"Subject: x\r\r\xc3\xa9\r"]), b"Subject: x\r\n\r\n\xc3\xa9\r\n.\r\n");
+    }
+
+    #[test]
+    fn prepended_fields() {
+        let mut a = crate::envelope::Attrs::default();
+        assert_eq!(prepend(&a), Ok(Vec::new()));
+        let fields = b"DKIM-Signature: v=1;\n\tb=x\n";
+        a.push("PREPEND", fields);
+        assert_eq!(prepend(&a).as_deref(), Ok(&fields[..]));
+        let msg = b"Subject: x\n\nbody\n";
+        let whole = [&fields[..], msg].concat();
+        // Sent first through the same encoder: as if they were in the message.
+        let mut e = Encoder::new();
+        let mut out = Vec::new();
+        e.encode(fields, &mut out);
+        e.encode(msg, &mut out);
+        e.finish(&mut out);
+        assert_eq!(out, enc(&[&whole]));
+        assert_eq!(scan(msg).prepended(fields), scan(&whole));
+        let mut bad = crate::envelope::Attrs::default();
+        bad.push("PREPEND", b"X: 1\n\nInjected body\n");
+        assert!(prepend(&bad).is_err());
     }
 
     /// What a server does with DATA: CR LF to LF, leading dot removed, up to ".".
