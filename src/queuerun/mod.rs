@@ -1,7 +1,9 @@
 //! queue-run and sendmail: delivering the queue through smtp-remote, with
 //! retries and DSNs, and a sendmail-style local injector.
-//! Pure modules: qfile, state, backoff, report, dsn, plan, config, list, mailmsg.
-//! I/O: store (the queue folders), inject (the qmail-queue protocol), runner.
+//! Pure modules: qfile, state, backoff, report, dsn, plan, config, list, mailmsg,
+//! signtable (the DKIM signing table).
+//! I/O: store (the queue folders), inject (the qmail-queue protocol), runner,
+//! sign (DKIM signing of outbound mail).
 
 pub mod backoff;
 pub mod config;
@@ -13,5 +15,6 @@ pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod sendmail;
+pub mod signtable;
 pub mod state;
 pub mod store;

@@ -6,10 +6,15 @@
 //! ino <inode of new/<id>>            ties the state to that very file
 //! r <P|D|F> <notified 0|1> <delayed 0|1> <attempts> <next attempt> <xtext text>
 //! ```
+//! An optional `dkim <signed at> <expires> <xtext fields>` line (after `ino`,
+//! at most one; older files have none) keeps the DKIM-Signature fields made
+//! for the message, so that every destination and retry sends the same ones
+//! (`signtable::Stored`).
 //! One `r` line per recipient, in envelope order. `P` pending, `D` delivered,
 //! `F` failed for good; `notified`: the DSN owed for that final status was
 //! queued (or none was owed); `delayed`: a delay DSN was queued.
 
+use super::signtable::Stored;
 use crate::xtext;
 
 pub const MAGIC: &str = "queue-run-state 1";
@@ -55,16 +60,21 @@ impl Default for Rcpt {
 pub struct State {
     pub ino: u64,
     pub rcpts: Vec<Rcpt>,
+    /// The message's DKIM signature fields, once made (sign.rs).
+    pub dkim: Option<Stored>,
 }
 
 impl State {
     /// A fresh state: every recipient pending, due at once.
     pub fn new(ino: u64, n: usize) -> State {
-        State { ino, rcpts: vec![Rcpt::new(); n] }
+        State { ino, rcpts: vec![Rcpt::new(); n], dkim: None }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut s = format!("{MAGIC}\nino {}\n", self.ino);
+        if let Some(d) = &self.dkim {
+            s.push_str(&format!("dkim {}\n", d.encode()));
+        }
         for r in &self.rcpts {
             let st = match r.status {
                 Status::Pending => 'P',
@@ -95,7 +105,15 @@ impl State {
         }
         let ino = lines.next()?.strip_prefix("ino ")?.parse().ok()?;
         let mut rcpts = Vec::new();
+        let mut dkim = None;
         for line in lines {
+            if let Some(v) = line.strip_prefix("dkim ") {
+                if dkim.is_some() || !rcpts.is_empty() {
+                    return None;
+                }
+                dkim = Some(Stored::parse(v)?);
+                continue;
+            }
             let f: Vec<&str> = line.split(' ').collect();
             let [r, st, n, d, a, next, text] = f.as_slice() else { return None };
             if *r != "r" {
@@ -116,7 +134,7 @@ impl State {
                 text: String::from_utf8_lossy(&xtext::decode(text.as_bytes())?).into_owned(),
             });
         }
-        Some(State { ino, rcpts })
+        Some(State { ino, rcpts, dkim })
     }
 }
 
@@ -168,5 +186,26 @@ mod tests {
             assert_eq!(State::parse(b), None, "{:?}", String::from_utf8_lossy(b));
         }
         assert!(State::parse(b"queue-run-state 1\nino 1\nr P 0 0 0 0 \n").is_some());
+    }
+
+    #[test]
+    fn dkim_line() {
+        let mut st = State::new(9, 2);
+        st.dkim = Some(Stored { time: 1700000000, expires: 0, fields: b"DKIM-Signature: v=1;\n\tb=xyz\n".to_vec() });
+        let enc = st.encode();
+        assert!(enc.starts_with(b"queue-run-state 1\nino 9\ndkim 1700000000 0 DKIM-Signature:+20v+3D1;+0A+09b+3Dxyz+0A\nr P"));
+        assert_eq!(State::parse(&enc), Some(st.clone()));
+        // Without one (older files), and the decision to send unsigned.
+        assert_eq!(State::parse(b"queue-run-state 1\nino 9\nr P 0 0 0 0 \n").unwrap().dkim, None);
+        let p = State::parse(b"queue-run-state 1\nino 9\ndkim 5 0 \nr P 0 0 0 0 \n").unwrap();
+        assert_eq!(p.dkim, Some(Stored { time: 5, expires: 0, fields: vec![] }));
+        for b in [
+            &b"queue-run-state 1\nino 9\ndkim 5 0 \ndkim 5 0 \nr P 0 0 0 0 \n"[..], // twice
+            b"queue-run-state 1\nino 9\nr P 0 0 0 0 \ndkim 5 0 \n",                // after the recipients
+            b"queue-run-state 1\nino 9\ndkim 5 0 X:+201+0A+0Abody+0A\nr P 0 0 0 0 \n", // not header fields
+            b"queue-run-state 1\nino 9\ndkim 5\nr P 0 0 0 0 \n",
+        ] {
+            assert_eq!(State::parse(b), None, "{:?}", String::from_utf8_lossy(b));
+        }
     }
 }
