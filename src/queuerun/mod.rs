@@ -15,6 +15,7 @@ pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod sendmail;
+pub mod sign;
 pub mod signtable;
 pub mod state;
 pub mod store;
