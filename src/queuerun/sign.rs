@@ -179,7 +179,11 @@ impl Signing {
         if let Err(e) = f.seek(SeekFrom::Start(body_offset)) {
             return unreadable(e);
         }
-        let mut src = Chunks { file: f, conv: LfToCrlf::new(), buf: vec![0u8; CHUNK], out: Vec::with_capacity(CHUNK + CHUNK / 8 + 2), eof: false };
+        // Most messages are small: buffers of their size (plus one octet, so
+        // that the second read sees the end), at most CHUNK.
+        let left = f.metadata().map_or(CHUNK as u64, |m| m.len().saturating_sub(body_offset));
+        let cap = usize::try_from(left.saturating_add(1)).unwrap_or(CHUNK).clamp(1, CHUNK);
+        let mut src = Chunks { file: f, conv: LfToCrlf::new(), buf: vec![0u8; cap], out: Vec::with_capacity(cap + cap / 8 + 2), eof: false };
         // The header section, in the form smtp-remote sends.
         let mut reader = HeaderReader::new();
         let body_start = loop {
