@@ -108,7 +108,8 @@ impl Signing {
     }
 
     /// Get message `id` ready for a run of the delivery program: sign it if
-    /// it has no signature yet (or its x= is half gone), keeping the fields
+    /// it has no signature yet (or its x= is half gone; `open` opens its
+    /// queue file, read from `body_offset`), keeping the fields
     /// in `stored` (the state file's `dkim` line), then set the run's
     /// PREPEND attribute in `header.attrs` (any PREPEND from the queue file
     /// is dropped first, signing or not), or, for a foreign qmail-remote
@@ -119,14 +120,14 @@ impl Signing {
     pub fn prepare(
         &self,
         id: &str,
-        path: &Path,
+        open: &dyn Fn() -> io::Result<File>,
         body_offset: u64,
         header: &mut Header,
         stored: &mut Option<Stored>,
         pipe: bool,
         now: u64,
     ) -> Result<Option<Feed>, String> {
-        let fields = self.fields_for(id, path, body_offset, &header.envelope.sender, stored, now)?;
+        let fields = self.fields_for(id, open, body_offset, &header.envelope.sender, stored, now)?;
         header.attrs.0.retain(|(n, _)| n != envelope::PREPEND);
         if fields.is_empty() {
             return Ok(None);
@@ -135,12 +136,21 @@ impl Signing {
             header.attrs.push(envelope::PREPEND, &fields);
             return Ok(None);
         }
-        let file = File::open(path).map_err(|e| format!("Unable to read message: {e}. (#4.3.0)"))?;
+        let file = open().map_err(|e| format!("Unable to read message: {e}. (#4.3.0)"))?;
         Ok(Some(Feed { prefix: fields, file, offset: body_offset }))
     }
 
     /// The message's fields: the stored ones, or new ones.
-    fn fields_for(&self, id: &str, path: &Path, body_offset: u64, sender: &[u8], stored: &mut Option<Stored>, now: u64) -> Result<Vec<u8>, String> {
+    #[allow(clippy::too_many_arguments)]
+    fn fields_for(
+        &self,
+        id: &str,
+        open: &dyn Fn() -> io::Result<File>,
+        body_offset: u64,
+        sender: &[u8],
+        stored: &mut Option<Stored>,
+        now: u64,
+    ) -> Result<Vec<u8>, String> {
         if !self.is_on() {
             return Ok(Vec::new());
         }
@@ -150,7 +160,7 @@ impl Signing {
             }
             die::info(PROG, format_args!("{id}: DKIM signature half way to its x=: signing again"));
         }
-        let decision = match File::open(path) {
+        let decision = match open() {
             Ok(mut f) => self.sign_file(&mut f, body_offset, sender, now),
             Err(e) => Decision::Defer(format!("Unable to read message for DKIM signing: {e}. (#4.3.0)")),
         };
@@ -548,7 +558,11 @@ mod tests {
         h.attrs.push("PREPEND", "X-Injected: from the queue file\n");
         h.attrs.push("BODY", "8BITMIME");
         let mut stored = None;
-        assert!(s.prepare("1.2.3", &p, off, &mut h, &mut stored, false, 1000).unwrap().is_none());
+        let open = |p: &Path| {
+            let p = p.to_owned();
+            move || File::open(&p)
+        };
+        assert!(s.prepare("1.2.3", &open(&p), off, &mut h, &mut stored, false, 1000).unwrap().is_none());
         let first = stored.clone().unwrap();
         assert_eq!((first.time, first.expires), (1000, 8200));
         assert_eq!(h.attrs.get("PREPEND"), Some(&first.fields[..]));
@@ -556,19 +570,19 @@ mod tests {
         assert_eq!(h.attrs.0.iter().filter(|(n, _)| n == "PREPEND").count(), 1);
         // Reused while fresh, even if the file changed; made again past half its x=.
         std::fs::write(&p, b"gone").unwrap();
-        assert!(s.prepare("1.2.3", &p, off, &mut h, &mut stored, false, 4599).is_ok());
+        assert!(s.prepare("1.2.3", &open(&p), off, &mut h, &mut stored, false, 4599).is_ok());
         assert_eq!(stored.as_ref(), Some(&first));
         let (p, off) = t.queue_file(b"From: a@example.com\n\nx\n");
-        s.prepare("1.2.3", &p, off, &mut h, &mut stored, false, 4600).unwrap();
+        s.prepare("1.2.3", &open(&p), off, &mut h, &mut stored, false, 4600).unwrap();
         assert_eq!(stored.as_ref().map(|s| s.time), Some(4600));
         // A foreign qmail-remote: no PREPEND attribute, the fields to feed.
-        let feed = s.prepare("1.2.3", &p, off, &mut h, &mut stored, true, 4601).unwrap().unwrap();
+        let feed = s.prepare("1.2.3", &open(&p), off, &mut h, &mut stored, true, 4601).unwrap().unwrap();
         assert_eq!(h.attrs.get("PREPEND"), None);
         assert_eq!(feed.prefix, stored.unwrap().fields);
         // Signing off: a queued PREPEND still goes.
         let mut h2 = Header { id: "x".into(), time: 0, envelope: Default::default(), attrs: Attrs::default() };
         h2.attrs.push("PREPEND", "X-Injected: 1\n");
-        assert!(Signing::off().prepare("x", &p, off, &mut h2, &mut None, false, 1).unwrap().is_none());
+        assert!(Signing::off().prepare("x", &open(&p), off, &mut h2, &mut None, false, 1).unwrap().is_none());
         assert!(h2.attrs.is_empty());
     }
 }
