@@ -1,9 +1,7 @@
 //! queue-run and sendmail: delivering the queue through smtp-remote, with
 //! retries and DSNs, and a sendmail-style local injector.
-//! Pure modules: qfile, state, backoff, report, dsn, plan, config, list, mailmsg,
-//! signtable (the DKIM signing table).
-//! I/O: store (the queue folders), inject (the qmail-queue protocol), runner,
-//! sign (DKIM signing of outbound mail).
+//! Pure modules: qfile, state, backoff, report, dsn, plan, config, list, mailmsg.
+//! I/O: store (the queue folders), inject (the qmail-queue protocol), runner.
 
 pub mod backoff;
 pub mod config;
@@ -15,6 +13,7 @@ pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod sendmail;
+// DKIM signing of outbound mail: sign (I/O), signtable (its table, pure).
 pub mod sign;
 pub mod signtable;
 pub mod state;
