@@ -8,8 +8,17 @@ TARGET_DIR := target/x86_64-unknown-linux-gnu/release
 BINS := $(patsubst src/bin/%.rs,%,$(wildcard src/bin/*.rs))
 MAN8 := $(wildcard man/*.8)
 MAN5 := $(wildcard man/*.5)
+# Installed: the daemons and the programs they run into $(PREFIX)/sbin;
+# sendmail and queue-drop (setgid to DROP_GROUP, which must exist, see
+# smtpd-queue(5) MAILDROP) side by side into $(LIBEXEC), off PATH, so that
+# they shadow no system sendmail; install-sendmail links SENDMAIL_LINK to it.
+LOCAL_BINS := sendmail queue-drop
+SBINS := $(filter-out $(LOCAL_BINS),$(BINS))
+LIBEXEC ?= $(PREFIX)/lib/smtpd-rs
+DROP_GROUP ?= smtpd-drop
+SENDMAIL_LINK ?= /usr/sbin/sendmail
 
-.PHONY: all build test peers install check-man run bench clean fuzz fuzz-short
+.PHONY: all build test peers install install-sendmail check-man run bench clean fuzz fuzz-short
 
 all: build
 
@@ -43,11 +52,24 @@ check-man:
 	done
 
 install: build
-	for b in $(BINS); do install -Dm755 $(TARGET_DIR)/$$b $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; done
+	for b in $(SBINS); do install -Dm755 $(TARGET_DIR)/$$b $(DESTDIR)$(PREFIX)/sbin/$$b || exit 1; done
+	install -Dm755 $(TARGET_DIR)/sendmail $(DESTDIR)$(LIBEXEC)/sendmail
+	install -Dm2755 -g $(DROP_GROUP) $(TARGET_DIR)/queue-drop $(DESTDIR)$(LIBEXEC)/queue-drop
 	for m in $(MAN8); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/$${m#man/} || exit 1; done
 	for m in $(MAN5); do install -Dm644 $$m $(DESTDIR)$(PREFIX)/share/man/man5/$${m#man/} || exit 1; done
 
-# smtpd-rs under tcpserver on 127.0.0.1:2525, queue in ./var/queue.
+# Only when asked: this sendmail becomes the system's (SENDMAIL_LINK, default
+# /usr/sbin/sendmail), never over another MTA's program.
+install-sendmail:
+	@if [ -e $(DESTDIR)$(SENDMAIL_LINK) -o -L $(DESTDIR)$(SENDMAIL_LINK) ] && \
+	    [ "$$(readlink $(DESTDIR)$(SENDMAIL_LINK))" != $(LIBEXEC)/sendmail ]; then \
+		echo "$(SENDMAIL_LINK) is another MTA's: remove that MTA first (or set SENDMAIL_LINK)"; exit 1; fi
+	ln -sfn $(LIBEXEC)/sendmail $(DESTDIR)$(SENDMAIL_LINK)
+
+# conf-examples/run-local.sh: smtpd-rs as hand-off workers of smtpd-supervise
+# (-W -m 100) on 127.0.0.1:2525 (PORT=n to change it), queue in ./var/queue,
+# loopback only (conf-examples/local.rules); RUN_UNDER=tcpserver runs it under
+# tcpserver instead.
 run: build
 	sh conf-examples/run-local.sh
 

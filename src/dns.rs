@@ -3,7 +3,9 @@
 //! /etc/resolv.conf (or `DNS_SERVER`), retried over TCP when truncated.
 //! Every query sets DO (RFC 3225) so that a validating resolver reports AD;
 //! the AD bit of each answer is passed up, because DANE (RFC 7672) may only
-//! use TLSA records from an answer the resolver says it validated.
+//! use TLSA records from an answer the resolver says it validated; an AD
+//! bit from a resolver not trusted with it (not loopback, not listed in
+//! `DNS_TRUST_AD`) is cleared on arrival, so nothing above ever sees it.
 //! No recursion of our own, no search list: the names asked for are always
 //! fully qualified. `Resolver` does not cache; `CachedResolver` wraps it with
 //! a bounded per-process cache (positive answers for their TTL, negative ones
@@ -94,6 +96,8 @@ pub struct Resolver {
     servers: Vec<SocketAddr>,
     timeout: Duration,
     attempts: u32,
+    /// Whose AD bit counts: `None`, loopback resolvers only.
+    trust_ad: Option<Vec<IpAddr>>,
 }
 
 impl Resolver {
@@ -118,11 +122,23 @@ impl Resolver {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .filter(|&n| n > 0)
             .unwrap_or(5);
-        Resolver { servers, timeout: Duration::from_secs(timeout), attempts: 2 }
+        // RFC 6698 / RFC 7672 2.2 rest on the AD bit, which a resolver
+        // across a network can forge or lose: only loopback is trusted
+        // unless DNS_TRUST_AD lists the addresses whose AD counts.
+        let trust_ad = std::env::var("DNS_TRUST_AD").ok().filter(|v| !v.trim().is_empty()).map(|v| parse_trust_list(&v));
+        Resolver { servers, timeout: Duration::from_secs(timeout), attempts: 2, trust_ad }
     }
 
     pub fn with_servers(servers: Vec<SocketAddr>, timeout: Duration) -> Resolver {
-        Resolver { servers, timeout, attempts: 2 }
+        Resolver { servers, timeout, attempts: 2, trust_ad: None }
+    }
+
+    /// Does the AD bit of `server`'s answers count?
+    fn trusts_ad(&self, server: IpAddr) -> bool {
+        match &self.trust_ad {
+            Some(list) => list.contains(&server),
+            None => server.is_loopback(),
+        }
     }
 
     /// MX records as (preference, exchange). An empty list with Ok means the
@@ -185,7 +201,12 @@ impl Resolver {
                 let id = query_id();
                 let q = build_query(id, name, rtype)?;
                 match self.ask(server, &q, id, name, rtype) {
-                    Ok(r) => return Ok(r),
+                    Ok((mut buf, nx)) => {
+                        if !self.trusts_ad(server.ip()) {
+                            clear_ad(&mut buf);
+                        }
+                        return Ok((buf, nx));
+                    }
                     Err(e) => last = e,
                 }
             }
@@ -277,6 +298,19 @@ pub fn parse_server_list(text: &str) -> Vec<SocketAddr> {
             SocketAddr::from_str(s).ok().or_else(|| IpAddr::from_str(s).ok().map(|ip| SocketAddr::new(ip, 53)))
         })
         .collect()
+}
+
+/// `DNS_TRUST_AD`: addresses, comma or space separated; what does not
+/// parse is left out (so it is not trusted).
+pub fn parse_trust_list(text: &str) -> Vec<IpAddr> {
+    text.split(|c: char| c == ',' || c.is_whitespace()).filter_map(|s| IpAddr::from_str(s).ok()).collect()
+}
+
+/// Clear AD (RFC 4035 3.2.3), bit 5 of the header's fourth octet.
+fn clear_ad(buf: &mut [u8]) {
+    if let Some(b) = buf.get_mut(3) {
+        *b &= !0x20;
+    }
 }
 
 /// A query with RD set and an EDNS0 OPT record with DO set.
@@ -663,6 +697,21 @@ mod tests {
         assert_eq!(s, vec!["10.0.0.1:53".parse().unwrap(), "[::1]:53".parse().unwrap()]);
         let s = parse_server_list("127.0.0.1:5353, 10.0.0.2");
         assert_eq!(s, vec!["127.0.0.1:5353".parse().unwrap(), "10.0.0.2:53".parse().unwrap()]);
+    }
+
+    #[test]
+    fn ad_trust() {
+        let ip = |s: &str| IpAddr::from_str(s).unwrap();
+        assert_eq!(parse_trust_list("192.0.2.1, ::1 bogus,10.0.0.1:53"), vec![ip("192.0.2.1"), ip("::1")]);
+        let mut r = Resolver::with_servers(Vec::new(), Duration::from_secs(1));
+        assert!(r.trusts_ad(ip("127.0.0.53")) && r.trusts_ad(ip("::1")) && !r.trusts_ad(ip("192.0.2.1")));
+        r.trust_ad = Some(vec![ip("192.0.2.1")]);
+        assert!(r.trusts_ad(ip("192.0.2.1")) && !r.trusts_ad(ip("127.0.0.1")));
+        let mut buf = answer_with(9, "example.org", Rtype::MX, true, Rcode::NOERROR, |_, _| {});
+        assert!(parse_mx(&buf).unwrap().secure);
+        clear_ad(&mut buf);
+        assert!(!parse_mx(&buf).unwrap().secure);
+        assert_eq!(check_answer(&buf, 9, "example.org", Rtype::MX), Check::Ok);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The queue (smtpd-queue(5)): the durable writer, the file format's reader
-//! (`format`), and queue-inject's two input modes (`inject`).
+//! (`format`), queue-inject's two input modes (`inject`), and queue-drop's
+//! writer into the drop folder for local users (`drop`).
 //!
 //! A message is written to a work file in `QUEUE_DIR/tmp/`, fsynced, linked
 //! with no clobber to `QUEUE_DIR/new/<queue id>` (the work name goes away in
@@ -7,6 +8,7 @@
 //! a message whole or not at all, and only once it is on disk.
 
 pub mod client;
+pub mod drop;
 pub mod format;
 pub mod inject;
 
@@ -44,6 +46,68 @@ pub const EXIT_NEW_DIR: i32 = 65;
 pub const EXIT_LINK: i32 = 66;
 pub const EXIT_BUG: i32 = 81;
 pub const EXIT_ENVELOPE: i32 = 91;
+
+/// The first control character in an envelope address: a C0 octet (NUL, CR,
+/// LF, TAB, ...) or DEL. No address may hold one: RFC 5321 4.1.2 allows none,
+/// not even quoted, and CR LF in an address would become SMTP commands of
+/// their own at the next hop. queue-inject refuses them (31), sendmail
+/// refuses them, queue-run never hands one to the delivery program.
+pub fn control_char(addr: &[u8]) -> Option<u8> {
+    addr.iter().copied().find(|&b| b < 0x20 || b == 0x7f)
+}
+
+/// An address as text for a log line or a report: control characters as
+/// `\r`, `\n`, `\t`, `\0` or `\xHH` (C0, DEL and C1), so that one address
+/// never splits a line; everything else as it is (invalid UTF-8 as U+FFFD).
+pub fn printable_address(addr: &[u8]) -> String {
+    let mut out = String::with_capacity(addr.len());
+    for c in String::from_utf8_lossy(addr).chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Why a queue folder must not be used, if so (smtpd-queue(5), SAFE
+/// FOLDERS): a folder that another user can write to lets that user plant
+/// files, or links that the queue's programs would follow. `euid`/`egid`:
+/// the caller's. Refused: a symbolic link; not a folder; owned by someone
+/// other than the caller or root (also when the caller is root: a folder of
+/// another user is one where that user can swap names under root's feet);
+/// writable by every user; writable by a group other than the caller's own.
+pub fn unsafe_folder(md: &fs::Metadata, euid: u32, egid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = md.mode() & 0o7777;
+    if md.file_type().is_symlink() {
+        Some("it is a symbolic link".into())
+    } else if !md.is_dir() {
+        Some("it is not a folder".into())
+    } else if md.uid() != euid && md.uid() != 0 {
+        Some(format!("it belongs to uid {}, not to this user (uid {euid}) or root", md.uid()))
+    } else if mode & 0o002 != 0 {
+        Some(format!("every user can write to it (mode {mode:04o})"))
+    } else if mode & 0o020 != 0 && md.gid() != egid {
+        Some(format!("group {} can write to it (mode {mode:04o}), not only this user's group {egid}", md.gid()))
+    } else {
+        None
+    }
+}
+
+/// `unsafe_folder` for `path` (not followed if it is a link) and this
+/// process: `Err` with a one-line reason, or the reason it cannot be looked at.
+pub fn check_folder(path: &Path) -> Result<(), String> {
+    let md = fs::symlink_metadata(path).map_err(|e| format!("unable to stat {}: {e}", path.display()))?;
+    match unsafe_folder(&md, nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()) {
+        None => Ok(()),
+        Some(why) => Err(format!("refusing {}: {why}", path.display())),
+    }
+}
 
 /// A failure with its qmail-queue exit code and a one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,13 +148,11 @@ pub struct Queue {
 impl Queue {
     /// Open the queue at `dir`. A missing `dir` is exit 55 (the
     /// configuration names no queue); missing `tmp/` or `new/` are created
-    /// with mode 0700.
+    /// with mode 0700. The three must be safe folders (`check_folder`):
+    /// 61, 62 or 65 otherwise.
     pub fn open(dir: &Path) -> Result<Queue, Error> {
-        match fs::metadata(dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::new(EXIT_QUEUE_DIR, format_args!("{} is not a directory", dir.display())))
-            }
+        match fs::symlink_metadata(dir) {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::new(EXIT_CONFIG, format_args!("no queue at {}", dir.display())))
             }
@@ -98,12 +160,15 @@ impl Queue {
                 return Err(Error::new(EXIT_QUEUE_DIR, format_args!("unable to stat {}: {e}", dir.display())))
             }
         }
+        check_folder(dir).map_err(|e| Error::new(EXIT_QUEUE_DIR, e))?;
         let tmp = dir.join("tmp");
         let new = dir.join("new");
         ensure_dir(&tmp)
             .map_err(|e| Error::new(EXIT_TMP_DIR, format_args!("unable to create {}: {e}", tmp.display())))?;
+        check_folder(&tmp).map_err(|e| Error::new(EXIT_TMP_DIR, e))?;
         ensure_dir(&new)
             .map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to create {}: {e}", new.display())))?;
+        check_folder(&new).map_err(|e| Error::new(EXIT_NEW_DIR, e))?;
         let new_dir = File::open(&new)
             .map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to open {}: {e}", new.display())))?;
         Ok(Queue { tmp, new, new_dir, pid: std::process::id(), seq: 0 })
@@ -142,6 +207,13 @@ impl Queue {
                 format!("{time}.{}.{}", self.pid, self.seq)
             }
         };
+        // Checked here, where every message of both protocols passes.
+        if let Some(c) = std::iter::once(&env.sender).chain(&env.recipients).find_map(|a| control_char(a)) {
+            return Err(Error::new(
+                EXIT_REFUSED,
+                format_args!("envelope address contains a control character (0x{c:02x})"),
+            ));
+        }
         let header = encode_header(&id, time, env, attrs);
         if header.len() > format::MAX_HEADER {
             // One limit for the writer and every reader: what is queued can
@@ -249,14 +321,12 @@ fn write_error(e: &io::Error) -> Error {
     Error::new(EXIT_WRITE, format_args!("write error or disk full: {e}"))
 }
 
+/// Create `p` (mode 0700) unless something is there already; what is there
+/// is judged by `check_folder`.
 fn ensure_dir(p: &Path) -> io::Result<()> {
-    if p.is_dir() {
-        return Ok(());
-    }
     match fs::DirBuilder::new().mode(0o700).create(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => Ok(()),
-        Err(e) => Err(e),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        r => r,
     }
 }
 
@@ -318,6 +388,58 @@ mod tests {
         drop(w);
         assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(d.path().join("new")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn control_characters() {
+        for a in [&b"a@b\r\nRSET"[..], b"\0", b"a\x7f@b", b"\x1b[31m@b", b"\t@b"] {
+            assert!(control_char(a).is_some(), "{a:?}");
+        }
+        for a in [&b""[..], b"a@b", b"\"a b\"@c", "j\u{f6}e@\u{4f8b}.jp".as_bytes(), b"\x80\xff"] {
+            assert_eq!(control_char(a), None, "{a:?}");
+        }
+        assert_eq!(printable_address(b"x@y>\r\nRSET\x01\x7f\t\0"), "x@y>\\r\\nRSET\\x01\\x7f\\t\\0");
+        assert_eq!(printable_address("j\u{f6}e@b".as_bytes()), "j\u{f6}e@b");
+        let d = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(d.path()).unwrap();
+        let bad = Envelope { sender: b"a@b".to_vec(), recipients: vec![b"c@d\r\nRSET".to_vec()] };
+        assert_eq!(q.begin(&bad, &Attrs::default()).unwrap_err().code, EXIT_REFUSED);
+        let bad = Envelope { sender: b"a\n@b".to_vec(), recipients: vec![b"c@d".to_vec()] };
+        assert_eq!(q.begin(&bad, &Attrs::default()).unwrap_err().code, EXIT_REFUSED);
+        assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn folder_rules() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::create_dir(&p).unwrap();
+        let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let judge = |mode: u32, euid: u32, egid: u32| {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            unsafe_folder(&fs::symlink_metadata(&p).unwrap(), euid, egid)
+        };
+        assert_eq!(judge(0o700, uid, gid), None);
+        assert_eq!(judge(0o750, uid, gid), None);
+        assert_eq!(judge(0o770, uid, gid), None, "group-writable by the user's own group");
+        assert!(judge(0o770, uid, gid + 1).unwrap().contains("group"));
+        assert!(judge(0o777, uid, gid).unwrap().contains("every user"));
+        assert!(judge(0o1733, uid, gid).unwrap().contains("every user"));
+        if uid != 0 {
+            assert!(judge(0o700, uid + 1, gid).unwrap().contains("belongs to"));
+        } else {
+            assert_eq!(judge(0o700, 4242, gid), None, "root's folder for another user");
+            std::os::unix::fs::chown(&p, Some(4242), None).unwrap();
+            assert!(judge(0o700, 0, gid).unwrap().contains("belongs to uid 4242"), "another user's folder for root");
+            std::os::unix::fs::chown(&p, Some(0), None).unwrap();
+        }
+        let l = d.path().join("l");
+        symlink(&p, &l).unwrap();
+        assert!(unsafe_folder(&fs::symlink_metadata(&l).unwrap(), uid, gid).unwrap().contains("symbolic link"));
+        assert!(check_folder(&l).unwrap_err().starts_with("refusing "));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(check_folder(&p), Ok(()));
     }
 
     #[test]

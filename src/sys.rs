@@ -82,6 +82,39 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> std::io::Result<OwnedFd> {
     Ok(rd)
 }
 
+/// Mark every descriptor from `first` up close-on-exec (smtpd-supervise at
+/// start): whatever this process inherited then reaches no program it runs,
+/// which get only the fds passed on by name. Nothing is closed: the
+/// process's own use of them (systemd's sockets) is unchanged.
+/// close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11); on an older kernel,
+/// each fd listed in /proc/self/fd.
+pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    let first = libc::c_uint::try_from(first).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets the
+    // close-on-exec flag of the fds in the range; it frees no memory and
+    // closes nothing, whatever refers to those fds stays valid.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return Ok(());
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &RawFd| fd >= first as RawFd)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD and F_SETFD only read and set the fd's flags; an
+        // fd that was closed meanwhile (read_dir's own) gives EBADF, ignored.
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFD);
+            if fl != -1 {
+                libc::fcntl(fd, libc::F_SETFD, fl | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Take ownership of an inherited descriptor (fd 0 or 1 of a UCSPI program)
 /// as a `File`, after checking that it is open.
 pub fn take_fd(fd: RawFd) -> io::Result<File> {
@@ -334,6 +367,22 @@ mod tests {
         let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
         assert_eq!(st, nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 3));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "hello\n");
+    }
+
+    #[test]
+    fn cloexec_from_marks_inherited_fds() {
+        use std::os::fd::AsRawFd;
+        let f = File::open("/dev/null").unwrap();
+        // A high number, so that no other test's fds are touched; dup2
+        // leaves it without the flag, as an inherited fd.
+        let fd = 900;
+        // SAFETY (test): fd 900 is unused in the test process; it is closed below.
+        assert_eq!(unsafe { libc::dup2(f.as_raw_fd(), fd) }, fd);
+        cloexec_from(fd).unwrap();
+        // SAFETY (test): reads the flags of the fd dup'd above, then closes it.
+        let fl = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        unsafe { libc::close(fd) };
+        assert_eq!(fl & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
     }
 
     #[test]

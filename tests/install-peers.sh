@@ -45,6 +45,14 @@ need time             have /usr/bin/time
 need groff-base       have groff
 need systemd          have systemd-socket-activate
 need procps           have pgrep
+need runit            have runsv      # conf-examples' runit service folders (chpst, svlogd)
+need runit            have chpst
+need runit            have svlogd
+need s6               have s6-svscan  # conf-examples' s6 service folders (s6-setuidgid, s6-log)
+need s6               have s6-setuidgid
+need s6               have s6-log
+need util-linux       have setpriv    # User=, NoNewPrivileges= of the example units
+need passwd           have groupadd   # tests/queuerun_maildrop.rs: a throwaway drop group
 need make             have make
 need g++              have g++   # libfuzzer-sys compiles libFuzzer (make fuzz-short)
 
@@ -60,7 +68,8 @@ if [ "$mode" = --ci ]; then
 	# On a fresh machine install the whole list (apt-get skips what is there)
 	# plus what the build needs.
 	missing="ucspi-tcp swaks libnet-ssleay-perl libdigest-hmac-perl postfix python3 python3-aiosmtpd
-	  python3-yaml python3-authres publicsuffix python3-dkim opendkim-tools openssl stunnel4 msmtp testssl.sh nmap time groff-base systemd procps make
+	  python3-yaml python3-authres publicsuffix python3-dkim opendkim-tools openssl stunnel4 msmtp testssl.sh
+	  nmap time groff-base systemd procps runit s6 util-linux passwd make
 	  gcc g++ libc6-dev curl ca-certificates"
 elif [ -z "$missing" ]; then
 	exit 0

@@ -45,7 +45,7 @@ fn large_binary_message_and_odd_addresses() {
     let msg: Vec<u8> = (0..3 * 65536 + 77).map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
     let env = smtpd::envelope::Envelope {
         sender: b"".to_vec(),
-        recipients: vec!["jöe@例え.jp".as_bytes().to_vec(), b"a b+c=d\x7f@x".to_vec()],
+        recipients: vec!["jöe@例え.jp".as_bytes().to_vec(), b"\"a b\"+c=d\x80@x".to_vec()],
     };
     let o = qmail_style(inject_cmd(&q), &msg, &env.encode());
     assert_eq!(o.code, 0, "{}", o.stderr);
@@ -254,4 +254,27 @@ fn envelope_too_large_for_the_reader_is_refused() {
     let (h, off) = smtpd::queue::format::read_header(&mut r).expect("queue-run's reader reads what queue-inject wrote");
     assert_eq!(h.envelope, e);
     assert!(off > 7_000_000, "{off}");
+}
+
+#[test]
+fn control_characters_in_addresses_are_refused_with_31() {
+    // CR LF in a recipient would become SMTP commands of their own at the
+    // next hop (issue 16, point 6): refused for good, as qmail-smtpd reads 31
+    // ("554 mail server permanently rejected message"), nothing queued.
+    let smuggle = "x@example.net>\r\nRSET\r\nMAIL FROM:<ceo@bank.test>\r\nRCPT TO:<victim@example.net";
+    for env in [
+        envelope("me@host.test", &[smuggle]),
+        envelope("me@host.test\n", &["a@b"]),
+        envelope("me@host.test", &["a@b", "tab\t@b"]),
+        envelope("me@host.test", &["del\x7f@b"]),
+        envelope("esc\x1b@host.test", &["a@b"]),
+    ] {
+        let (_d, q) = scratch();
+        let o = qmail_style(inject_cmd(&q), b"Subject: x\n\nhi\n", &env);
+        assert_eq!(o.code, 31, "{:?}: {}", String::from_utf8_lossy(&env), o.stderr);
+        assert_eq!(qmail_reply(o.code), "554 mail server permanently rejected message (#5.3.0)");
+        assert!(o.stderr.starts_with("queue-inject: fatal: ") && o.stderr.contains("control character"), "{}", o.stderr);
+        assert_eq!(count(&q.join("new")), 0);
+        assert_eq!(count(&q.join("tmp")), 0);
+    }
 }

@@ -152,6 +152,21 @@ fn refused_message_then_session_goes_on() {
 }
 
 #[test]
+fn control_character_in_an_address_answers_31_and_goes_on() {
+    let (_d, q) = scratch();
+    let mut input = message_frames(&envelope("a@b", &["x@example.net>\r\nRSET"]), None, b"refused\n");
+    input.extend(message_frames(&envelope("a@b\x7f", &["c@d"]), None, b"refused too\n"));
+    input.extend(message_frames(&envelope("a@b", &["c@d"]), None, b"ok\n"));
+    let (ans, o) = session(inject_cmd(&q), &input);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(ans.len(), 3, "{ans:?}");
+    assert!(ans[0].starts_with("31 ") && ans[0].contains("control character"), "{}", ans[0]);
+    assert!(ans[1].starts_with("31 "), "{}", ans[1]);
+    assert!(ans[2].starts_with("0 "), "{}", ans[2]);
+    assert_eq!(read_queue(&q).len(), 1);
+}
+
+#[test]
 fn disk_full_answers_53_and_goes_on() {
     let (_d, q) = scratch();
     let mut c = Command::new("sh");

@@ -18,45 +18,6 @@ const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
 const SMTPD: &str = env!("CARGO_BIN_EXE_smtpd-rs");
 const SMTP_REMOTE: &str = env!("CARGO_BIN_EXE_smtp-remote");
 const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
-const PY: &str = "/usr/bin/python3";
-
-struct Sink {
-    dir: PathBuf,
-    _kid: Kid,
-}
-
-impl Sink {
-    fn start(w: &World) -> Sink {
-        assert!(
-            Command::new(PY).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success()),
-            "{PY} without aiosmtpd: install the Debian package python3-aiosmtpd"
-        );
-        let dir = w.dir.path().join("sink");
-        fs::create_dir_all(&dir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/queuerun_sink.py");
-        let kid = Kid(Command::new(PY).arg(script).arg(&dir).stdin(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
-        wait_for(20, "the sink's port", || dir.join("port").exists());
-        let port = fs::read_to_string(dir.join("port")).unwrap();
-        fs::write(w.dir.path().join("routes"), format!(":127.0.0.1:{port}\n")).unwrap();
-        Sink { dir, _kid: kid }
-    }
-    /// (envelope lines, message) of every message received, in order.
-    fn received(&self) -> Vec<(Vec<String>, Vec<u8>)> {
-        let mut names: Vec<String> = fs::read_dir(&self.dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("msg.") && n != "msg.tmp")
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|n| {
-                let env = fs::read_to_string(self.dir.join(n.replacen("msg.", "env.", 1))).unwrap_or_default();
-                (env.lines().map(String::from).collect(), fs::read(self.dir.join(n)).unwrap())
-            })
-            .collect()
-    }
-}
 
 fn queue_run(w: &World, extra: &[(&str, &str)]) -> Kid {
     let mut c = w.command(QUEUE_RUN);

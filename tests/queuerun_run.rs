@@ -72,7 +72,8 @@ fn permanent_failure_bounces_rfc3464() {
         "Reporting-MTA: dns; mx.test\n",
         "Original-Envelope-Id: QQ314159\n",
         "Final-Recipient: rfc822; bad@x.test\nOriginal-Recipient: rfc822; Bad@x.test\nAction: failed\nStatus: 5.1.1\n",
-        "Diagnostic-Code: smtp; Remote host said: 550 5.1.1 <bad@x.test>: no such user\n",
+        // RFC 3464 2.3.6: the remote's SMTP reply, not our prose around it.
+        "Diagnostic-Code: smtp; 550 5.1.1 <bad@x.test>: no such user\n",
         "Content-Type: message/rfc822\n\nReceived: from x\nSubject: test\n\nline 1\n.dotted\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
@@ -114,7 +115,9 @@ fn lifetime_exceeded_bounces_and_list_shows_state() {
     wait_for(30, "bounced after the lifetime", || w.queued().is_empty());
     let b = w.bounces();
     assert_eq!(b.len(), 1);
-    assert!(b[0].1.contains("Action: failed\nStatus: 4.3.2\n") || b[0].1.contains("Status: 5.0.0"), "{}", b[0].1);
+    // Given up on a persistent transient failure: the remote's 4.3.2 stands
+    // (RFC 3463 class 4 with a failure report), its reply is the diagnostic.
+    assert!(b[0].1.contains("Action: failed\nStatus: 4.3.2\nDiagnostic-Code: smtp; 421 4.3.2 service not available\n"), "{}", b[0].1);
     assert!(b[0].1.contains("giving up"));
     // RET=HDRS: the header only.
     assert!(b[0].1.contains("Content-Type: text/rfc822-headers\n\nReceived: from x\nSubject: test\n\n"));
@@ -316,4 +319,95 @@ fn corrupt_state_set_aside_message_delivered() {
     assert!(w.queue().join("bad/980.1.1.state").exists());
     assert_eq!(w.accepted("a@x.test"), 1);
     assert!(w.log_after(k).contains("980.1.1: state file unusable"));
+}
+
+#[test]
+fn control_characters_never_reach_smtp_remote_nor_the_log() {
+    // Files from a writer that did not check (an older or a foreign one):
+    // such an address is never passed to smtp-remote (issue 16, point 6),
+    // fails for good, and is escaped in the log and in the DSN.
+    let w = World::new();
+    write_queue_file(&w.queue(), "600.1.1", now(), "s@src.test", &["ok@x.test", "x@x.test>\r\nRSET"], &[], BODY);
+    write_queue_file(&w.queue(), "600.1.2", now(), "s@src.test\r\nRSET", &["b@x.test"], &[], BODY);
+    let k = start(&w, &[("DOUBLEBOUNCETO", "pm@mx.test")]);
+    wait_for(20, "both messages done", || w.queued().is_empty() && w.bounces().len() == 2);
+    let log = w.log_after(k);
+    assert_eq!(w.deliveries(), vec![vec!["x.test".to_string(), "s@src.test".into(), "ok@x.test".into()]], "{log}");
+    assert!(!log.lines().any(|l| l.starts_with("RSET")) && !log.contains('\r'), "{log}");
+    assert!(log.contains("<x@x.test>\\r\\nRSET> failed: Recipient address contains a control character"), "{log}");
+    assert!(log.contains("600.1.2: delivery to (none): <b@x.test> failed: Sender address contains a control character"), "{log}");
+    let b = w.bounces();
+    let to_sender = b.iter().find(|(e, _)| e == b"F\0Ts@src.test\0\0").expect("DSN to the sender");
+    assert!(to_sender.1.contains("Final-Recipient: rfc822; x@x.test>\\r\\nRSET\n"), "{}", to_sender.1);
+    assert!(!to_sender.1.contains("\nRSET"), "{}", to_sender.1);
+    // The other one cannot go back to its sender: to the postmaster.
+    assert!(b.iter().any(|(e, m)| e == b"F#@[]\0Tpm@mx.test\0\0" && m.contains("Status: 5.1.7")), "{b:?}");
+}
+
+/// The boundary of a DSN's multipart/report, from its Content-Type.
+fn boundary_of(dsn: &str) -> String {
+    let at = dsn.find("boundary=\"").expect("a boundary parameter") + "boundary=\"".len();
+    dsn[at..].split('"').next().unwrap().to_string()
+}
+
+#[test]
+fn dsn_boundary_is_random_and_not_in_the_returned_message() {
+    // Issue 16, point 14: the boundary was `<now>.<queue id>/<host>`, and the
+    // client learns its queue id from the 250 reply: a message carrying
+    // `--<that>--` closed the multipart inside the returned original.
+    let w = World::new();
+    w.rules("bad@x.test h\n");
+    let id = "900.1.1";
+    let t = now();
+    let mut body = b"Subject: crafted\n\n".to_vec();
+    for s in t.saturating_sub(5)..t + 60 {
+        body.extend_from_slice(format!("--{s}.{id}/mx.test--\n--{s}.{id}/mx.test\nContent-Type: text/plain\n\nforged part\n").as_bytes());
+    }
+    write_queue_file(&w.queue(), id, t, "s@src.test", &["bad@x.test"], &[], &body);
+    let k = start(&w, &[]);
+    wait_for(20, "the DSN", || w.bounces().len() == 1);
+    drop(k);
+    let dsn = w.bounces().remove(0).1;
+    let b = boundary_of(&dsn);
+    assert!(!b.contains(id) && !b.contains("mx.test"), "predictable boundary {b:?}");
+    assert!(b.len() >= 32 && b.len() <= 70, "{b:?}");
+    // The multipart ends once, at the end, and the original is whole inside it.
+    assert_eq!(dsn.matches(&format!("--{b}--")).count(), 1, "{dsn}");
+    assert!(dsn.ends_with(&format!("\n--{b}--\n")));
+    assert_eq!(dsn.matches(&format!("\n--{b}\n")).count(), 3);
+    let third = dsn.rsplit(&format!("\n--{b}\n")).next().unwrap();
+    assert!(third.contains(&String::from_utf8_lossy(&body).into_owned()), "original not whole in the third part");
+    // Two DSNs never share a boundary.
+    let w2 = World::new();
+    w2.rules("bad@x.test h\n");
+    write_queue_file(&w2.queue(), id, t, "s@src.test", &["bad@x.test"], &[], b"S: x\n\nb\n");
+    let k2 = start(&w2, &[]);
+    wait_for(20, "the second DSN", || w2.bounces().len() == 1);
+    drop(k2);
+    assert_ne!(boundary_of(&w2.bounces()[0].1), b);
+}
+
+#[test]
+fn dsn_status_and_diagnostic_follow_the_remote_reply() {
+    // Issue 17, point 13. A recipient the remote keeps deferring with 451
+    // 4.2.0: the delay DSN and then, after the lifetime, the failure DSN
+    // both say 4.2.0 with the reply as an smtp diagnostic; queue-run's own
+    // reasons are X-Local.
+    let w = World::new();
+    w.rules("d@y.test s\n");
+    write_queue_file(&w.queue(), "950.1.1", now(), "s@src.test", &["d@y.test", "nodomain"], &[("RCPT.0.NOTIFY", "DELAY,FAILURE")], BODY);
+    let k = start(&w, &[("DELAY_WARNING", "1"), ("RETRY_SCHEDULE", "1"), ("QUEUE_LIFETIME", "4")]);
+    wait_for(30, "delay and failure DSNs", || w.queued().is_empty());
+    let log = w.log_after(k);
+    let all: Vec<String> = w.bounces().into_iter().map(|(_, t)| t).collect();
+    let delay = all.iter().find(|t| t.contains("Action: delayed")).unwrap_or_else(|| panic!("no delay DSN: {all:?}\n{log}"));
+    assert!(delay.contains("Final-Recipient: rfc822; d@y.test\nAction: delayed\nStatus: 4.2.0\nDiagnostic-Code: smtp; 451 4.2.0 try later\n"), "{delay}");
+    let fail = all.iter().find(|t| t.contains("Final-Recipient: rfc822; d@y.test\nAction: failed")).expect("a failure DSN for d@y.test");
+    assert!(fail.contains("Action: failed\nStatus: 4.2.0\nDiagnostic-Code: smtp; 451 4.2.0 try later\n"), "{fail}");
+    assert!(fail.contains("giving up"), "{fail}");
+    let local = all.iter().find(|t| t.contains("Final-Recipient: rfc822; nodomain\n")).expect("a DSN for nodomain");
+    assert!(local.contains("Action: failed\nStatus: 5.1.3\nDiagnostic-Code: X-Local; Recipient address has no domain. (#5.1.3)\n"), "{local}");
+    for t in &all {
+        assert!(!t.contains("Diagnostic-Code: smtp; Remote host said") && !t.contains("X-smtp-remote"), "{t}");
+    }
 }

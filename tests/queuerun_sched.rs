@@ -109,3 +109,21 @@ fn hung_delivery_killed_and_retried() {
     assert_eq!(log.matches("ran over 1 s: killed").count(), 1, "{log}");
     assert!(log.contains("<slow@x.test> deferred: smtp-remote crashed (signal 9)"), "{log}");
 }
+
+/// Hardening: one destination that hangs every connection cannot hold every
+/// delivery slot. With CONCURRENCY=2 and no CONCURRENCY_DOMAIN, two messages
+/// to a tarpit used to take both slots and hold up a healthy domain.
+#[test]
+fn a_tarpit_domain_cannot_take_every_slot() {
+    let w = World::new();
+    w.rules("@tarpit.test tarpit\n");
+    write_queue_file(&w.queue(), "30.1.1", now(), "s@src.test", &["a@tarpit.test"], &[], b"S: x\n\nb\n");
+    write_queue_file(&w.queue(), "30.1.2", now(), "s@src.test", &["b@tarpit.test"], &[], b"S: x\n\nb\n");
+    let _k = Kid(w.command(BIN).env("CONCURRENCY", "2").spawn().unwrap());
+    wait_for(10, "the tarpit attempt started", || !w.deliveries().is_empty());
+    let t = std::time::Instant::now();
+    write_queue_file(&w.queue(), "30.1.3", now(), "s@src.test", &["c@fast.test"], &[], b"S: x\n\nb\n");
+    wait_for(20, "the healthy domain delivered", || w.accepted("c@fast.test") == 1);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "healthy mail waited {:?} behind the tarpit", t.elapsed());
+    assert_eq!(w.max_parallel(Some("tarpit.test")), 1, "one slot for the tarpit");
+}

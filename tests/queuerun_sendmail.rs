@@ -89,3 +89,27 @@ fn large_message_streams_unchanged() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(w.bounces()[0].1.as_bytes(), &input[..]);
 }
+
+#[test]
+fn control_characters_in_addresses_are_refused() {
+    // Issue 16, point 6: the issue's command line. CR LF in the recipient
+    // would have become RSET, MAIL and RCPT commands at the next hop.
+    let w = World::new();
+    let smuggle = "x@example.net>\r\nRSET\r\nMAIL FROM:<ceo@bank.test>\r\nRCPT TO:<victim@example.net";
+    let (code, err) = sendmail(&w, &["-f", "me@host.test", "--", smuggle], b"Subject: x\n\nhi\n", &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("control character") && err.contains("\\r\\nRSET") && err.lines().count() == 1, "{err}");
+    // The sender (-f, or the user name it is made from), other C0 octets, DEL.
+    for args in [&["-f", "me@host.test\r\nRSET", "a@b.test"][..], &["-fme\x7f@host.test", "a@b.test"], &["a@b.test", "tab\t@b.test"]] {
+        assert_eq!(sendmail(&w, args, b"x\n", &[]).0, 64, "{args:?}");
+    }
+    assert_eq!(sendmail(&w, &["a@b.test"], b"x\n", &[("USER", "cron\nRSET")]).0, 64);
+    // -t: an address in the header is bad input (65).
+    let (code, err) = sendmail(&w, &["-t"], b"To: <a@b.test\rRSET>\nSubject: x\n\nhi\n", &[]);
+    assert_eq!(code, 65, "{err}");
+    assert!(w.bounces().is_empty(), "something was queued");
+    // Folded header lines are not control characters in an address.
+    let (code, err) = sendmail(&w, &["-t"], b"To: A <a@b.test>,\n\tB <b@b.test>\nSubject: x\n\nhi\n", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(w.bounces()[0].0, b"Fcron@h.test\0Ta@b.test\0Tb@b.test\0\0");
+}

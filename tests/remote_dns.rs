@@ -229,3 +229,151 @@ fn dane_for_a_relay_with_secure_addresses() {
     assert!(dns.queries.lock().unwrap().iter().any(|q| q.starts_with(&format!("_{port}._tcp.relay.test TLSA"))));
     assert!(relay.log().contains(&"TLS".to_string()));
 }
+
+#[test]
+fn a_route_relay_that_does_not_resolve_is_temporary() {
+    // The operator's typo in smtproutes must not bounce the day's mail;
+    // a domain's own MX that does not exist still is permanent.
+    let dns = fake_dns(zone(false));
+    let d = tempfile::tempdir().unwrap();
+    let routes = d.path().join("smtproutes");
+    std::fs::write(&routes, "example.test:relay.tset\nempty.test:nohost.test\n:\n").unwrap();
+    let rp = routes.to_str().unwrap();
+    let port = free_port();
+    let r = go(&dns, port, "example.test", &[("SMTPROUTES", rp)]);
+    assert_eq!(r.report, "ZSorry, the relay relay.tset of my smtproutes does not exist in DNS. (#4.1.2)\n|");
+    // A relay that exists but has no address: the operator's too.
+    let r = go(&dns, port, "empty.test", &[("SMTPROUTES", rp)]);
+    assert_eq!(r.report, "ZSorry, the relay nohost.test of my smtproutes has no address. (#4.4.4)\n|");
+    let r = go(&dns, port, "nosuch.test", &[("SMTPROUTES", rp)]);
+    assert_eq!(r.report, "DSorry, I couldn't find any host named nosuch.test. (#5.1.2)\n|");
+}
+
+#[test]
+fn the_ad_bit_counts_only_from_a_trusted_resolver() {
+    // A forged, mismatching TLSA with AD set. From the fake on 127.0.0.1,
+    // trusted by default (loopback), it is believed: temporary failure.
+    // With DNS_TRUST_AD naming another address, the AD bit is ignored: no
+    // TLSA lookup at all, opportunistic TLS, delivered.
+    let d = tempfile::tempdir().unwrap();
+    let (c, k) = cert(d.path(), "mx1.example.test");
+    let port = free_port();
+    let dns = fake_dns(tlsa_zone(true, port, Rr::Tlsa(3, 1, 1, vec![0u8; 32])));
+    let mx1 = fake_on("127.0.0.2", port, &[], Some(server_config(&c, &k)), ok());
+    let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane")]);
+    assert!(r.report.ends_with("(#4.7.5)\n|"), "{}", r.report);
+    dns.queries.lock().unwrap().clear();
+    let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane"), ("DNS_TRUST_AD", "192.0.2.53,::1")]);
+    assert!(r.report.contains("K127.0.0.2 accepted"), "{}", r.report);
+    assert!(!dns.queries.lock().unwrap().iter().any(|q| q.contains("TLSA")), "{:?}", dns.queries.lock().unwrap());
+    assert!(mx1.log().contains(&"TLS".to_string()));
+    // Naming the fake's address trusts it again.
+    let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane"), ("DNS_TRUST_AD", "127.0.0.1")]);
+    assert!(r.report.ends_with("(#4.7.5)\n|"), "{}", r.report);
+}
+
+#[test]
+fn an_exchanger_that_is_this_host_on_port_25_is_a_loop() {
+    // qmail-remote's and Postfix's check, before any connection: the MX is
+    // one of this host's addresses on the port its own smtpd listens on.
+    let z = zone(false)
+        .add("loop.test", Rr::Mx(10, "mx.loop.test"))
+        .add("mx.loop.test", Rr::A(ip("127.0.0.1")))
+        .add("mx.loop.test", Rr::A(ip("::1")))
+        .add("any.test", Rr::A(ip("0.0.0.0")));
+    let dns = fake_dns(z);
+    let d = dns.addr.to_string();
+    let r = run(&["loop.test", "a@example.org", "b@loop.test"], &[("DNS_SERVER", &d)], MSG);
+    assert_eq!(r.report, "DSorry, mail for loop.test loops back to myself: 127.0.0.1 port 25 is this host. (#5.4.6)\n|");
+    // 0.0.0.0 reaches this host too; so does a route or a literal to it.
+    let r = run(&["any.test", "a@example.org", "b@any.test"], &[("DNS_SERVER", &d)], MSG);
+    assert_eq!(r.report, "DSorry, mail for any.test loops back to myself: 0.0.0.0 port 25 is this host. (#5.4.6)\n|");
+    let r = run(&["[127.0.0.7]", "a@example.org", "b@[127.0.0.7]"], &[("DNS_SERVER", &d)], MSG);
+    assert_eq!(r.report, "DSorry, mail for [127.0.0.7] loops back to myself: 127.0.0.7 port 25 is this host. (#5.4.6)\n|");
+    // On another port it is some other local service (a test sink, a
+    // content filter): tried as usual; SMTPD_PORTS names the ports of
+    // this host's own SMTP servers.
+    let port = free_port();
+    let mx = fake_on("127.0.0.1", port, &[], None, ok());
+    let r = go(&dns, port, "loop.test", &[]);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    let p = port.to_string();
+    let r = go(&dns, port, "loop.test", &[("SMTPD_PORTS", &format!("25,{p}"))]);
+    assert_eq!(r.report, format!("DSorry, mail for loop.test loops back to myself: 127.0.0.1 port {p} is this host. (#5.4.6)\n|"));
+    assert_eq!(mx.messages().len(), 1);
+}
+
+/// `f()` once it equals `want`, or after 2 s whatever it is: a fake logs
+/// the QUIT a moment after smtp-remote, which does not wait, has exited.
+fn settled(want: usize, f: impl Fn() -> usize) -> usize {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while f() != want && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn two_thousand_exchangers_cost_a_few_queries_and_connections() {
+    // The answer of 2000 MX records: 4002 queries and a connection
+    // to every address before; now SMTP_MAXMX (5) exchangers, each looked
+    // up once (A and AAAA), one connection each.
+    let mut z = Zone::new(false);
+    for i in 0..2000 {
+        let name: &'static str = Box::leak(format!("m{i}.l.t").into_boxed_str());
+        z = z.add("l.t", Rr::Mx(10, name)).add(name, Rr::A(ip("127.0.0.2")));
+    }
+    let dns = fake_dns(z);
+    let port = free_port();
+    let busy = fake_on("127.0.0.2", port, &[], None, Box::new(|c| if c == "CONNECT" { send("421 4.3.2 busy\r\n") } else { Act::Default }));
+    let r = go(&dns, port, "l.t", &[]);
+    assert_eq!(r.report, "ZConnected to 127.0.0.2 but greeting failed.\nRemote host said: 421 4.3.2 busy\n|");
+    let q = dns.queries.lock().unwrap().clone();
+    // The MX answer (over UDP, truncated, then TCP), then 5 names x 2.
+    assert_eq!(q.len(), 2 + 5 * 2, "{:?}...", &q[..q.len().min(14)]);
+    let quits = || busy.log().iter().filter(|l| *l == "QUIT").count();
+    assert_eq!(settled(5, quits), 5);
+    // Settable: one exchanger, one query pair.
+    dns.queries.lock().unwrap().clear();
+    go(&dns, port, "l.t", &[("SMTP_MAXMX", "1")]);
+    assert_eq!(dns.queries.lock().unwrap().len(), 2 + 2);
+    assert_eq!(settled(6, quits), 6);
+}
+
+#[test]
+fn an_address_cap_per_exchanger() {
+    // A name with many addresses: SMTP_MAXADDRS (2) of them are tried.
+    let mut z = Zone::new(false).add("many.test", Rr::Mx(10, "mx.many.test"));
+    for i in 2..12 {
+        z = z.add("mx.many.test", Rr::A(ip(&format!("127.0.1.{i}"))));
+    }
+    let dns = fake_dns(z);
+    let port = free_port();
+    let fakes: Vec<Fake> = (2..12).map(|i| fake_on(&format!("127.0.1.{i}"), port, &[], None, Box::new(|c| if c == "CONNECT" { send("421 busy\r\n") } else { Act::Default }))).collect();
+    go(&dns, port, "many.test", &[]);
+    let quits = || fakes.iter().map(|f| f.log().len()).sum::<usize>();
+    assert_eq!(settled(2, quits), 2);
+    assert!(fakes[2..].iter().all(|f| f.log().is_empty()));
+    go(&dns, port, "many.test", &[("SMTP_MAXADDRS", "3")]);
+    assert_eq!(settled(5, quits), 5);
+}
+
+#[test]
+fn ten_tarpits_end_within_the_attempt_time() {
+    // Ten exchangers that accept and never greet, TIMEOUTREMOTE=3: 30 s
+    // before; TIMEOUTATTEMPT bounds the attempt whatever the MX count.
+    let mut z = Zone::new(false);
+    for i in 0..10 {
+        let name: &'static str = Box::leak(format!("tar{i}.pit.test").into_boxed_str());
+        z = z.add("pit.test", Rr::Mx(10 + i as u16, name)).add(name, Rr::A(ip(&format!("127.0.2.{}", 10 + i))));
+    }
+    let dns = fake_dns(z);
+    let port = free_port();
+    let _pits: Vec<Fake> = (0..10).map(|i| fake_on(&format!("127.0.2.{}", 10 + i), port, &[], None, Box::new(|c| if c == "CONNECT" { Act::Hang } else { Act::Default }))).collect();
+    let t = std::time::Instant::now();
+    let r = go(&dns, port, "pit.test", &[("TIMEOUTREMOTE", "3"), ("TIMEOUTATTEMPT", "4"), ("SMTP_MAXMX", "10")]);
+    let took = t.elapsed();
+    assert_eq!(r.report, "ZConnected to 127.0.2.11 but the connection timed out. (#4.4.2)\n|");
+    assert!(took < std::time::Duration::from_secs(7), "{took:?}");
+    assert!(took >= std::time::Duration::from_secs(4), "{took:?}");
+}

@@ -71,14 +71,15 @@ fn aiosmtpd_starttls_and_auth() {
     let s = aiosmtpd(&out, &["--cert", c.to_str().unwrap(), "--key", k.to_str().unwrap(), "--auth", "alice:pass word"]);
     let creds = d.path().join("auth");
     std::fs::write(&creds, "127.0.0.1 alice pass word\n").unwrap();
-    let r = deliver(s.port, &[("SMTP_AUTHFILE", creds.to_str().unwrap()), ("SMTP_TLS", "encrypt")]);
+    // Credentials go only to a verified certificate: this one is pinned.
+    let r = deliver(s.port, &[("SMTP_AUTHFILE", creds.to_str().unwrap()), ("TLS_PIN", &pin(&c))]);
     assert_eq!(r.report, "r|r|K127.0.0.1 accepted message.\nRemote host said: 250 2.0.0 stored 1\n|");
     let (msg, env) = stored(&out);
     assert_eq!(msg, WIRE);
     assert!(env.ends_with("tls True\nauth True\n"), "{env}");
     // A wrong password: temporary, nothing stored.
     std::fs::write(&creds, "* alice wrong\n").unwrap();
-    let r = deliver(s.port, &[("SMTP_AUTHFILE", creds.to_str().unwrap())]);
+    let r = deliver(s.port, &[("SMTP_AUTHFILE", creds.to_str().unwrap()), ("TLS_PIN", &pin(&c))]);
     assert!(r.report.starts_with("ZConnected to 127.0.0.1 but authentication failed.\nRemote host said: 535"), "{}", r.report);
     assert!(!out.join("2.msg").exists());
 }

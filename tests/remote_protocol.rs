@@ -144,10 +144,35 @@ fn smtputf8_needed_but_not_offered_d_and_8bit_sent_as_is() {
 }
 
 #[test]
+fn xforward_and_xclient_only_when_told() {
+    // Off by default (issue 17.10): the client's facts stay here, even for
+    // a server that offers both.
+    let both = ["XFORWARD NAME ADDR PROTO HELO SOURCE", "XCLIENT ADDR NAME HELO LOGIN"];
+    let attrs = "CLIENT_ADDR=192.0.2.9\nCLIENT_HELO=box.example\nCLIENT_PROTO=esmtp\n";
+    let f = fake(&both, |_| Act::Default);
+    let r = go(&f, &["x@example.net"], &[("QUEUE_ATTRS", attrs)], MSG);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
+    assert!(!f.log().iter().any(|l| l.starts_with("XFORWARD") || l.starts_with("XCLIENT")), "{:?}", f.log());
+    // One of them by variable, the other by the route.
+    let d = tempfile::tempdir().unwrap();
+    let rp = d.path().join("smtproutes");
+    let f2 = fake(&both, |_| Act::Default);
+    std::fs::write(&rp, format!("[127.0.0.1]:127.0.0.1:{} xclient\n", f2.port())).unwrap();
+    go(&f2, &["x@example.net"], &[("QUEUE_ATTRS", attrs), ("SMTPROUTES", rp.to_str().unwrap())], MSG);
+    let log = f2.log();
+    assert!(log[1].starts_with("XCLIENT ") && !log.iter().any(|l| l.starts_with("XFORWARD")), "{log:?}");
+    // A route can turn off what the variable turns on.
+    std::fs::write(&rp, format!("[127.0.0.1]:127.0.0.1:{} xforward=0\n", f.port())).unwrap();
+    go(&f, &["x@example.net"], &[("QUEUE_ATTRS", attrs), ("SMTPROUTES", rp.to_str().unwrap()), ("SMTP_XFORWARD", "1")], MSG);
+    assert!(!f.log().iter().any(|l| l.starts_with("XFORWARD") || l.starts_with("XCLIENT")), "{:?}", f.log());
+}
+
+#[test]
 fn xforward_and_xclient() {
     let f = fake(&["XFORWARD NAME ADDR PROTO HELO SOURCE", "XCLIENT ADDR NAME HELO LOGIN"], |_| Act::Default);
     let attrs = "CLIENT_ADDR=192.0.2.9\nCLIENT_HELO=box.example\nCLIENT_PROTO=esmtp\n";
-    let r = go(&f, &["x@example.net"], &[("QUEUE_ATTRS", attrs)], MSG);
+    let on = [("QUEUE_ATTRS", attrs), ("SMTP_XFORWARD", "1"), ("SMTP_XCLIENT", "1")];
+    let r = go(&f, &["x@example.net"], &on, MSG);
     assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
     let log = f.log();
     assert_eq!(log[1], "XCLIENT NAME=[UNAVAILABLE] ADDR=192.0.2.9 HELO=box.example LOGIN=[UNAVAILABLE]");
@@ -156,7 +181,7 @@ fn xforward_and_xclient() {
     assert!(log[4].starts_with("MAIL FROM:"));
     // Without client facts, nothing is forwarded.
     let f = fake(&["XFORWARD NAME ADDR"], |_| Act::Default);
-    go(&f, &["x@example.net"], &[], MSG);
+    go(&f, &["x@example.net"], &[("SMTP_XFORWARD", "1")], MSG);
     assert!(!f.log().iter().any(|l| l.starts_with("XFORWARD")));
 }
 
@@ -357,4 +382,87 @@ fn regular_file_read_from_its_current_offset() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("K127.0.0.1 accepted"));
     assert_eq!(f.messages()[0], b"Subject: q\r\n\r\nbody\r\n");
+}
+
+#[test]
+fn quoted_local_parts_are_quoted_once() {
+    // smtpd-rs keeps a quoted local part as it came (`"john.doe"@...`);
+    // sendmail's argv has it bare (`a b@...`): each leaves quoted once.
+    let f = fake(&[], |_| Act::Default);
+    let r = go(&f, &["\"john.doe\"@example.net", "a b@example.net", "\"a b\"@example.net", "\"a\\\"b\"@example.net"], &[], MSG);
+    assert!(r.report.ends_with("K127.0.0.1 accepted message.\nRemote host said: 250 ok queued\n|"), "{}", r.report);
+    let log = f.log();
+    assert_eq!(log[2], "RCPT TO:<\"john.doe\"@example.net>");
+    assert_eq!(log[3], "RCPT TO:<\"a b\"@example.net>");
+    assert_eq!(log[4], "RCPT TO:<\"a b\"@example.net>");
+    assert_eq!(log[5], "RCPT TO:<\"a\\\"b\"@example.net>");
+}
+
+/// The issue's smuggling address: CR LF inside a recipient on argv.
+const SMUGGLER: &str = "x@example.net>\r\nRSET\r\nMAIL FROM:<ceo@bank.test>\r\nRCPT TO:<victim@example.net";
+
+#[test]
+fn control_characters_in_addresses_never_reach_a_command() {
+    let f = fake(&["PIPELINING"], |_| Act::Default);
+    let r = go(&f, &[SMUGGLER, "ok@example.net"], &[], MSG);
+    assert_eq!(
+        r.report,
+        "hSorry, the recipient address has a control character, which SMTP cannot carry. (#5.1.3)\n|\
+r|K127.0.0.1 accepted message.\nRemote host said: 250 ok queued\n|"
+    );
+    let log = f.log();
+    assert_eq!(log.iter().filter(|l| l.starts_with("MAIL")).count(), 1, "{log:?}");
+    assert!(!log.iter().any(|l| l == "RSET" || l.contains("bank.test") || l.contains("victim")), "{log:?}");
+    assert_eq!(log.iter().filter(|l| l.starts_with("RCPT")).collect::<Vec<_>>(), ["RCPT TO:<ok@example.net>"]);
+    // Only bad recipients: no connection at all.
+    let f = fake(&[], |_| Act::Default);
+    let r = go(&f, &["a\tb@example.net", "c@exa mple.net> NOTIFY=NEVER"], &[], MSG);
+    assert_eq!(
+        r.report,
+        "hSorry, the recipient address has a control character, which SMTP cannot carry. (#5.1.3)\n|\
+hSorry, the recipient address has a domain that is neither a name nor an address literal. (#5.1.3)\n|\
+DSorry, no recipient address is valid. (#5.1.3)\n|"
+    );
+    assert!(f.log().is_empty(), "{:?}", f.log());
+    // A bad sender: the whole message, no connection.
+    let f = fake(&[], |_| Act::Default);
+    let (host, port) = lit(&f);
+    let r = run(&[&host, "me@host.test>\r\nRSET", "ok@example.net"], &[("SMTP_PORT", &port)], MSG);
+    assert_eq!(r.report, "DSorry, the sender address has a control character, which SMTP cannot carry. (#5.1.7)\n|");
+    assert!(f.log().is_empty(), "{:?}", f.log());
+}
+
+#[test]
+fn a_450_4_3_0_reply_reaches_the_report_exactly() {
+    // queue-run makes `Diagnostic-Code: smtp; <reply>` and the DSN's Status
+    // from this text (issue 17.13): every line, code and enhanced code kept.
+    const R: &str = "450-4.3.0 mail system full\r\n450 4.3.0 try again later\r\n";
+    const SAID: &str = "Remote host said: 450-4.3.0 mail system full\n450 4.3.0 try again later\n|";
+    for (stage, head) in [
+        ("MAIL", "ZConnected to 127.0.0.1 but sender was rejected.\n"),
+        ("RCPT", "s127.0.0.1 does not like recipient.\n"),
+        ("DATA", "r|Z127.0.0.1 failed on DATA command.\n"),
+        ("DATA-END", "r|Z127.0.0.1 failed after I sent the message.\n"),
+    ] {
+        let f = fake(&[], move |c| if c.starts_with(stage) { send(R) } else { Act::Default });
+        let r = go(&f, &["x@example.net"], &[], MSG);
+        assert!(r.report.starts_with(&format!("{head}{SAID}")), "{stage}: {}", r.report);
+    }
+}
+
+#[test]
+fn an_ehlo_reply_with_my_own_name_is_a_loop() {
+    // Postfix's check: the greeting may be generic, the EHLO reply names
+    // the server (RFC 5321 4.1.1.1). Any case, a trailing dot.
+    let f = fake(&[], |c| if c.starts_with("EHLO") { send("250-CLIENT.test.\r\n250 PIPELINING\r\n") } else { Act::Default });
+    let r = go(&f, &["x@example.net"], &[], MSG);
+    assert_eq!(
+        r.report,
+        "DConnected to 127.0.0.1 but it answered EHLO with my own name, client.test: mail for [127.0.0.1] loops back to myself. (#5.4.6)\n|"
+    );
+    assert!(!f.log().iter().any(|l| l.starts_with("MAIL")));
+    // "localhost" is what too many servers call themselves to mean a loop.
+    let f = fake(&[], |c| if c == "CONNECT" { send("220 localhost ESMTP\r\n") } else { Act::Default });
+    let r = go(&f, &["x@example.net"], &[("HELOHOST", "localhost")], MSG);
+    assert!(r.report.contains("K127.0.0.1 accepted"), "{}", r.report);
 }

@@ -63,7 +63,7 @@ fn smtpd_rs_byte_exact_with_attributes() {
 CLIENT_ADDR=192.0.2.9\nCLIENT_HELO=box.example\nCLIENT_PROTO=ESMTP\nCLIENT_NAME=box.example\n";
     let r = run(
         &["[127.0.0.1]", "a@example.org", "b@example.net", "j\u{f6}rg@example.net"],
-        &[("SMTP_PORT", &s.port.to_string()), ("QUEUE_ATTRS", attrs)],
+        &[("SMTP_PORT", &s.port.to_string()), ("QUEUE_ATTRS", attrs), ("SMTP_XFORWARD", "1")],
         msg,
     );
     assert!(r.report.starts_with("r|r|K127.0.0.1 accepted message.\nRemote host said: 250 2.0.0 ok"), "{}", r.report);
@@ -120,10 +120,32 @@ fn smtpd_rs_xclient() {
     let d = tempfile::tempdir().unwrap();
     let s = smtpd(d.path(), &[("XCLIENT", "1")]);
     let attrs = "CLIENT_ADDR=198.51.100.7\nCLIENT_HELO=far.example\nCLIENT_LOGIN=alice\n";
-    let r = run(&["[127.0.0.1]", "a@example.org", "b@example.net"], &[("SMTP_PORT", &s.port.to_string()), ("QUEUE_ATTRS", attrs)], b"Subject: x\n\nbody\n");
+    let r = run(&["[127.0.0.1]", "a@example.org", "b@example.net"], &[("SMTP_PORT", &s.port.to_string()), ("QUEUE_ATTRS", attrs), ("SMTP_XCLIENT", "1")], b"Subject: x\n\nbody\n");
     assert!(r.report.starts_with("r|K127.0.0.1 accepted message."), "{}", r.report);
     let stored = std::fs::read_to_string(d.path().join("attrs")).unwrap();
     for want in ["CLIENT_ADDR=198.51.100.7", "CLIENT_HELO=far.example", "CLIENT_LOGIN=alice"] {
         assert!(stored.lines().any(|l| l == want), "{want} not in {stored}");
     }
+}
+
+#[test]
+fn smtpd_rs_with_my_own_name_is_a_loop() {
+    // The issue's loop: a route that points at this host's own smtpd-rs
+    // (here on another port, so the address check alone cannot see it).
+    // It greets with smtp-remote's own HELOHOST: permanent, nothing queued.
+    let d = tempfile::tempdir().unwrap();
+    let s = smtpd(d.path(), &[("SMTPD_HOSTNAME", "client.test")]);
+    let routes = d.path().join("smtproutes");
+    std::fs::write(&routes, format!("loop.test:127.0.0.1:{}\n", s.port)).unwrap();
+    let r = run(&["loop.test", "a@example.org", "b@loop.test"], &[("SMTPROUTES", routes.to_str().unwrap())], b"Subject: x\n\nbody\n");
+    assert_eq!(
+        r.report,
+        "DConnected to 127.0.0.1 but it greeted me with my own name, client.test: mail for loop.test loops back to myself. (#5.4.6)\n|"
+    );
+    assert!(!d.path().join("msg").exists());
+    // Another name: delivered as usual.
+    let s = smtpd(d.path(), &[("SMTPD_HOSTNAME", "mx.test")]);
+    std::fs::write(&routes, format!("loop.test:127.0.0.1:{}\n", s.port)).unwrap();
+    let r = run(&["loop.test", "a@example.org", "b@loop.test"], &[("SMTPROUTES", routes.to_str().unwrap())], b"Subject: x\n\nbody\n");
+    assert!(r.report.starts_with("r|K127.0.0.1 accepted message."), "{}", r.report);
 }

@@ -204,3 +204,61 @@ fn forking_template_serves_each_session_in_a_fresh_process() {
     let out = session(port, "after@example.com");
     assert!(out.contains("250 2.0.0 ok: queued as "), "after the kill: {out}");
 }
+
+/// Issue 16.7: a session that ends with a BDAT message unfinished (QUIT,
+/// EOF, too many errors) must leave its worker's queue-inject between
+/// messages: the next session on that worker queues its message (not
+/// `451 4.3.0 qq internal bug`). 70000 octets make the client send frames
+/// to queue-inject before the session ends.
+#[test]
+fn unfinished_bdat_is_abandoned_whatever_ends_the_session() {
+    let (_d, queue, log, _k, port) = supervise_with_rules(&["-1", "-W", "-w", "1", "-m", "100"]);
+    let chunk = "x".repeat(998).add_crlf().repeat(70);
+    assert_eq!(chunk.len(), 70000);
+    let endings: [(&str, &str); 3] = [("QUIT", "QUIT\r\n"), ("EOF", ""), ("errors", &"FOO\r\n".repeat(20))];
+    for (how, tail) in endings {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut greeting = [0u8; 1];
+        while greeting[0] != b'\n' {
+            assert_eq!(s.read(&mut greeting).unwrap(), 1, "greeting");
+        }
+        write!(s, "EHLO t.example\r\nMAIL FROM:<a@t.example>\r\nRCPT TO:<u@example.com>\r\nBDAT 70000\r\n{chunk}{tail}").unwrap();
+        if tail.is_empty() {
+            // Wait for the chunk's reply, then close between commands.
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut seen = String::new();
+            while !seen.contains("octets received") {
+                let mut l = String::new();
+                assert!(r.read_line(&mut l).unwrap() > 0, "{how}: {seen}");
+                seen.push_str(&l);
+            }
+            drop(r);
+        } else {
+            let mut rest = String::new();
+            let _ = s.read_to_string(&mut rest);
+            assert!(rest.contains("250 2.0.0 70000 octets received"), "{how}: {rest}");
+        }
+        drop(s);
+        // Let the worker report idle, so that the next session is its.
+        std::thread::sleep(Duration::from_millis(500));
+        let out = session(port, "next@example.com");
+        assert!(out.contains("250 2.0.0 ok: queued as "), "after {how}: {out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(std::fs::read_dir(queue.join("new")).unwrap().count(), 3, "only the complete messages");
+    // Every session went to the same worker (the most used idle one).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let workers = pids_after(&text, "smtpd-supervise: pid ");
+    assert_eq!(workers.len(), 1, "{workers:?}\n{text}");
+}
+
+trait Crlf {
+    fn add_crlf(self) -> String;
+}
+impl Crlf for String {
+    fn add_crlf(mut self) -> String {
+        self.push_str("\r\n");
+        self
+    }
+}

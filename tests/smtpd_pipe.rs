@@ -62,7 +62,8 @@ fn pipelined_session_per_message_queue() {
     assert!(hdr.starts_with("Received: from client.test\n\tby mx.test (smtpd-rs) with ESMTP\n\tid <s"), "{hdr}");
     let envs = files(&q, "env.");
     assert_eq!(envs[0], b"Fs@sender.test\0Tu@example.com\0Tv@x.sub.example.org\0\0");
-    assert_eq!(envs[1], b"F\0TPostmaster\0\0");
+    // A bare postmaster names this host's (SMTPD_HOSTNAME mx.test).
+    assert_eq!(envs[1], b"F\0Tpostmaster@mx.test\0\0");
     let attrs = String::from_utf8(files(&q, "attrs.").remove(0)).unwrap();
     for want in ["BODY=8BITMIME", "RCPT.0.NOTIFY=FAILURE", "RCPT.0.ORCPT=rfc822;u@example.com", "CLIENT_HELO=client.test", "CLIENT_PROTO=ESMTP"] {
         assert!(attrs.lines().any(|l| l == want), "{want} in {attrs}");
@@ -338,6 +339,102 @@ fn recipient_policy() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
 }
 
+/// Issue 16.2: a mail loop ends at the hop limit. 100 trace fields in the
+/// incoming header pass (ours makes 101 at the next hop), 101 do not; the
+/// message is read to its end and refused with one reply, by DATA and BDAT.
+#[test]
+fn too_many_hops() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let header = |received: usize, delivered: usize| {
+        let mut h = "Received: from a.test by b.test; Thu, 1 Jan 2026 00:00:00 +0000\r\n".repeat(received);
+        h.push_str(&"Delivered-To: u@example.com\r\n".repeat(delivered));
+        h.push_str("Subject: loop\r\n\r\nReceived: in the body does not count\r\n");
+        h
+    };
+    let data = |h: &str| format!("{HEAD}{h}.\r\nQUIT\r\n");
+    let r = run_with(&env, &[], data(&header(100, 0)).as_bytes());
+    assert!(r.replies()[5].starts_with("250 2.0.0 ok: queued as"), "{}", r.out);
+    let r = run_with(&env, &[], data(&header(99, 2)).as_bytes());
+    assert_eq!(r.replies()[5], "554 5.4.6 too many hops, this message is looping", "{}", r.out);
+    assert_eq!(r.replies()[6], "221 2.0.0 closing connection", "read to the end, one reply: {}", r.out);
+    assert!(r.log.contains("message refused: from <s@sender.test> rcpts 1"), "{}", r.log);
+    // MAXHOPS sets the limit.
+    let r = run_with(&env, &[("MAXHOPS", "5")], data(&header(6, 0)).as_bytes());
+    assert!(r.replies()[5].starts_with("554 5.4.6"), "{}", r.out);
+    let r = run_with(&env, &[("MAXHOPS", "5")], data(&header(5, 0)).as_bytes());
+    assert!(r.replies()[5].starts_with("250"), "{}", r.out);
+    // BDAT: the header spread over chunks, the refusal sticky to the last.
+    let h = header(101, 0);
+    let (a, b) = h.as_bytes().split_at(3000);
+    let mut input = b"EHLO c.test\r\nMAIL FROM:<s@sender.test>\r\nRCPT TO:<u@example.com>\r\n".to_vec();
+    input.extend_from_slice(format!("BDAT {}\r\n", a.len()).as_bytes());
+    input.extend_from_slice(a);
+    input.extend_from_slice(format!("BDAT {} LAST\r\n", b.len()).as_bytes());
+    input.extend_from_slice(b);
+    input.extend_from_slice(b"QUIT\r\n");
+    let r = run_with(&env, &[], &input);
+    let rep = r.replies();
+    assert!(rep[5].starts_with("554 5.4.6"), "{}", r.out);
+    assert_eq!(rep[6], "221 2.0.0 closing connection", "{}", r.out);
+    // Only the accepted messages reached the queue program.
+    let queued: Vec<_> = files(&d.path().join("q"), "env.").into_iter().filter(|e| !e.is_empty()).collect();
+    assert_eq!(queued.len(), 2, "{queued:?}");
+}
+
+/// Processes whose command line has the argument `marker`.
+fn running(marker: &str) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmd.split(|&b| b == 0).any(|a| a == marker.as_bytes()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// Issue 16.9: a hung RCPTCHECK is killed with everything it started (its
+/// process group), not only the direct child.
+#[test]
+fn hung_rcptcheck_leaves_no_orphans() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let marker = format!("40.{}", std::process::id());
+    // Off the log pipe: orphans holding it would stall the test's reading.
+    let hang = script(d.path(), "hang", &format!("#!/bin/sh\nexec 2>/dev/null\nsleep {marker} &\nsleep {marker} &\nsleep {marker}\n"));
+    let r = run_with(
+        &env,
+        &[("RCPTCHECK", hang.to_str().unwrap()), ("RCPTCHECK_TIMEOUT", "1")],
+        b"HELO c.test\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<ok@example.com>\r\nQUIT\r\n",
+    );
+    assert_eq!(r.codes(), ["220", "250", "250", "451", "221"], "{}", r.out);
+    let mut left = running(&marker);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = running(&marker);
+    }
+    for &pid in &left {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(left.is_empty(), "sleeps of the checker outlived the session: {left:?}");
+}
+
+/// A checkpassword that cannot be run is named in the log.
+#[test]
+fn missing_checkpassword_is_named_in_the_log() {
+    let mut c = command(&[("SMTPAUTH", ""), ("SMTPAUTH_PLAINTEXT", "1")]);
+    c.args(["/nonexistent/checkpassword", "true"]);
+    // PLAIN \0alice\0secret
+    let r = converse(c, b"EHLO c.test\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nQUIT\r\n");
+    assert_eq!(r.codes(), ["220", "250", "454", "221"], "{}", r.out);
+    assert!(r.log.contains("warning: unable to run checkpassword /nonexistent/checkpassword: "), "{}", r.log);
+}
+
 #[test]
 fn maxrcpt() {
     let d = tempfile::tempdir().unwrap();
@@ -369,6 +466,46 @@ fn xclient_only_when_enabled() {
     assert!(msg.starts_with("Received: from client.test (real.example [192.0.2.9])"), "{msg}");
     let attrs = String::from_utf8(files(&d.path().join("q"), "attrs.").remove(0)).unwrap();
     assert!(attrs.contains("CLIENT_ADDR=192.0.2.9\n") && attrs.contains("CLIENT_NAME=real.example\n"), "{attrs}");
+}
+
+/// Issue 16.1: the shipped rule gives 127.0.0.1 both RELAYCLIENT and
+/// XCLIENT; a proxy there forwarding an internet client must not turn it
+/// into a relay client. The relay right after XCLIENT comes from the
+/// forwarded client: LOGIN, AUTH, or its address in RELAYCLIENTS.
+#[test]
+fn xclient_does_not_keep_the_proxys_relay_right() {
+    let d = tempfile::tempdir().unwrap();
+    let env = qq_env(d.path());
+    let proxy = [("TCPREMOTEIP", "127.0.0.1"), ("RELAYCLIENT", ""), ("XCLIENT", "")];
+    let flow = |xclient: &str| {
+        format!(
+            "EHLO proxy\r\n{xclient}\r\nEHLO spammer.example\r\nMAIL FROM:<spam@spammer.example>\r\n\
+             RCPT TO:<victim@gmail.test>\r\nRCPT TO:<u@example.com>\r\nQUIT\r\n"
+        )
+    };
+    let x = "XCLIENT ADDR=203.0.113.66 NAME=spammer.example";
+    let r = run_with(&env, &proxy, flow(x).as_bytes());
+    assert_eq!(r.codes(), ["220", "250", "220", "250", "250", "553", "250", "221"], "{}", r.out);
+    assert!(r.replies()[5].starts_with("553 5.7.1"), "{}", r.out);
+    // The proxy's own mail still relays.
+    let r = run_with(&env, &proxy, b"EHLO proxy\r\nMAIL FROM:<a@proxy.test>\r\nRCPT TO:<victim@gmail.test>\r\nQUIT\r\n");
+    assert_eq!(r.codes(), ["220", "250", "250", "250", "221"], "{}", r.out);
+    // A client the proxy authenticated (LOGIN) relays.
+    let r = run_with(&env, &proxy, flow(&format!("{x} LOGIN=alice")).as_bytes());
+    assert_eq!(r.codes()[5], "250", "{}", r.out);
+    // A client on a RELAYCLIENTS network relays; others do not.
+    let nets = write(d.path(), "relayclients", "# internal\n203.0.113.0/24\n");
+    let mut with_nets = proxy.to_vec();
+    with_nets.push(("RELAYCLIENTS", &nets));
+    let r = run_with(&env, &with_nets, flow(x).as_bytes());
+    assert_eq!(r.codes()[5], "250", "{}", r.out);
+    let r = run_with(&env, &with_nets, flow("XCLIENT ADDR=198.51.100.9").as_bytes());
+    assert_eq!(r.codes()[5], "553", "{}", r.out);
+    // A bad RELAYCLIENTS file is a configuration error.
+    let bad = write(d.path(), "bad", "not an address\n");
+    let r = run_with(&env, &[("RELAYCLIENTS", bad.as_str())], b"");
+    assert_eq!(r.code, Some(111), "{}", r.log);
+    assert!(r.log.contains("RELAYCLIENTS"), "{}", r.log);
 }
 
 #[test]

@@ -142,3 +142,33 @@ fn per_message_queue_inject_received_id_on_the_log_line() {
     logged.sort();
     assert_eq!(rids, logged);
 }
+
+/// Issue 16.3: a bare `RCPT TO:<postmaster>` is accepted (RFC 5321 4.5.1)
+/// and queued as a deliverable address: this host's postmaster, or POSTMASTER.
+#[test]
+fn bare_postmaster_is_queued_with_a_domain() {
+    let d = tempfile::tempdir().unwrap();
+    let rh = write(d.path(), "rcpthosts", "example.com\n");
+    for (pm, want) in [(None, "postmaster@mx.test"), (Some("hostmaster@example.net"), "hostmaster@example.net")] {
+        let queue = d.path().join(format!("queue-{}", want.len()));
+        std::fs::create_dir(&queue).unwrap();
+        let mut vars = vec![
+            ("QUEUE_DIR", queue.to_str().unwrap()),
+            ("RCPTHOSTS", rh.as_str()),
+            ("PATH", Path::new(QI).parent().unwrap().to_str().unwrap()),
+        ];
+        if let Some(p) = pm {
+            vars.push(("POSTMASTER", p));
+        }
+        let input = "EHLO c.test\r\nMAIL FROM:<>\r\nRCPT TO:<Postmaster>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+        let r = converse(command(&vars), input.as_bytes());
+        assert_eq!(r.codes(), ["220", "250", "250", "250", "354", "250", "221"], "{}\n{}", r.out, r.log);
+        let files: Vec<_> = std::fs::read_dir(queue.join("new")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 1);
+        let text = String::from_utf8_lossy(&std::fs::read(&files[0]).unwrap()).into_owned();
+        let to: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).filter(|l| l.starts_with("to ")).collect();
+        assert_eq!(to, [format!("to {want}")], "{text}");
+        let (h, _) = parse_header(text.as_bytes()).unwrap();
+        assert_eq!(h.envelope.recipients, vec![want.as_bytes().to_vec()]);
+    }
+}

@@ -39,6 +39,7 @@ fn main() {
         ("workers_ready_before_any_connection", workers_ready_before_any_connection),
         ("killed_worker_replaced_within_2s", killed_worker_replaced_within_2s),
         ("worker_reuse_gives_fresh_env", worker_reuse_gives_fresh_env),
+        ("max_use_enforced_by_the_supervisor", max_use_enforced_by_the_supervisor),
         ("concurrency_limit", concurrency_limit),
         ("per_address_limit", per_address_limit),
         ("rules_allow_deny_env", rules_allow_deny_env),
@@ -50,6 +51,8 @@ fn main() {
         ("kill_9_of_a_session_keeps_serving", kill_9_of_a_session_keeps_serving),
         ("dying_program_backs_off_loudly", dying_program_backs_off_loudly),
         ("privilege_drop_to_nobody", privilege_drop_to_nobody),
+        ("tls_wrap_privilege_model_in_the_start_log", tls_wrap_privilege_model_in_the_start_log),
+        ("inherited_fds_do_not_reach_sessions", inherited_fds_do_not_reach_sessions),
         ("syslog_facility_mail_with_childrens_lines", syslog_facility_mail_with_childrens_lines),
         ("socket_activation", socket_activation),
         ("sd_notify_ready", sd_notify_ready),
@@ -95,6 +98,18 @@ mod prog {
             std::process::exit(1);
         }
         let session: fn() = if mode == "smtp" { smtp_stub } else { session };
+        if mode == "greedy" {
+            // A worker that says it is idle after every session, whatever
+            // HANDOFF_MAX says: the supervisor must enforce -m itself.
+            let Ok(Some(mut w)) = smtpd::handoff::Worker::from_env() else { return };
+            while let Ok(true) = w.begin_session() {
+                session();
+                if w.idle().is_err() {
+                    return;
+                }
+            }
+            return;
+        }
         match smtpd::handoff::Worker::from_env() {
             Ok(Some(mut w)) => loop {
                 match w.begin_session() {
@@ -166,7 +181,7 @@ mod prog {
                 .unwrap_or_default()
         };
         put(&format!(
-            "hello pid={} ip={} port={} proto={} lip={} lport={} host={} lhost={} R={} E={} uid={} groups={} sigblk={}\n",
+            "hello pid={} ip={} port={} proto={} lip={} lport={} host={} lhost={} R={} E={} uid={} groups={} sigblk={} fd7={}\n",
             std::process::id(),
             var("TCPREMOTEIP"),
             var("TCPREMOTEPORT"),
@@ -180,6 +195,8 @@ mod prog {
             field("Uid:").split(',').next().unwrap_or(""),
             if field("Groups:").is_empty() { "none".to_string() } else { field("Groups:") },
             field("SigBlk:"),
+            // lstat of the fd's link: open or not, whatever it points to.
+            if std::fs::symlink_metadata("/proc/self/fd/7").is_ok() { "open" } else { "closed" },
         ));
         // Fresh reads of fd 0 each session: nothing buffered crosses sessions.
         let mut pending: Vec<u8> = Vec::new();
@@ -775,6 +792,90 @@ fn privilege_drop_to_nobody() {
     }
 }
 
+/// Issue 17.5: one TLS privilege model. The supervisor stays root to start
+/// tls-wrap, which has its own -u/-g: no warning about root then; without
+/// them, or when the supervisor itself drops (tls-wrap could no longer read
+/// its key), a warning that says what to do.
+fn tls_wrap_privilege_model_in_the_start_log() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (the supervisor's root warning)");
+    let dir = tempfile::tempdir().unwrap();
+    let tw = dir.path().join("tls-wrap");
+    std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &tw).unwrap();
+    let tw = tw.to_str().unwrap();
+    let cases: [(&[&str], &[&str], &str); 3] = [
+        (&[], &["-u", "smtpd", "-g", "smtpd"], "smtpd-supervise: running tls-wrap as root: it reads its key"),
+        (&[], &["-i"], "warning: tls-wrap would run its program as root: give tls-wrap -u and -g"),
+        (&["-u", "nobody"], &["-u", "smtpd", "-g", "smtpd"], "warning: running tls-wrap as uid 65534"),
+    ];
+    for (sup_args, tw_args, want) in cases {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-1").args(sup_args).args(["127.0.0.1", "0", tw]).args(tw_args).arg("smtpd-rs");
+        cmd.env("SUPERVISE_TEST_PROG", "serve").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let log = collect(child.stderr.take().unwrap());
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let sup = Sup { child, port: line.trim().parse().unwrap_or(0), log };
+        assert!(sup.has_log(want, Duration::from_secs(5)), "{sup_args:?} {tw_args:?}: {}", sup.dump());
+        assert_eq!(sup.log_count("running sessions as root"), 0, "{}", sup.dump());
+        assert_eq!(sup.log_count("tls-wrap(8), PRIVILEGES"), 1, "{}", sup.dump());
+    }
+    // Any other program as root: the plain warning, naming the model too.
+    let sup = start(&[], "serve");
+    assert!(sup.has_log("warning: running sessions as root: use -u, -U", Duration::from_secs(5)), "{}", sup.dump());
+}
+
+/// Issue 16.17: -m is the supervisor's to enforce: a worker that keeps
+/// saying it is idle is retired after -m sessions all the same.
+fn max_use_enforced_by_the_supervisor() {
+    for (m, per_pid) in [("1", 1), ("2", 2)] {
+        let sup = start(&["-W", "-w", "1", "-m", m], "greedy");
+        let mut pids = Vec::new();
+        for _ in 0..4 {
+            let (s, g) = sup.session();
+            pids.push(field(&g, "pid"));
+            assert_eq!(say(&s, "quit"), "bye");
+            drop(s);
+            // Let the worker's idle byte arrive before the next connection.
+            assert!(wait_for(Duration::from_secs(5), || sup.log_count(" idle") >= pids.len()), "{}", sup.dump());
+        }
+        let mut distinct = pids.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4 / per_pid, "-m {m}: sessions by pid {pids:?}\n{}", sup.dump());
+    }
+}
+
+/// Issue 16.10: an fd the supervisor inherited (here a root-only file opened
+/// as fd 7 by the shell that starts it) never reaches a session, classic or
+/// hand-off, even one run as another user.
+fn inherited_fds_do_not_reach_sessions() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (a root-only file, sessions as nobody)");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "TOPSECRET\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let me = std::env::current_exe().unwrap();
+    for mode in [&[][..], &["-W", "-w", "1"][..]] {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg("exec 7<\"$0\"; exec \"$@\"").arg(&secret).arg(BIN).args(["-1", "-u", "nobody"]);
+        cmd.args(mode).args(["127.0.0.1", "0"]).arg(&me);
+        cmd.env("SUPERVISE_TEST_PROG", "serve").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let log = collect(child.stderr.take().unwrap());
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("no port; log: {:?}", log.lock().unwrap()));
+        let sup = Sup { child, port, log };
+        let (s, g) = sup.session();
+        assert_eq!(field(&g, "uid"), "65534", "{g}");
+        assert_eq!(field(&g, "fd7"), "closed", "{mode:?}: the session got the supervisor's fd 7: {g}");
+        assert_eq!(say(&s, "quit"), "bye");
+        // The supervisor itself still has it (nothing was closed).
+        assert!(std::fs::symlink_metadata(format!("/proc/{}/fd/7", sup.pid())).is_ok());
+    }
+}
+
 /// -s: our lines and the children's stderr lines reach /dev/log with facility
 /// mail. /dev/log is faked in a private mount namespace (needs root and
 /// unshare(1) from util-linux).
@@ -799,10 +900,11 @@ try:
 except Exception:
     pass
 ' {out} &
-sleep 0.5
+# Wait for the listener and then for the port (a loaded machine is slow).
+for i in $(seq 100); do [ -S /dev/log ] && break; sleep 0.05; done
 {bin} -s -1 127.0.0.1 0 sh -c 'echo child line >&2; echo hi' > {out}.port &
 SP=$!
-sleep 0.5
+for i in $(seq 100); do [ -s {out}.port ] && break; sleep 0.05; done
 python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1", int(open(sys.argv[1]).read()))); s.recv(10)' {out}.port
 sleep 0.3
 kill $SP

@@ -279,3 +279,29 @@ fn read_until(s: &mut TcpStream, acc: &mut String, what: &str) {
         }
     }
 }
+
+/// Issue 17.4: with tls-wrap in front (SSLCTLFD set) and UCSPITLS unset,
+/// STARTTLS is off, and the log says so once per session; set (even to
+/// `-`, a choice), it says nothing.
+#[test]
+fn tls_available_but_not_offered_is_logged() {
+    let st = Setup::new();
+    for (ucspitls, logged) in [(None, true), (Some(""), false), (Some("-"), false)] {
+        let mut env = st.env("", "");
+        env.retain(|(k, _)| k != "UCSPITLS");
+        if let Some(v) = ucspitls {
+            env.push(("UCSPITLS".into(), v.into()));
+        }
+        let (port, h) = serve_once(Setup::args(&[]), env);
+        let (mut s, _) = greeted(port);
+        s.write_all(b"EHLO c.test\r\nQUIT\r\n").expect("write");
+        let mut r = String::new();
+        read_until(&mut s, &mut r, "221 ");
+        let o = h.join().expect("server");
+        assert_eq!(r.contains("STARTTLS"), ucspitls == Some(""), "{ucspitls:?}: {r}");
+        let n = o.stderr.matches("smtpd-rs: info: ").count();
+        assert!(n > 0, "{}", o.stderr);
+        let lines = o.stderr.lines().filter(|l| l.contains("STARTTLS not offered: UCSPITLS is unset")).count();
+        assert_eq!(lines, usize::from(logged), "{ucspitls:?}: {}", o.stderr);
+    }
+}

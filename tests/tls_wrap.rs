@@ -339,13 +339,23 @@ fn privileges_app_and_tls_wrap_under_their_own_uids() {
     if nix::unistd::geteuid().is_root() {
         env.push(("TLS_UID".into(), "65534".into()));
         env.push(("TLS_GID".into(), "65534".into()));
-        let (port, h) = serve_once(wrap_args(&["-u", "65533", "-g", "65533"]), env);
+        let (port, h) = serve_once(wrap_args(&["-u", "65533", "-g", "65533"]), env.clone());
         let out = s_client(port, &["-starttls", "smtp"], SESSION);
         assert!(out.contains("250-APPUID=65533"), "{out}");
         assert!(out.contains("250-PARENTUID=65534"), "{out}");
         assert!(out.contains("250-KEYREAD=denied"), "{out}");
         assert!(out.contains("250-PARENTMEM=denied"), "{out}");
         assert!(out.contains("TLS=yes"), "{out}");
+        assert_eq!(h.join().expect("server").code, Some(0));
+        // Implicit TLS: the same split (prog started by a launcher that
+        // became prog's uid before the handshake).
+        let (port, h) = serve_once(wrap_args(&["-i", "-u", "65533", "-g", "65533"]), env);
+        let out = s_client(port, &[], SESSION);
+        assert!(out.contains("250-APPUID=65533"), "{out}");
+        assert!(out.contains("250-PARENTUID=65534"), "{out}");
+        assert!(out.contains("250-KEYREAD=denied"), "{out}");
+        assert!(out.contains("250-PARENTMEM=denied"), "{out}");
+        assert!(out.contains("250-SSL_PROTOCOL=TLSv1.3") && out.contains("TLS=yes"), "{out}");
         assert_eq!(h.join().expect("server").code, Some(0));
     } else {
         // Not root: no uid change possible; tls-wrap is still non-dumpable.
@@ -475,4 +485,168 @@ fn to_starttls(port: u16) -> TcpStream {
     s.write_all(b"STARTTLS\r\n").expect("write");
     expect(&mut s, "220 ready");
     s
+}
+
+/// Uid and gid lines of /proc/PID/status ("Uid:\t0\t0\t0\t0").
+fn ids_of(pid: u32) -> (String, String) {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| st.lines().find(|l| l.starts_with(k)).map(|l| l[k.len()..].split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    (field("Uid:"), field("Gid:"))
+}
+
+/// Issue 16.4: with -i, tls-wrap parses the handshake under TLS_UID/TLS_GID,
+/// not as root: it drops before reading a byte from the network.
+#[test]
+fn implicit_handshake_runs_under_tls_uid() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: no uid change to check");
+        return;
+    }
+    let certs = Certs::new();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let out = theirs.try_clone().expect("clone");
+    let mut child = std::process::Command::new(TLS_WRAP)
+        .args(wrap_args(&["-i", "-u", "65533", "-g", "65533"]))
+        .envs(certs.env("ecdsa"))
+        .env("TLS_UID", "65534")
+        .env("TLS_GID", "65534")
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(out)))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tls-wrap");
+    // A handshake record header announcing 512 bytes, and 5 of them.
+    let mut s = ours;
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03]).expect("write");
+    let want = ("65534 65534 65534 65534".to_string(), "65534 65534 65534 65534".to_string());
+    let mut ids = ids_of(child.id());
+    for _ in 0..100 {
+        if ids == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        ids = ids_of(child.id());
+    }
+    // Mid-handshake still: the process has read part of a record.
+    std::thread::sleep(Duration::from_millis(200));
+    let during = ids_of(child.id());
+    drop(s);
+    let st = child.wait().expect("wait");
+    let mut err = String::new();
+    let _ = child.stderr.take().expect("stderr").read_to_string(&mut err);
+    assert_eq!(during, want, "tls-wrap's ids during the handshake; stderr: {err}");
+    assert_eq!(st.code(), Some(111), "{err}");
+    assert!(err.contains("peer closed the connection during the handshake"), "{err}");
+    assert!(!err.contains("tls_app"), "prog never started: {err}");
+}
+
+/// Issue 16.5: privileges are given whole or refused at start (exit 100,
+/// before anything else): a uid without a gid, a gid without a uid, TLS_UID
+/// without TLS_GID and the reverse; names are resolved; one warning line
+/// when, as root, prog or the TLS parsing would stay root.
+#[test]
+fn partial_privileges_are_refused_and_root_is_warned_about() {
+    let certs = Certs::new();
+    let run = |opts: &[&str], extra: &[(&str, &str)]| {
+        let (port, h) = serve_once(wrap_args(opts), certs.env("ecdsa").into_iter().chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect());
+        let out = s_client(port, &["-starttls", "smtp"], SESSION);
+        (out, h.join().expect("server"))
+    };
+    for (opts, extra, what) in [
+        (&["-u", "4242"][..], &[][..], "-u 4242 needs -g"),
+        (&["-g", "4242"], &[], "-g needs -u"),
+        (&["-u", "no-such-user-here"], &[], "unknown user: no-such-user-here"),
+        (&[], &[("TLS_UID", "65534")], "TLS_UID is set but TLS_GID is not"),
+        (&[], &[("TLS_GID", "65534")], "TLS_GID is set but TLS_UID is not"),
+    ] {
+        let (out, o) = run(opts, extra);
+        assert_eq!(o.code, Some(100), "{opts:?} {extra:?}: {}", o.stderr);
+        assert!(o.stderr.starts_with("tls-wrap: fatal: ") && o.stderr.contains(what), "{opts:?}: {}", o.stderr);
+        assert!(!out.contains("220 test"), "prog never started: {out}");
+    }
+    if nix::unistd::geteuid().is_root() {
+        // As root with neither: warned, once.
+        let (out, o) = run(&[], &[]);
+        assert!(out.contains("221 bye") && o.root_warning, "{out}");
+        // A user name and TLS ids by name: no warning, the ids applied.
+        let (out, o) = run(&["-u", "nobody"], &[("TLS_UID", "nobody"), ("TLS_GID", "nogroup")]);
+        assert!(!o.root_warning, "{}", o.stderr);
+        assert!(out.contains("250-APPUID=65534") && out.contains("250-PARENTUID=65534"), "{out}");
+    }
+}
+
+/// A TLS client in Python (the real peer): `n` sessions to `port`, each
+/// reading the greeting, sending `send`, then per `how`: `close` (no
+/// close_notify), `notify` (close_notify, then close) or `reset` (RST once
+/// the first bytes of the answer came).
+const PY_CLIENT: &str = r#"
+import socket, ssl, struct, sys
+port, n, how, send = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4].encode()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    t = ctx.wrap_socket(s)
+    g = b""
+    while not g.endswith(b"\n"):
+        g += t.recv(100)
+    t.sendall(send.replace(b"|", b"\r\n"))
+    if how == "notify":
+        try:
+            t.unwrap()
+        except Exception:
+            pass
+    if how == "reset":
+        t.recv(1000)  # prog is in the middle of its answer
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    t.close()
+"#;
+
+/// Issue 17.14: a client that sends QUIT and closes without waiting for the
+/// reply (as smtp-remote does) is a normal end: no warning from tls-wrap,
+/// with or without close_notify. A peer that resets a session prog had not
+/// finished stays a warning.
+#[test]
+fn quit_and_close_is_not_a_warning() {
+    need("tcpserver", "ucspi-tcp");
+    let certs = Certs::new();
+    let err = certs.path("tcpserver.err");
+    let mut child = std::process::Command::new("tcpserver")
+        .args(["-1", "-R", "-H", "-c", "4", "127.0.0.1", "0", TLS_WRAP, "-i", "-v", "2", "/usr/bin/python3", &app()])
+        .envs(certs.env("ecdsa"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("tcpserver");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut r = std::io::BufReader::new(child.stdout.as_mut().expect("stdout"));
+        r.read_line(&mut line).expect("port line");
+    }
+    let port = line.trim().to_string();
+    let client = |n: &str, how: &str, send: &str| {
+        let st = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", PY_CLIENT, &port, n, how, send])
+            .status()
+            .expect("python3");
+        assert!(st.success(), "client {how}");
+    };
+    client("20", "close", "QUIT|");
+    client("20", "notify", "QUIT|");
+    client("1", "reset", "BIG 4000000|");
+    let log = || std::fs::read_to_string(&err).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while log().matches("TLS_AES").count() < 41 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text: String = log().lines().filter(|l| !l.contains(ROOT_WARNING)).map(|l| format!("{l}\n")).collect();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("tls-wrap: warning:")).collect();
+    assert_eq!(warnings.len(), 1, "only the reset session warns:\n{text}");
+    assert!(warnings[0].contains("connection with 127.0.0.1 ended: "), "{text}");
+    assert_eq!(text.matches("TLS_AES").count(), 41, "{text}");
 }

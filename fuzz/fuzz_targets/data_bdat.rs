@@ -1,14 +1,18 @@
 //! The BDAT decoder: chunk boundaries anywhere give the same result as one
 //! chunk; decode(encode(x)) == x (LF lines, no CR); no CR in a clean output.
+//! The hop counter, fed the decoded output as it comes, counts the same
+//! trace fields whatever the chunking.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use smtpd::smtp::data::ChunkDecoder;
+use smtpd::smtp::data::{ChunkDecoder, HopCounter};
 
-fn decode(input: &[u8], cuts: &[u8]) -> (Vec<u8>, Option<smtpd::smtp::data::DataError>, u64) {
+fn decode(input: &[u8], cuts: &[u8]) -> (Vec<u8>, Option<smtpd::smtp::data::DataError>, u64, u32) {
     let mut d = ChunkDecoder::new(0);
+    let mut hops = HopCounter::new(0);
     let mut out = Vec::new();
     if cuts.is_empty() {
         d.feed(input, &mut out);
+        hops.feed(&out);
     } else {
         let mut at = 0;
         for &c in cuts.iter().cycle() {
@@ -16,12 +20,14 @@ fn decode(input: &[u8], cuts: &[u8]) -> (Vec<u8>, Option<smtpd::smtp::data::Data
                 break;
             }
             let end = (at + usize::from(c) % 32).min(input.len());
+            let from = out.len();
             d.feed(&input[at..end], &mut out);
+            hops.feed(&out[from..]);
             at = end;
         }
     }
     d.finish();
-    (out, d.error(), d.size())
+    (out, d.error(), d.size(), hops.hops())
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -46,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
         }
         enc.push(b);
     }
-    let (out, err, size) = decode(&enc, &cuts);
+    let (out, err, size, _) = decode(&enc, &cuts);
     assert_eq!(err, None);
     assert_eq!(out, msg, "decode(encode(x)) != x");
     assert_eq!(size, enc.len() as u64);

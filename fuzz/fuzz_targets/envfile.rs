@@ -1,5 +1,5 @@
-//! Environment files: smtpd-supervise's (src/envfile.rs) and queue-run's
-//! (src/queuerun/config.rs); the supervisor-to-worker variable packet.
+//! Environment files (src/envfile.rs: the one reader of smtpd-supervise's
+//! and queue-run's `-e`); the supervisor-to-worker variable packet.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use smtpd::{envfile, handoff};
@@ -10,9 +10,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(envfile::is_valid_name(k));
             assert!(!v.contains(&0));
         }
-    }
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = smtpd::queuerun::config::parse_env_file(text);
     }
     let env = handoff::decode_env(data);
     let items: Vec<(&[u8], Option<&[u8]>)> = env

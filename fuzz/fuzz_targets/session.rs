@@ -7,7 +7,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use smtpd::envelope::{Attrs, Envelope};
-use smtpd::smtpd::policy::{parse_list, Policy};
+use smtpd::smtpd::policy::{parse_list, parse_networks, Policy};
 use smtpd::smtpd::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
 use smtpd::smtp::data::{ChunkDecoder, DotDecoder};
 use smtpd::smtp::reply;
@@ -112,6 +112,9 @@ fuzz_target!(|data: &[u8]| {
         recipients: (flags & 32 != 0).then(|| parse_list(b"a@example.com\n")),
         rcptcheck: (flags & 64 != 0).then(|| PathBuf::from("/bin/true")),
         relayclient: (flags & 128 != 0).then(|| b"".to_vec()),
+        // With XCLIENT: a forwarded 192.0.2.x or 203.0.113.x client relays.
+        relaynets: (flags & 9 == 9).then(|| parse_networks(b"192.0.2.0/24\n203.0.113.0/24\n").ok()).flatten(),
+        postmaster: cfg.policy.postmaster.take(),
     };
     cfg.queue = QueueProgram::Session(PathBuf::from("queue-inject"));
     let mut hooks = Fake {

@@ -83,36 +83,60 @@ impl Config {
 /// envelope from fd 1; returns the queue id once the message is durable.
 pub fn per_message(cfg: &Config) -> Result<String, Error> {
     let mut q = Queue::open(&cfg.dir)?;
+    let mut input = read_input(cfg.timeout, || q.spool())?;
+    let mut work = q.begin(&input.envelope, &cfg.attrs)?;
+    if let Some(s) = input.spool.as_mut() {
+        work.copy_from(s)?;
+    }
+    work.write(input.tail())?;
+    q.commit(work)
+}
+
+/// What the qmail-queue protocol brought: the message (its first part in
+/// an anonymous spool file when it is larger than one buffer, the rest in
+/// `buf`), then the envelope.
+pub struct Input {
+    pub spool: Option<File>,
+    buf: Vec<u8>,
+    n: usize,
+    pub envelope: Envelope,
+}
+
+impl Input {
+    /// The message octets after those in the spool file.
+    pub fn tail(&self) -> &[u8] {
+        self.buf.get(..self.n).unwrap_or_default()
+    }
+}
+
+/// Read the message from fd 0 to its end, then the envelope from fd 1
+/// (qmail-queue's order). The header comes first in the file but the
+/// envelope comes last: a message that fits the buffer stays in memory, a
+/// larger one goes to the anonymous file `spool` makes (queue-inject's in
+/// tmp/, queue-drop's in maildrop/) and is copied after the header.
+pub fn read_input(timeout: Duration, mut spool: impl FnMut() -> Result<File, Error>) -> Result<Input, Error> {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    // The header comes first in the file but the envelope comes last: a
-    // message that fits the buffer stays in memory, a larger one goes to an
-    // anonymous spool file and is copied after the header.
     let mut buf = vec![0u8; BUF_SIZE];
     let mut n = 0;
-    let mut spool: Option<File> = None;
+    let mut file: Option<File> = None;
     while let Some(dst) = buf.get_mut(n..) {
-        let r = read_timed(stdin.as_fd(), dst, cfg.timeout, "message")?;
+        let r = read_timed(stdin.as_fd(), dst, timeout, "message")?;
         if r == 0 {
             break;
         }
         n += r;
         if n == buf.len() {
-            let s = match spool.as_mut() {
+            let s = match file.as_mut() {
                 Some(s) => s,
-                None => spool.insert(q.spool()?),
+                None => file.insert(spool()?),
             };
             s.write_all(&buf).map_err(|e| super::write_error(&e))?;
             n = 0;
         }
     }
-    let env = read_envelope(stdout.as_fd(), cfg.timeout)?;
-    let mut work = q.begin(&env, &cfg.attrs)?;
-    if let Some(s) = spool.as_mut() {
-        work.copy_from(s)?;
-    }
-    work.write(buf.get(..n).unwrap_or_default())?;
-    q.commit(work)
+    let envelope = read_envelope(stdout.as_fd(), timeout)?;
+    Ok(Input { spool: file, buf, n, envelope })
 }
 
 /// Read the envelope `F...\0T...\0...\0` from `fd`, up to its final `\0`

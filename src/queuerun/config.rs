@@ -1,6 +1,7 @@
 //! queue-run's settings, read once from the environment (and an optional
-//! `-e FILE` of `KEY=VALUE` lines that overrides it, re-read on SIGHUP) into a
-//! typed `Config`. Pure: the caller supplies the lookup.
+//! `-e FILE` that overrides it, re-read on SIGHUP, read by `crate::envfile`
+//! with systemd's `EnvironmentFile=` rules) into a typed `Config`. Pure: the
+//! caller supplies the lookup and the file's assignments.
 
 use super::backoff::Schedule;
 use super::signtable::Unsignable;
@@ -27,8 +28,10 @@ pub struct Config {
     pub queue_prog: Option<OsString>,
     /// `CONCURRENCY`: deliveries at once (default 20, qmail's concurrencyremote).
     pub concurrency: usize,
-    /// `CONCURRENCY_DOMAIN`: deliveries at once to one domain (default 20, as
-    /// Postfix's default_destination_concurrency_limit).
+    /// `CONCURRENCY_DOMAIN`: deliveries at once to one domain (default a
+    /// quarter of `CONCURRENCY`, at least 1: one slow or tarpitting
+    /// destination can never hold every slot, as Postfix's destination
+    /// limit of 20 stays well below its process limit of 100).
     pub per_domain: usize,
     /// `QUEUE_LIFETIME`: seconds before temporary failures become permanent (7 days).
     pub lifetime: u64,
@@ -51,6 +54,10 @@ pub struct Config {
     pub attempt_timeout: u64,
     /// `REMOTE_MAXRCPT`: most recipients in one smtp-remote run (default 100).
     pub max_rcpt: usize,
+    /// The `-e` file's assignments, in file order: set in the environment of
+    /// every program queue-run runs (the delivery program, the queue
+    /// program), as they are in queue-run's own settings.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Config {
@@ -76,6 +83,11 @@ impl Config {
         if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)) {
             return Err(format!("bad host name for DSNs: {host:?} (set BOUNCE_HOST)"));
         }
+        let doublebounceto = get("DOUBLEBOUNCETO").map(String::into_bytes);
+        if doublebounceto.as_deref().is_some_and(|a| crate::queue::control_char(a).is_some()) {
+            return Err("DOUBLEBOUNCETO: an address with a control character".into());
+        }
+        let concurrency = num("CONCURRENCY", 20, 1, 1000)? as usize;
         Ok(Config {
             queue_dir: PathBuf::from(get("QUEUE_DIR").unwrap_or_else(|| crate::queue::DEFAULT_QUEUE_DIR.into())),
             remote: get("SMTP_REMOTE").or_else(|| get("QMAILREMOTE")).map(OsString::from),
@@ -86,39 +98,21 @@ impl Config {
                 Some(v) => Unsignable::parse(v.trim()).ok_or_else(|| format!("DKIM_UNSIGNABLE={v}: not envelope, unsigned or defer"))?,
             },
             queue_prog: get("QMAILQUEUE").map(OsString::from),
-            concurrency: num("CONCURRENCY", 20, 1, 1000)? as usize,
-            per_domain: num("CONCURRENCY_DOMAIN", 20, 1, 1000)? as usize,
+            concurrency,
+            per_domain: num("CONCURRENCY_DOMAIN", (concurrency as u64 / 4).max(1), 1, 1000)? as usize,
             lifetime: num("QUEUE_LIFETIME", 7 * 86400, 0, 100 * 365 * 86400)?,
             schedule,
             scan_interval: num("SCAN_INTERVAL", 60, 1, 86400)?,
             host,
-            doublebounceto: get("DOUBLEBOUNCETO").map(String::into_bytes),
+            doublebounceto,
             bounce_max: num("BOUNCE_MAX", 100_000, 0, 1 << 30)? as usize,
             delay_warning: num("DELAY_WARNING", 4 * 3600, 0, 100 * 365 * 86400)?,
             term_grace: num("TERM_GRACE", 10, 0, 3600)?,
             attempt_timeout: num("ATTEMPT_TIMEOUT", 3600, 1, 86400)?,
             max_rcpt: num("REMOTE_MAXRCPT", 100, 1, 10000)? as usize,
+            env: Vec::new(),
         })
     }
-}
-
-/// Parse an environment file: `KEY=VALUE` lines; blank lines and lines
-/// starting with `#` are skipped; anything else is an error (line number).
-pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, usize> {
-    let mut v = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        let (k, val) = l.split_once('=').ok_or(i + 1)?;
-        let k = k.trim();
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(i + 1);
-        }
-        v.push((k.to_owned(), val.trim().to_owned()));
-    }
-    Ok(v)
 }
 
 #[cfg(test)]
@@ -154,7 +148,12 @@ mod tests {
         assert!(cfg(&[("CONCURRENCY", "x")]).is_err());
         assert!(cfg(&[("RETRY_SCHEDULE", "soon")]).is_err());
         assert!(cfg(&[("BOUNCE_HOST", "bad host")]).is_err());
+        assert!(cfg(&[("DOUBLEBOUNCETO", "pm@x\nRSET")]).is_err());
         assert_eq!(cfg(&[("CONCURRENCY", "")]).unwrap().concurrency, 20);
+        // The per-domain default stays well below the total.
+        assert_eq!(cfg(&[]).unwrap().per_domain, 5);
+        assert_eq!(cfg(&[("CONCURRENCY", "2")]).unwrap().per_domain, 1);
+        assert_eq!(cfg(&[("CONCURRENCY", "2"), ("CONCURRENCY_DOMAIN", "2")]).unwrap().per_domain, 2);
         // DKIM: the table, the policy, and which delivery program gets the PREPEND attribute.
         let c = cfg(&[("DKIM_SIGN", "/etc/dkim/table"), ("DKIM_UNSIGNABLE", "defer")]).unwrap();
         assert_eq!((c.dkim_sign, c.dkim_unsignable, c.remote_is_qmail), (Some("/etc/dkim/table".into()), Unsignable::Defer, false));
@@ -162,15 +161,5 @@ mod tests {
         assert!(cfg(&[("DKIM_UNSIGNABLE", "never")]).is_err());
         assert!(cfg(&[("QMAILREMOTE", "/var/qmail/bin/qmail-remote")]).unwrap().remote_is_qmail);
         assert!(!cfg(&[("QMAILREMOTE", "/q"), ("SMTP_REMOTE", "/s")]).unwrap().remote_is_qmail);
-    }
-
-    #[test]
-    fn env_file() {
-        assert_eq!(
-            parse_env_file("# c\n\nA=1\n B = x y \n"),
-            Ok(vec![("A".into(), "1".into()), ("B".into(), "x y".into())])
-        );
-        assert_eq!(parse_env_file("A=1\nnonsense\n"), Err(2));
-        assert_eq!(parse_env_file("A-B=1\n"), Err(1));
     }
 }

@@ -2,6 +2,10 @@
 //! semantics; RFC 6533 global form when an address is not ASCII).
 //! Builds the message text (LF line ends, as the queue stores messages).
 //! Pure: the caller supplies the clock, the names and the original message.
+//! Addresses and envelope facts are written with their control characters
+//! escaped (`queue::printable_address`): none can end a field line.
+
+use crate::queue::printable_address;
 
 /// What happened to one recipient, as a DSN `Action:` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,13 +24,6 @@ impl Action {
             Action::Relayed => "relayed",
         }
     }
-    fn class(self) -> u8 {
-        match self {
-            Action::Failed => b'5',
-            Action::Delayed => b'4',
-            Action::Relayed => b'2',
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +34,9 @@ pub struct RcptReport {
     pub action: Action,
     /// The last result text (remote reply or local reason).
     pub text: String,
+    /// Failed because queue-run gave up after the queue lifetime: `text` is
+    /// the last temporary result.
+    pub expired: bool,
     /// Unix seconds of the last attempt, 0 if none.
     pub last_attempt: u64,
 }
@@ -71,9 +71,27 @@ pub struct Built {
 /// Longest diagnostic text put in a field (keeps lines under 998 octets).
 const MAX_DIAG: usize = 900;
 
-pub fn build(r: &Report<'_>) -> Built {
+/// No boundary could be found that the parts do not contain (only a broken
+/// source of candidates gets here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoBoundary;
+
+impl std::fmt::Display for NoBoundary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no usable MIME boundary (is the random source broken?)")
+    }
+}
+
+/// Candidates tried before giving up.
+const BOUNDARY_TRIES: usize = 16;
+
+/// Build the DSN. `boundary` gives candidate MIME boundaries (the runner's
+/// are random: `=_dsn_` and 32 hex digits from the OS); the first one that
+/// occurs in none of the three parts is used (RFC 2046 5.1.1: the delimiter
+/// must not appear inside an encapsulated part), so that nothing in the
+/// returned message, whoever wrote it, can end a part or the multipart.
+pub fn build(r: &Report<'_>, boundary: &mut dyn FnMut() -> String) -> Result<Built, NoBoundary> {
     let utf8 = !r.to.is_ascii() || r.rcpts.iter().any(|x| !x.address.is_ascii());
-    let boundary = format!("{}.{}/{}", r.now, r.queue_id, r.host);
     let worst = if r.rcpts.iter().any(|x| x.action == Action::Failed) {
         "Failure"
     } else if r.rcpts.iter().any(|x| x.action == Action::Delayed) {
@@ -81,11 +99,82 @@ pub fn build(r: &Report<'_>) -> Built {
     } else {
         "Success"
     };
+
+    // 1. For people.
+    let mut human = String::new();
+    human.push_str(&format!("This is the mail system at host {}.\n\n", r.host));
+    human.push_str(match worst {
+        "Failure" => "Your message could not be delivered to one or more recipients.\nIt is attached below.\n\n",
+        "Delay" => "Your message has not been delivered yet to one or more recipients.\nThe mail system will keep trying; you need not send it again.\n\n",
+        _ => "Your message was delivered (or relayed) to the recipients below,\nas you asked.\n\n",
+    });
+    let lifetime = r.retry_until.map(|u| u.saturating_sub(r.arrival));
+    for x in &r.rcpts {
+        human.push_str(&format!("<{}>: {}\n    {}\n", printable_address(&x.address), x.action.word(), cut(&x.text)));
+        if x.expired {
+            match lifetime {
+                Some(l) => human.push_str(&format!("    (giving up: in the queue longer than {l} s)\n")),
+                None => human.push_str("    (giving up: in the queue too long)\n"),
+            }
+        }
+        human.push('\n');
+    }
+
+    // 2. For programs: RFC 3464 section 2.
+    let mut st = String::new();
+    st.push_str(&format!("Reporting-MTA: dns; {}\n", r.host));
+    st.push_str(&format!("X-Queue-ID: {}\n", r.queue_id));
+    if let Some(e) = r.envid {
+        st.push_str(&format!("Original-Envelope-Id: {}\n", printable_address(e)));
+    }
+    st.push_str(&format!("Arrival-Date: {}\n", date(r.arrival)));
+    for x in &r.rcpts {
+        st.push('\n');
+        let ty = if x.address.is_ascii() { "rfc822" } else { "utf-8" };
+        st.push_str(&format!("Final-Recipient: {ty}; {}\n", printable_address(&x.address)));
+        if let Some(o) = &x.orcpt {
+            // ORCPT is `addr-type;xtext`; RFC 3464 2.3.1 wants `addr-type; xtext`.
+            let o = printable_address(o);
+            match o.split_once(';') {
+                Some((t, a)) => st.push_str(&format!("Original-Recipient: {t}; {a}\n")),
+                None => st.push_str(&format!("Original-Recipient: rfc822; {o}\n")),
+            }
+        }
+        st.push_str(&format!("Action: {}\n", x.action.word()));
+        st.push_str(&format!("Status: {}\n", status(&x.text, x.action, x.expired)));
+        // RFC 3464 2.3.6: the remote's SMTP reply as it came; text of our
+        // own (smtp-remote's or queue-run's reasons) as X-Local.
+        match smtp_reply(&x.text) {
+            Some(reply) => st.push_str(&format!("Diagnostic-Code: smtp; {}\n", cut(&reply))),
+            None if !x.text.is_empty() => st.push_str(&format!("Diagnostic-Code: X-Local; {}\n", cut(&x.text))),
+            None => {}
+        }
+        if x.last_attempt > 0 {
+            st.push_str(&format!("Last-Attempt-Date: {}\n", date(x.last_attempt)));
+        }
+        if let (Action::Delayed, Some(u)) = (x.action, r.retry_until) {
+            st.push_str(&format!("Will-Retry-Until: {}\n", date(u)));
+        }
+    }
+
+    // 3. The message, or its header.
+    let (ty, body) = if r.full {
+        (if utf8 { "message/global" } else { "message/rfc822" }, r.original)
+    } else {
+        let end = message_header_end(r.original);
+        (if utf8 { "message/global-headers" } else { "text/rfc822-headers" }, r.original.get(..end).unwrap_or_default())
+    };
+
+    let boundary = (0..BOUNDARY_TRIES)
+        .map(|_| boundary())
+        .find(|b| usable_boundary(b) && ![human.as_bytes(), st.as_bytes(), body].iter().any(|p| contains(p, b.as_bytes())))
+        .ok_or(NoBoundary)?;
+
     let mut m = Vec::new();
     let mut put = |s: &str| m.extend_from_slice(s.as_bytes());
     put(&format!("From: Mail Delivery System <MAILER-DAEMON@{}>\n", r.host));
     put("To: <");
-    put(&String::from_utf8_lossy(r.to));
+    put(&printable_address(r.to));
     put(">\n");
     put(&format!("Subject: Delivery Status Notification ({worst})\n"));
     put(&format!("Date: {}\n", date(r.now)));
@@ -97,68 +186,12 @@ pub fn build(r: &Report<'_>) -> Built {
         if utf8 { "global-" } else { "" }
     ));
     put("This is a MIME-encapsulated message.\n\n");
-
-    // 1. For people.
     put(&format!("--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"));
-    put(&format!("This is the mail system at host {}.\n\n", r.host));
-    put(match worst {
-        "Failure" => "Your message could not be delivered to one or more recipients.\nIt is attached below.\n\n",
-        "Delay" => "Your message has not been delivered yet to one or more recipients.\nThe mail system will keep trying; you need not send it again.\n\n",
-        _ => "Your message was delivered (or relayed) to the recipients below,\nas you asked.\n\n",
-    });
-    for x in &r.rcpts {
-        put(&format!("<{}>: {}\n    {}\n\n", String::from_utf8_lossy(&x.address), x.action.word(), cut(&x.text)));
-    }
-
-    // 2. For programs: RFC 3464 section 2.
-    put(&format!(
-        "--{boundary}\nContent-Type: message/{}delivery-status\n\n",
-        if utf8 { "global-" } else { "" }
-    ));
-    put(&format!("Reporting-MTA: dns; {}\n", r.host));
-    put(&format!("X-Queue-ID: {}\n", r.queue_id));
-    if let Some(e) = r.envid {
-        put(&format!("Original-Envelope-Id: {}\n", String::from_utf8_lossy(e)));
-    }
-    put(&format!("Arrival-Date: {}\n", date(r.arrival)));
-    for x in &r.rcpts {
-        put("\n");
-        let ty = if x.address.is_ascii() { "rfc822" } else { "utf-8" };
-        put(&format!("Final-Recipient: {ty}; {}\n", String::from_utf8_lossy(&x.address)));
-        if let Some(o) = &x.orcpt {
-            // ORCPT is `addr-type;xtext`; RFC 3464 2.3.1 wants `addr-type; xtext`.
-            let o = String::from_utf8_lossy(o);
-            match o.split_once(';') {
-                Some((t, a)) => put(&format!("Original-Recipient: {t}; {a}\n")),
-                None => put(&format!("Original-Recipient: rfc822; {o}\n")),
-            }
-        }
-        put(&format!("Action: {}\n", x.action.word()));
-        put(&format!("Status: {}\n", status(&x.text, x.action.class())));
-        let diag = cut(&x.text);
-        if has_reply_code(&diag) {
-            put(&format!("Diagnostic-Code: smtp; {diag}\n"));
-        } else if !diag.is_empty() {
-            put(&format!("Diagnostic-Code: X-smtp-remote; {diag}\n"));
-        }
-        if x.last_attempt > 0 {
-            put(&format!("Last-Attempt-Date: {}\n", date(x.last_attempt)));
-        }
-        if let (Action::Delayed, Some(u)) = (x.action, r.retry_until) {
-            put(&format!("Will-Retry-Until: {}\n", date(u)));
-        }
-    }
-
-    // 3. The message, or its header.
-    let (ty, body) = if r.full {
-        (if utf8 { "message/global" } else { "message/rfc822" }, r.original)
-    } else {
-        let end = message_header_end(r.original);
-        (if utf8 { "message/global-headers" } else { "text/rfc822-headers" }, &r.original[..end])
-    };
-    let eight = !body.is_ascii();
+    put(&human);
+    put(&format!("--{boundary}\nContent-Type: message/{}delivery-status\n\n", if utf8 { "global-" } else { "" }));
+    put(&st);
     put(&format!("\n--{boundary}\nContent-Type: {ty}\n"));
-    if eight {
+    if !body.is_ascii() {
         put("Content-Transfer-Encoding: 8bit\n");
     }
     put("\n");
@@ -170,33 +203,120 @@ pub fn build(r: &Report<'_>) -> Built {
     // The human part is UTF-8 text of our own; only the reply texts or the
     // original can make it 8-bit.
     let eight_bit = !m.is_ascii();
-    Built { text: m, eight_bit, utf8 }
+    Ok(Built { text: m, eight_bit, utf8 })
 }
 
-/// The enhanced status code (RFC 3463) in `text` of class `class`, else `class.0.0`.
-pub fn status(text: &str, class: u8) -> String {
-    let b = text.as_bytes();
-    for i in 0..b.len() {
-        if b[i] != class || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.')) {
-            continue;
-        }
-        let rest = &text[i..];
-        let code: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-        let parts: Vec<&str> = code.trim_end_matches('.').split('.').collect();
-        if parts.len() == 3 && parts[0].len() == 1 && (1..=3).contains(&parts[1].len()) && (1..=3).contains(&parts[2].len()) {
-            return parts.join(".");
-        }
+/// RFC 2046 5.1.1: 1 to 70 characters of `bcharsnospace` (a quoted
+/// parameter, so the few specials allowed are fine; no space here).
+fn usable_boundary(b: &str) -> bool {
+    (1..=70).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"'()+_,-./:=?".contains(&c))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The `Status:` of a recipient (RFC 3464 2.3.4, RFC 3463 codes): the
+/// enhanced code of the remote's reply (or, failing that, the first one in
+/// the text, such as smtp-remote's `(#5.1.2)`) when its class fits the
+/// action: 2 for relayed, 4 for delayed, 5 for failed, and 4 or 5 for a
+/// recipient queue-run gave up on after the queue lifetime (RFC 3463 class
+/// 4 with a failure report: the condition was transient, sending later may
+/// work; Postfix does the same). Else the class of the reply's basic code
+/// with `.0.0`, else `2.0.0`, `4.0.0`, `5.0.0`, or `4.4.7` (delivery time
+/// expired) for a recipient given up on.
+pub fn status(text: &str, action: Action, expired: bool) -> String {
+    let fits = |c: u8| match action {
+        Action::Relayed => c == b'2',
+        Action::Delayed => c == b'4',
+        Action::Failed if expired => c == b'4' || c == b'5',
+        Action::Failed => c == b'5',
+    };
+    let reply = smtp_reply(text);
+    let from_reply = reply.as_deref().and_then(|r| r.get(4..)).and_then(enhanced_at_start);
+    if let Some(code) = from_reply.filter(|c| fits(c.as_bytes()[0])).or_else(|| first_enhanced(text, &fits)) {
+        return code;
     }
-    format!("{}.0.0", class as char)
+    if let Some(c) = reply.as_ref().map(|r| r.as_bytes()[0]).filter(|&c| fits(c)) {
+        return format!("{}.0.0", c as char);
+    }
+    match action {
+        Action::Relayed => "2.0.0".into(),
+        Action::Delayed => "4.0.0".into(),
+        Action::Failed if expired => "4.4.7".into(),
+        Action::Failed => "5.0.0".into(),
+    }
 }
 
-fn has_reply_code(text: &str) -> bool {
-    text.as_bytes().windows(4).enumerate().any(|(i, w)| {
-        matches!(w[0], b'2'..=b'5')
-            && w[1].is_ascii_digit()
-            && w[2].is_ascii_digit()
-            && (w[3] == b' ' || w[3] == b'-')
-            && (i == 0 || !text.as_bytes()[i - 1].is_ascii_alphanumeric() && text.as_bytes()[i - 1] != b'.')
+/// The remote's SMTP reply in a result text, if there is one: what follows
+/// the last `Remote host said: ` (smtp-remote's and qmail-remote's way of
+/// quoting it), else the last `/`-separated piece that starts with a reply
+/// code, with what follows it. The lines of a multi-line reply, which the
+/// report joined with `/`, are joined with spaces.
+pub fn smtp_reply(text: &str) -> Option<String> {
+    const SAID: &str = "Remote host said: ";
+    let start = match text.rfind(SAID) {
+        Some(i) => i + SAID.len(),
+        None => {
+            let mut at = None;
+            let mut pos = 0;
+            for piece in text.split('/') {
+                if starts_with_code(piece) {
+                    at = Some(pos);
+                }
+                pos += piece.len() + 1;
+            }
+            at?
+        }
+    };
+    let rest = text.get(start..)?;
+    if !starts_with_code(rest) {
+        return None;
+    }
+    let code = rest.get(..3)?;
+    let mut out = String::new();
+    for (i, piece) in rest.split('/').enumerate() {
+        if i > 0 {
+            out.push(if piece.starts_with(code) && starts_with_code(piece) { ' ' } else { '/' });
+        }
+        out.push_str(piece);
+    }
+    Some(out)
+}
+
+/// `[2-5]dd` then a space, a hyphen or the end.
+fn starts_with_code(s: &str) -> bool {
+    let b = s.as_bytes();
+    matches!(b.first(), Some(b'2'..=b'5'))
+        && b.get(1).is_some_and(u8::is_ascii_digit)
+        && b.get(2).is_some_and(u8::is_ascii_digit)
+        && matches!(b.get(3), None | Some(b' ' | b'-'))
+}
+
+/// An enhanced status code `c.sss.ddd` at the start of `s` (RFC 3463: class
+/// 2, 4 or 5, subject and detail of 1 to 3 digits), followed by no digit
+/// or dot.
+fn enhanced_at_start(s: &str) -> Option<String> {
+    let code: String = s.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let code = code.trim_end_matches('.').to_owned();
+    let parts: Vec<&str> = code.split('.').collect();
+    let ok = parts.len() == 3
+        && matches!(parts[0], "2" | "4" | "5")
+        && parts[1..].iter().all(|p| (1..=3).contains(&p.len()));
+    ok.then_some(code)
+}
+
+/// The first enhanced code in `text` whose class `fits`, standing alone (not
+/// inside a longer number or word).
+fn first_enhanced(text: &str, fits: &dyn Fn(u8) -> bool) -> Option<String> {
+    let b = text.as_bytes();
+    (0..b.len()).find_map(|i| {
+        let before_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.');
+        if before_ok && fits(b[i]) {
+            text.get(i..).and_then(enhanced_at_start)
+        } else {
+            None
+        }
     })
 }
 
@@ -239,17 +359,52 @@ mod tests {
 
     #[test]
     fn status_codes() {
-        assert_eq!(status("Remote host said: 550 5.1.1 <x@y>: no such user", b'5'), "5.1.1");
-        assert_eq!(status("Sorry, I couldn't find any host named x. (#5.1.2)", b'5'), "5.1.2");
-        assert_eq!(status("451 4.7.1 greylisted", b'4'), "4.7.1");
-        assert_eq!(status("550 no code", b'5'), "5.0.0");
-        assert_eq!(status("version 5.10.2.3 here", b'5'), "5.0.0");
-        assert_eq!(status("", b'2'), "2.0.0");
-        assert!(has_reply_code("Remote host said: 550 5.1.1 x"));
-        assert!(!has_reply_code("Connected to 1.2.3.4 but timed out"));
+        use Action::*;
+        let t = |text: &str, a: Action, expired: bool| status(text, a, expired);
+        // The reply's own code, when its class fits.
+        assert_eq!(t("127.0.0.1 does not like recipient./Remote host said: 550 5.1.1 <x@y>: no such user", Failed, false), "5.1.1");
+        assert_eq!(t("Remote host said: 450 4.3.0 busy", Delayed, false), "4.3.0");
+        assert_eq!(t("451 4.7.1 greylisted", Delayed, false), "4.7.1");
+        // Given up after the lifetime: the remote's 4.x.y stands.
+        assert_eq!(t("Remote host said: 450 4.3.0 busy", Failed, true), "4.3.0");
+        assert_eq!(t("Remote host said: 450 4.3.0 busy", Failed, false), "5.0.0", "a permanent failure is 5");
+        assert_eq!(t("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)", Failed, true), "4.4.1");
+        assert_eq!(t("connection died", Failed, true), "4.4.7");
+        assert_eq!(t("Remote host said: 421 try later", Failed, true), "4.0.0");
+        // smtp-remote's and queue-run's own codes.
+        assert_eq!(t("Sorry, I couldn't find any host named x. (#5.1.2)", Failed, false), "5.1.2");
+        assert_eq!(t("Recipient address has no domain. (#5.1.3)", Failed, false), "5.1.3");
+        assert_eq!(t("550 no code", Failed, false), "5.0.0");
+        assert_eq!(t("version 5.10.2.3 here", Failed, false), "5.0.0");
+        assert_eq!(t("", Relayed, false), "2.0.0");
+        assert_eq!(t("Remote host said: 250 2.1.5 ok/127.0.0.1 accepted message./Remote host said: 250 2.0.0 queued", Relayed, false), "2.0.0");
+        assert_eq!(t("Remote host said: 550 5.1.1. gone", Failed, false), "5.1.1");
     }
 
+    #[test]
+    fn smtp_replies() {
+        let r = |s: &str| smtp_reply(s);
+        assert_eq!(r("127.0.0.1 does not like recipient./Remote host said: 550 5.1.1 no such user").as_deref(), Some("550 5.1.1 no such user"));
+        assert_eq!(
+            r("Remote host said: 250 2.1.5 ok/127.0.0.1 accepted message./Remote host said: 250 2.0.0 queued").as_deref(),
+            Some("250 2.0.0 queued")
+        );
+        assert_eq!(r("Remote host said: 550-5.7.1 first/550 5.7.1 second").as_deref(), Some("550-5.7.1 first 550 5.7.1 second"));
+        assert_eq!(r("421 4.3.2 service not available").as_deref(), Some("421 4.3.2 service not available"));
+        assert_eq!(r("Connected to 192.0.2.1 but sender was rejected./554 no").as_deref(), Some("554 no"));
+        assert_eq!(r("Sorry, I couldn't find any host named x. (#5.1.2)"), None);
+        assert_eq!(r("Remote host said: not a reply"), None);
+        assert_eq!(r("smtp-remote crashed (signal 9) (#4.3.0)"), None);
+        assert_eq!(r("Remote host said: 250 a/b/250 c").as_deref(), Some("250 a/b 250 c"));
+    }
+
+    const B: &str = "=_dsn_0123456789abcdef0123456789abcdef";
+
     fn report(original: &[u8], full: bool, action: Action) -> Built {
+        report_with(original, full, action, &mut || B.to_string()).unwrap()
+    }
+
+    fn report_with(original: &[u8], full: bool, action: Action, b: &mut dyn FnMut() -> String) -> Result<Built, NoBoundary> {
         build(&Report {
             host: "mx.example",
             to: b"alice@example.org",
@@ -263,11 +418,12 @@ mod tests {
                 orcpt: Some(b"rfc822;bob@example.net".to_vec()),
                 action,
                 text: "Remote host said: 550 5.1.1 no such user".into(),
+                expired: false,
                 last_attempt: 1700000090,
             }],
             original,
             full,
-        })
+        }, b)
     }
 
     #[test]
@@ -283,12 +439,12 @@ mod tests {
             "Original-Envelope-Id: ENV+2B1\n",
             "Arrival-Date: Tue, 14 Nov 2023 22:13:20 +0000\n",
             "Final-Recipient: rfc822; bob@example.net\nOriginal-Recipient: rfc822; bob@example.net\nAction: failed\nStatus: 5.1.1\n",
-            "Diagnostic-Code: smtp; Remote host said: 550 5.1.1 no such user\n",
+            "Diagnostic-Code: smtp; 550 5.1.1 no such user\n",
             "Content-Type: message/rfc822\n\nSubject: hi\nFrom: a@b\n\nbody line\n",
         ] {
             assert!(t.contains(want), "missing {want:?} in\n{t}");
         }
-        let boundary = "1700000100.1700000000.1.1/mx.example";
+        let boundary = B;
         assert!(t.ends_with(&format!("\n--{boundary}--\n")));
         assert_eq!(t.matches(&format!("--{boundary}\n")).count(), 3);
         assert!(!t.contains("Will-Retry-Until"));
@@ -306,5 +462,24 @@ mod tests {
         assert!(b.eight_bit);
         let s = report(b"S: x\n\nb\n", false, Action::Relayed);
         assert!(String::from_utf8(s.text).unwrap().contains("Action: relayed\nStatus: 2.0.0\n"));
+    }
+
+    #[test]
+    fn boundary_found_in_a_part_is_not_used() {
+        // The forced first candidate occurs in the original (as a line that
+        // would close the multipart): it is detected and the next one is used.
+        let original = format!("Subject: x\n\n--{B}--\n");
+        let mut cands = vec![B.to_string(), "=_dsn_second".to_string()].into_iter();
+        let b = report_with(original.as_bytes(), true, Action::Failed, &mut || cands.next().unwrap_or_default()).unwrap();
+        let t = String::from_utf8(b.text).unwrap();
+        assert!(t.contains("boundary=\"=_dsn_second\""), "{t}");
+        assert!(t.ends_with("\n--=_dsn_second--\n"));
+        assert_eq!(t.matches("\n--=_dsn_second\n").count(), 3);
+        // Also when it occurs in the status part (a remote's reply text), or
+        // a candidate is unusable; and a source that only collides gives up.
+        let mut cands = vec!["", "bad boundary", "5.1.1", "=_ok"].into_iter().map(String::from);
+        let b = report_with(b"S: x\n\nbody\n", true, Action::Failed, &mut || cands.next().unwrap_or_default()).unwrap();
+        assert!(String::from_utf8(b.text).unwrap().contains("boundary=\"=_ok\""));
+        assert_eq!(report_with(original.as_bytes(), true, Action::Failed, &mut || B.to_string()), Err(NoBoundary));
     }
 }

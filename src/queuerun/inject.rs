@@ -5,7 +5,7 @@
 //! Used by queue-run for DSNs and by sendmail.
 
 use nix::fcntl::OFlag;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -61,13 +61,15 @@ pub struct Injection {
 }
 
 impl Injection {
-    /// Start `prog` with `QUEUE_ATTRS` set to `attrs` (if any).
-    pub fn start(prog: &OsStr, attrs: Option<&str>) -> io::Result<Injection> {
+    /// Start `prog` with `vars` added to its environment and `QUEUE_ATTRS`
+    /// set to `attrs` (if any).
+    pub fn start(prog: &OsStr, attrs: Option<&str>, vars: &[(OsString, OsString)]) -> io::Result<Injection> {
         // The envelope pipe: close-on-exec in this process, so that no other
         // child (a delivery started meanwhile) keeps its write end open.
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
         let mut cmd = Command::new(prog);
         cmd.stdin(Stdio::piped()).stdout(Stdio::from(r)).stderr(Stdio::inherit());
+        cmd.envs(vars.iter().map(|(k, v)| (k, v)));
         match attrs {
             Some(a) => cmd.env("QUEUE_ATTRS", a),
             None => cmd.env_remove("QUEUE_ATTRS"),

@@ -2,6 +2,7 @@
 //! `postqueue -p`. Pure formatting: no I/O here.
 
 use crate::queue::format::Header;
+use crate::queue::printable_address;
 use super::state::{State, Status};
 
 /// `1h02m`, `3d04h`, `45s`.
@@ -21,7 +22,7 @@ pub fn entry(h: &Header, size: u64, st: Option<&State>, now: u64) -> String {
         h.id,
         span(now.saturating_sub(h.time)),
         size,
-        String::from_utf8_lossy(&h.envelope.sender)
+        printable_address(&h.envelope.sender)
     );
     for (i, r) in h.envelope.recipients.iter().enumerate() {
         let rs = st.and_then(|st| st.rcpts.get(i));
@@ -29,14 +30,14 @@ pub fn entry(h: &Header, size: u64, st: Option<&State>, now: u64) -> String {
             None => "pending  not tried yet".to_owned(),
             Some(r) => match r.status {
                 Status::Delivered => "delivered".to_owned(),
-                Status::Failed if r.notified => "failed  bounced".to_owned(),
-                Status::Failed => "failed  bounce pending".to_owned(),
+                Status::Failed if r.notified => format!("failed{}  bounced", if r.expired { " (queue lifetime)" } else { "" }),
+                Status::Failed => format!("failed{}  bounce pending", if r.expired { " (queue lifetime)" } else { "" }),
                 Status::Pending if r.attempts == 0 => "pending  not tried yet".to_owned(),
                 Status::Pending if r.next <= now => format!("pending  attempts {}  next now", r.attempts),
                 Status::Pending => format!("pending  attempts {}  next in {}", r.attempts, span(r.next - now)),
             },
         };
-        s.push_str(&format!("  <{}>  {what}", String::from_utf8_lossy(r)));
+        s.push_str(&format!("  <{}>  {what}", printable_address(r)));
         if let Some(r) = rs.filter(|r| !r.text.is_empty()) {
             s.push_str("  ");
             s.push_str(&r.text);

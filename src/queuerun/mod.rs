@@ -1,6 +1,6 @@
 //! queue-run and sendmail: delivering the queue through smtp-remote, with
 //! retries and DSNs, and a sendmail-style local injector.
-//! Pure modules: qfile, state, backoff, report, dsn, plan, config, list, mailmsg.
+//! Pure modules: state, backoff, report, dsn, plan, config, list, mailmsg, pickup.
 //! I/O: store (the queue folders), inject (the qmail-queue protocol), runner.
 
 pub mod backoff;
@@ -9,6 +9,7 @@ pub mod dsn;
 pub mod inject;
 pub mod list;
 pub mod mailmsg;
+pub mod pickup;
 pub mod plan;
 pub mod report;
 pub mod runner;

@@ -8,6 +8,7 @@ use crate::queue::format::Header;
 use super::report::Outcome;
 use super::state::{State, Status};
 use crate::envelope::Attrs;
+use crate::queue::control_char;
 use std::collections::HashSet;
 
 /// RFC 3461 NOTIFY of one recipient. Without NOTIFY: failures only (no
@@ -48,7 +49,9 @@ pub const DOUBLE_BOUNCE_SENDER: &[u8] = b"#@[]";
 pub fn bounce_to(sender: &[u8], doublebounceto: Option<&[u8]>) -> BounceTo {
     if sender == DOUBLE_BOUNCE_SENDER {
         BounceTo::Nobody
-    } else if sender.is_empty() {
+    } else if sender.is_empty() || control_char(sender).is_some() {
+        // A sender that cannot be written into an envelope (a file from a
+        // writer that did not check) is no better than the null sender.
         match doublebounceto {
             Some(p) if !p.is_empty() => BounceTo::Postmaster(p.to_vec()),
             _ => BounceTo::Nobody,
@@ -79,15 +82,35 @@ pub fn domain_of(rcpt: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(d).to_lowercase())
 }
 
+/// Why recipient `i` cannot be handed to the delivery program at all, if so:
+/// a control character in the sender or in the recipient (never passed on:
+/// CR LF would become SMTP commands of their own, issue 16), or no domain.
+pub fn undeliverable(h: &Header, i: usize) -> Option<&'static str> {
+    let rcpt = h.envelope.recipients.get(i).map(Vec::as_slice).unwrap_or_default();
+    if control_char(&h.envelope.sender).is_some() {
+        Some("Sender address contains a control character; not sent. (#5.1.7)")
+    } else if control_char(rcpt).is_some() {
+        Some("Recipient address contains a control character; not sent. (#5.1.3)")
+    } else if domain_of(rcpt).is_none() {
+        Some("Recipient address has no domain. (#5.1.3)")
+    } else {
+        None
+    }
+}
+
 /// Recipients to try now, grouped by domain (order of first appearance),
-/// each group at most `max_rcpt` long. `force`: ignore the back-off (SIGALRM).
+/// each group at most `max_rcpt` long; the group without a domain holds the
+/// recipients that are `undeliverable`. `force`: ignore the back-off (SIGALRM).
 pub fn due(h: &Header, st: &State, now: u64, in_flight: &HashSet<usize>, force: bool, max_rcpt: usize) -> Vec<(Option<String>, Vec<usize>)> {
     let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     for (i, r) in st.rcpts.iter().enumerate() {
         if r.status != Status::Pending || in_flight.contains(&i) || (!force && r.next > now) {
             continue;
         }
-        let d = h.envelope.recipients.get(i).and_then(|a| domain_of(a));
+        let d = match undeliverable(h, i) {
+            Some(_) => None,
+            None => h.envelope.recipients.get(i).and_then(|a| domain_of(a)),
+        };
         match groups.iter_mut().rev().find(|(gd, g)| *gd == d && g.len() < max_rcpt.max(1)) {
             Some((_, g)) => g.push(i),
             None => groups.push((d, vec![i])),
@@ -106,7 +129,7 @@ pub fn apply(h: &Header, st: &mut State, idxs: &[usize], outcomes: &[Outcome], n
             continue; // never undo a final status
         }
         r.attempts = r.attempts.saturating_add(1);
-        r.text = o.text().to_owned();
+        r.set_text(o.text());
         match o {
             Outcome::Delivered(_) => {
                 r.status = Status::Delivered;
@@ -114,9 +137,11 @@ pub fn apply(h: &Header, st: &mut State, idxs: &[usize], outcomes: &[Outcome], n
                 r.notified = !(notify.success && matches!(to, BounceTo::Sender(_)));
             }
             Outcome::Permanent(_) => fail(r, notify, &to),
-            Outcome::Temporary(t) => {
+            Outcome::Temporary(_) => {
                 if now >= h.time.saturating_add(p.lifetime) {
-                    r.text = format!("{t} (giving up: in the queue longer than {} s)", p.lifetime);
+                    // Given up: the text stays the remote's last word (the
+                    // DSN's Status and Diagnostic-Code come from it).
+                    r.expired = true;
                     fail(r, notify, &to);
                 } else {
                     r.next = p.schedule.next(h.time, now, r.attempts);
@@ -258,6 +283,19 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_never_grouped() {
+        let h = header("s@x", &["a@x.org", "b@x.org\r\nRSET", "c@x.org"], &[]);
+        let st = State::new(1, 3);
+        let none = HashSet::new();
+        assert_eq!(due(&h, &st, 1000, &none, false, 5), vec![(Some("x.org".into()), vec![0, 2]), (None, vec![1])]);
+        assert!(undeliverable(&h, 1).unwrap().contains("Recipient address contains a control character"));
+        let h = header("s@x\n", &["a@x.org"], &[]);
+        assert_eq!(due(&h, &State::new(1, 1), 1000, &none, false, 5), vec![(None, vec![0])]);
+        assert!(undeliverable(&h, 0).unwrap().ends_with("(#5.1.7)"));
+        assert_eq!(bounce_to(b"s@x\n", Some(b"pm")), BounceTo::Postmaster(b"pm".to_vec()));
+    }
+
+    #[test]
     fn outcomes() {
         let s = Schedule::default();
         let p = policy(&s);
@@ -274,8 +312,8 @@ mod tests {
         assert_eq!(st.rcpts[0].status, Status::Delivered);
         // Past the lifetime a temporary failure is permanent.
         apply(&h, &mut st, &[1], &[Outcome::Temporary("451 later".into())], 11_000, &p);
-        assert_eq!(st.rcpts[1].status, Status::Failed);
-        assert!(st.rcpts[1].text.contains("giving up"));
+        assert_eq!((st.rcpts[1].status, st.rcpts[1].expired), (Status::Failed, true));
+        assert_eq!(st.rcpts[1].text, "451 later");
         assert_eq!(owed(&h, &st, 11_000, &p), vec![(0, Action::Relayed), (1, Action::Failed)]);
         mark_notified(&mut st, &[(0, Action::Relayed), (1, Action::Failed)]);
         assert!(complete(&st));

@@ -4,23 +4,26 @@
 //! finished messages. One thread owns all state; helper threads only turn
 //! signals, inotify events and finished deliveries into events on a channel.
 
-use super::config::{self, Config};
+use super::config::Config;
 use super::dsn::{self, Action, RcptReport};
 use super::inject::{Injection, Refused};
+use super::pickup;
 use super::plan::{self, BounceTo, Policy};
 use crate::queue::format::Header;
 use super::report::{self, Exit, Outcome};
 use super::sign;
 use super::state::State;
-use super::store::{LoadError, Queue};
+use super::store::{LoadError, PrepareError, Queue};
 use crate::die;
 use crate::envelope::{Attrs, Envelope};
+use crate::queue::printable_address;
 use nix::sys::signal::{SigSet, Signal};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,19 +49,34 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Read the configuration: `env_file` (if any) over the process environment.
+/// Read the configuration: `env_file` (if any, read as systemd's
+/// `EnvironmentFile=` by `crate::envfile`, as smtpd-supervise reads its `-e`)
+/// over the process environment. The file's assignments are kept in
+/// `Config::env` for the programs queue-run runs.
 pub fn load_config(env_file: Option<&Path>) -> Result<Config, String> {
     let file = match env_file {
         None => Vec::new(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("unable to read {}: {e}", p.display()))?;
-            config::parse_env_file(&text).map_err(|n| format!("{}: line {n}: not KEY=VALUE", p.display()))?
-        }
+        Some(p) => read_env_file(p)?,
     };
     let get = |k: &str| {
-        file.iter().rev().find(|(fk, _)| fk == k).map(|(_, v)| v.clone()).or_else(|| std::env::var(k).ok())
+        file.iter()
+            .rev()
+            .find(|(fk, _)| fk.as_slice() == k.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .or_else(|| std::env::var(k).ok())
     };
-    Config::from_lookup(get, &hostname())
+    let mut cfg = Config::from_lookup(get, &hostname())?;
+    cfg.env = file.into_iter().map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v))).collect();
+    Ok(cfg)
+}
+
+/// The assignments of an environment file, at most `envfile::MAX_FILE` octets.
+fn read_env_file(p: &Path) -> Result<Vec<crate::envfile::Pair>, String> {
+    let mut text = Vec::new();
+    File::open(p)
+        .and_then(|f| f.take(crate::envfile::MAX_FILE as u64 + 1).read_to_end(&mut text))
+        .map_err(|e| format!("unable to read {}: {e}", p.display()))?;
+    crate::envfile::parse_envfile(&text).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// A program named by a setting, or `name` next to our own binary, or `name` from PATH.
@@ -77,6 +95,8 @@ pub fn program(set: Option<&OsString>, name: &str) -> OsString {
 
 enum Event {
     Names(Vec<String>),
+    /// Names that appeared in maildrop/.
+    Drops(Vec<String>),
     Rescan,
     Signal(Signal),
     Done { job: u64, out: Vec<u8>, exit: Exit },
@@ -169,8 +189,11 @@ impl Runner {
         if let Err(e) = sigs.thread_block() {
             die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to block signals: {e}"));
         }
-        if let Err(e) = self.q.prepare() {
-            die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to set up {}: {e}", self.q.dir.display()));
+        match self.q.prepare() {
+            Ok(()) => {}
+            // Folders others can write to: a clear refusal, at start.
+            Err(PrepareError::Unsafe(e)) => die::fatal(PROG, die::EXIT_TEMP, format_args!("{e} (see smtpd-queue(5))")),
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to set up {}: {e}", self.q.dir.display())),
         }
         let tx = self.tx.clone();
         std::thread::spawn(move || loop {
@@ -186,9 +209,21 @@ impl Runner {
         match crate::sys::inotify_watch_dir(&self.q.new_dir()) {
             Ok(fd) => {
                 let tx = self.tx.clone();
-                std::thread::spawn(move || watch(File::from(fd), tx));
+                std::thread::spawn(move || watch(File::from(fd), tx, false));
             }
             Err(e) => die::warn(PROG, format_args!("no inotify ({e}): new messages are seen by the periodic scan only")),
+        }
+        match crate::sys::inotify_watch_dir(&self.q.maildrop_dir()) {
+            Ok(fd) => {
+                let tx = self.tx.clone();
+                std::thread::spawn(move || watch(File::from(fd), tx, true));
+            }
+            Err(e) => die::warn(PROG, format_args!("no inotify on maildrop/ ({e}): local messages are seen by the periodic scan only")),
+        }
+        match self.q.clean_maildrop(crate::queue::LEFTOVER_AGE) {
+            Ok(0) => {}
+            Ok(n) => die::info(PROG, format_args!("removed {n} leftover work files from maildrop/")),
+            Err(e) => die::warn(PROG, format_args!("unable to clean maildrop/: {e}")),
         }
         match self.q.clean_state() {
             Ok(0) => {}
@@ -256,6 +291,13 @@ impl Runner {
                     }
                 }
             }
+            Event::Drops(names) => {
+                if self.stop_at.is_none() {
+                    for n in names.iter().filter(|n| !n.starts_with('.')) {
+                        self.pickup(n);
+                    }
+                }
+            }
             Event::Rescan => self.scan(),
             Event::Done { job, out, exit } => self.done(job, out, exit),
             Event::Signal(Signal::SIGHUP) => match load_config(self.env_file.as_deref()).and_then(|c| Ok((sign::Signing::load(&c)?, c))) {
@@ -294,6 +336,15 @@ impl Runner {
     }
 
     fn scan(&mut self) {
+        // Local messages first: once queued they are in new/ for this scan.
+        match self.q.list_maildrop() {
+            Ok(names) => {
+                for n in names {
+                    self.pickup(&n);
+                }
+            }
+            Err(e) => die::warn(PROG, format_args!("unable to read {}: {e}", self.q.maildrop_dir().display())),
+        }
         match self.q.list() {
             Ok(names) => {
                 for n in names {
@@ -303,6 +354,67 @@ impl Runner {
                 }
             }
             Err(e) => die::warn(PROG, format_args!("unable to read {}: {e}", self.q.new_dir().display())),
+        }
+    }
+
+    /// Queue one drop file of maildrop/ (written by queue-drop for a local
+    /// user): check it as untrusted input (`pickup::check`), hand it to the
+    /// queue program with a `Received:` line naming the submitter's uid, then
+    /// remove it. A file that fails the checks, or that the queue program
+    /// refuses for good, is set aside into bad/; a temporary refusal leaves it
+    /// for the next scan. A crash between queuing and removal queues it twice
+    /// (at least once, as everywhere).
+    fn pickup(&mut self, name: &str) {
+        let bad = |q: &Queue, why: &str| match q.quarantine_drop(name) {
+            Ok(to) => die::warn(PROG, format_args!("maildrop/{}: {why}: set aside as {}", printable_address(name.as_bytes()), to.display())),
+            Err(e) => die::warn(PROG, format_args!("maildrop/{}: {why}; unable to set it aside: {e}", printable_address(name.as_bytes()))),
+        };
+        let f = match self.q.open_drop(name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => return bad(&self.q, "a symbolic link"),
+            Err(e) => return die::warn(PROG, format_args!("maildrop/{name}: unable to open: {e}")),
+        };
+        let md = match f.metadata() {
+            Ok(m) => m,
+            Err(e) => return die::warn(PROG, format_args!("maildrop/{name}: unable to stat: {e}")),
+        };
+        if !md.is_file() {
+            return bad(&self.q, "not a regular file");
+        }
+        let mut r = io::BufReader::with_capacity(8192, f);
+        let (h, off) = match crate::queue::format::read_header(&mut r) {
+            Ok(x) => x,
+            Err(crate::queue::format::ReadError::Io(e)) => return die::warn(PROG, format_args!("maildrop/{name}: unable to read: {e}")),
+            Err(crate::queue::format::ReadError::Format(e)) => return bad(&self.q, &format!("not a drop file: {e}")),
+        };
+        let c = match pickup::check(&h, name, md.uid(), md.nlink()) {
+            Ok(c) => c,
+            Err(why) => return bad(&self.q, &why),
+        };
+        let user = crate::passwd::user_by_uid(c.uid).ok().flatten().map(|e| e.name);
+        let received = pickup::received(&self.cfg.host, c.uid, user.as_deref(), name, &dsn::date(unix_now()));
+        let mut f = r.into_inner();
+        let block = c.attrs.encode();
+        let res = f.seek(SeekFrom::Start(off)).map_err(|e| Refused::Temporary(-1, format!("unable to read: {e}"))).and_then(|_| {
+            let mut inj = Injection::start(&self.queue_prog, Some(&block), &self.child_env())
+                .map_err(|e| Refused::Temporary(-1, format!("unable to run {}: {e}", self.queue_prog.to_string_lossy())))?;
+            // Write errors (the queue program gave up) show in its exit code.
+            let _ = inj.write_all(received.as_bytes());
+            let _ = io::copy(&mut f, &mut inj);
+            inj.finish(&c.envelope.encode())
+        });
+        let who = match &user {
+            Some(u) => format!("uid {} ({})", c.uid, printable_address(u.as_bytes())),
+            None => format!("uid {}", c.uid),
+        };
+        match res {
+            Ok(()) => match self.q.remove_drop(name) {
+                Ok(()) => die::info(PROG, format_args!("maildrop/{name}: local message from {who} queued")),
+                Err(e) => die::warn(PROG, format_args!("maildrop/{name}: queued, but unable to remove it (it may be queued again): {e}")),
+            },
+            Err(e @ Refused::Permanent(..)) => bad(&self.q, &format!("refused by the queue program: {e}")),
+            Err(e) => die::warn(PROG, format_args!("maildrop/{name}: not queued for now (from {who}): {e}")),
         }
     }
 
@@ -333,6 +445,15 @@ impl Runner {
             doublebounceto: self.cfg.doublebounceto.as_deref(),
             max_rcpt: self.cfg.max_rcpt,
         }
+    }
+
+    /// The environment queue-run adds for the programs it runs: the `-e`
+    /// file's assignments, then `QUEUE_DIR` (the queue in use, which a
+    /// SIGHUP does not change), so that DSNs go into this queue.
+    fn child_env(&self) -> Vec<(OsString, OsString)> {
+        let mut v = self.cfg.env.clone();
+        v.push(("QUEUE_DIR".into(), self.cfg.queue_dir.clone().into_os_string()));
+        v
     }
 
     /// Read a message and its state from disk into an `Active`.
@@ -394,11 +515,15 @@ impl Runner {
         let now = unix_now();
         let mut retry_at: Option<u64> = None;
 
-        // Recipients without a domain: nothing to deliver to.
+        // Recipients without a domain, or with a control character in their
+        // address or the sender's: nothing to deliver to.
         let groups = plan::due(&a.header, &a.state, now, &a.in_flight, force, self.cfg.max_rcpt);
         let unroutable: Vec<usize> = groups.iter().filter(|(d, _)| d.is_none()).flat_map(|(_, g)| g.clone()).collect();
         if !unroutable.is_empty() {
-            let outs = vec![Outcome::Permanent("Recipient address has no domain. (#5.1.3)".into()); unroutable.len()];
+            let outs: Vec<Outcome> = unroutable
+                .iter()
+                .map(|&i| Outcome::Permanent(plan::undeliverable(&a.header, i).unwrap_or("Recipient address has no domain. (#5.1.3)").into()))
+                .collect();
             let mut st = a.state.clone();
             plan::apply(&a.header, &mut st, &unroutable, &outs, now, &self.policy());
             match self.q.save_state(id, &st) {
@@ -496,7 +621,7 @@ impl Runner {
         let h = &a.header;
         let sender: &[u8] = if h.envelope.sender == plan::DOUBLE_BOUNCE_SENDER { b"" } else { &h.envelope.sender };
         let attrs = plan::attrs_for(&h.attrs, &idxs).encode();
-        let spawned = File::open(self.q.new_dir().join(id)).and_then(|mut f| {
+        let spawned = self.q.open_message(id).and_then(|mut f| {
             f.seek(SeekFrom::Start(a.body_offset))?;
             let mut cmd = Command::new(&self.remote);
             cmd.arg(&dom).arg(OsStr::from_bytes(sender));
@@ -505,6 +630,8 @@ impl Runner {
             }
             // Its own process group, so that stopping it stops what it started.
             cmd.process_group(0);
+            // The -e file's settings (SMTPROUTES, HELOHOST, TLS...) as queue-run has them.
+            cmd.envs(self.child_env());
             cmd.env("QUEUE_ATTRS", attrs).env("QUEUE_ID", id).stdin(Stdio::from(f)).stdout(Stdio::piped()).stderr(Stdio::inherit());
             if feed.is_some() {
                 cmd.stdin(Stdio::piped());
@@ -687,7 +814,7 @@ impl Runner {
         let ret_hdrs = h.attrs.get("RET").is_some_and(|v| v.eq_ignore_ascii_case(b"HDRS"));
         let body_len = a.size.saturating_sub(a.body_offset);
         let full = !ret_hdrs && body_len <= self.cfg.bounce_max as u64;
-        let original = match read_original(&self.q.new_dir().join(id), a.body_offset, if full { body_len as usize } else { 256 * 1024 }) {
+        let original = match read_original(&self.q, id, a.body_offset, if full { body_len as usize } else { 256 * 1024 }) {
             Ok(o) => o,
             Err(e) => {
                 die::warn(PROG, format_args!("{id}: unable to read the message for a DSN: {e}"));
@@ -701,6 +828,7 @@ impl Runner {
                 orcpt: h.attrs.get(&format!("RCPT.{i}.ORCPT")).map(<[u8]>::to_vec),
                 action,
                 text: a.state.rcpts.get(i).map(|r| r.text.clone()).unwrap_or_default(),
+                expired: action == Action::Failed && a.state.rcpts.get(i).is_some_and(|r| r.expired),
                 last_attempt: 0,
             })
             .collect();
@@ -715,7 +843,14 @@ impl Runner {
             rcpts,
             original: &original,
             full,
-        });
+        }, &mut random_boundary);
+        let built = match built {
+            Ok(b) => b,
+            Err(e) => {
+                die::warn(PROG, format_args!("{id}: unable to build a DSN: {e}"));
+                return false;
+            }
+        };
         let mut attrs = Attrs::default();
         if built.eight_bit {
             attrs.push("BODY", "8BITMIME");
@@ -735,9 +870,9 @@ impl Runner {
                 kinds.push(k);
             }
         }
-        match inject(&self.queue_prog, &built.text, &env, &attrs) {
+        match inject(&self.queue_prog, &self.child_env(), &built.text, &env, &attrs) {
             Ok(()) => {
-                die::info(PROG, format_args!("{id}: DSN ({}) queued for <{}>", kinds.join(","), String::from_utf8_lossy(&to)));
+                die::info(PROG, format_args!("{id}: DSN ({}) queued for <{}>", kinds.join(","), printable_address(&to)));
                 let mut st = a.state.clone();
                 plan::mark_notified(&mut st, &owed);
                 if !plan::complete(&st) || a.jobs > 0 {
@@ -759,7 +894,7 @@ impl Runner {
                     die::warn(PROG, format_args!("{id}: unable to queue a DSN: {e}"));
                     return false;
                 }
-                die::warn(PROG, format_args!("{id}: DSN for <{}> dropped: {e}", String::from_utf8_lossy(&to)));
+                die::warn(PROG, format_args!("{id}: DSN for <{}> dropped: {e}", printable_address(&to)));
                 let mut st = a.state.clone();
                 plan::mark_notified(&mut st, &owed);
                 if (!plan::complete(&st) || a.jobs > 0) && self.q.save_state(id, &st).is_err() {
@@ -772,17 +907,34 @@ impl Runner {
     }
 }
 
-fn inject(prog: &OsStr, text: &[u8], env: &Envelope, attrs: &Attrs) -> Result<(), Refused> {
+fn inject(prog: &OsStr, vars: &[(OsString, OsString)], text: &[u8], env: &Envelope, attrs: &Attrs) -> Result<(), Refused> {
     let block = attrs.encode();
-    let mut inj = Injection::start(prog, if attrs.is_empty() { None } else { Some(&block) })
+    let mut inj = Injection::start(prog, if attrs.is_empty() { None } else { Some(&block) }, vars)
         .map_err(|e| Refused::Temporary(-1, format!("unable to run {}: {e}", prog.to_string_lossy())))?;
     let _ = inj.write_all(text);
     inj.finish(&env.encode())
 }
 
+/// A MIME boundary nobody can guess: `=_dsn_` and 128 bits from the OS
+/// (ring's SystemRandom: getrandom(2)). `=_` cannot occur in
+/// quoted-printable text. Empty if the OS gives no randomness (the DSN is
+/// then not built, and tried again later).
+fn random_boundary() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        return String::new();
+    }
+    let mut s = String::from("=_dsn_");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
 /// Up to `max` bytes of the message text of a queue file.
-fn read_original(path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
-    let mut f = File::open(path)?;
+fn read_original(q: &Queue, id: &str, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+    let mut f = q.open_message(id)?;
     f.seek(SeekFrom::Start(offset))?;
     let mut v = Vec::new();
     f.take(max as u64).read_to_end(&mut v)?;
@@ -795,7 +947,7 @@ fn log_attempt(id: &str, dom: &str, h: &Header, idxs: &[usize], outs: &[Outcome]
         .iter()
         .zip(outs)
         .map(|(&i, o)| {
-            let r = h.envelope.recipients.get(i).map(|r| String::from_utf8_lossy(r).into_owned()).unwrap_or_default();
+            let r = h.envelope.recipients.get(i).map(|r| printable_address(r)).unwrap_or_default();
             let what = match o {
                 Outcome::Delivered(_) => "delivered",
                 Outcome::Temporary(_) => "deferred",
@@ -808,7 +960,7 @@ fn log_attempt(id: &str, dom: &str, h: &Header, idxs: &[usize], outs: &[Outcome]
 }
 
 /// Read inotify events; names created in new/ become events.
-fn watch(mut f: File, tx: Sender<Event>) {
+fn watch(mut f: File, tx: Sender<Event>, drops: bool) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match f.read(&mut buf) {
@@ -824,7 +976,11 @@ fn watch(mut f: File, tx: Sender<Event>) {
                 names.push(String::from_utf8_lossy(&name).into_owned());
             }
         }
-        let ev = if overflow { Event::Rescan } else { Event::Names(names) };
+        let ev = match (overflow, drops) {
+            (true, _) => Event::Rescan,
+            (false, false) => Event::Names(names),
+            (false, true) => Event::Drops(names),
+        };
         if tx.send(ev).is_err() {
             return;
         }
@@ -850,5 +1006,11 @@ pub fn list(cfg: &Config, out: &mut dyn Write) -> io::Result<usize> {
         }
     }
     writeln!(out, "{n} messages")?;
+    // Local messages not picked up yet (queue-run not running, or refused for now).
+    if let Ok(drops) = q.list_maildrop() {
+        if !drops.is_empty() {
+            writeln!(out, "{} local messages waiting in maildrop/", drops.len())?;
+        }
+    }
     Ok(n)
 }

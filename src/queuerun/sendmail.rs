@@ -1,14 +1,17 @@
 //! sendmail for local programs (cron, scripts): builds the envelope, adds
 //! the header fields a local submission lacks (Date, Message-ID, From) and
-//! hands the message to the queue program (`QMAILQUEUE`, else queue-inject)
-//! over the qmail-queue protocol. The message is streamed: only its header
-//! is held in memory (at most `mailmsg::MAX_HEADER`).
+//! hands the message to the queue program over the qmail-queue protocol:
+//! `QMAILQUEUE`, else queue-drop (setgid, into the queue's drop folder, for
+//! every local user; queue-run picks it up). sendmail itself is not
+//! privileged. The message is streamed: only its header is held in memory
+//! (at most `mailmsg::MAX_HEADER`).
 
 use super::inject::{Injection, Refused};
 use super::mailmsg::{self, Filter, EX_DATAERR, EX_IOERR, EX_OSERR, EX_TEMPFAIL, EX_USAGE};
 use super::runner::{hostname, program, unix_now};
 use crate::die;
 use crate::envelope::{Attrs, Envelope};
+use crate::queue::{control_char, printable_address};
 use crate::xtext;
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -20,13 +23,14 @@ fn env(k: &str) -> Option<String> {
 }
 
 /// The local user's name: `MAILUSER`, `USER`, `LOGNAME`, else the real
-/// uid's name in /etc/passwd.
+/// uid's name in /etc/passwd, else the uid's number.
 fn user() -> String {
+    let uid = nix::unistd::getuid().as_raw();
     env("MAILUSER")
         .or_else(|| env("USER"))
         .or_else(|| env("LOGNAME"))
-        .or_else(|| crate::passwd::user_by_uid(nix::unistd::getuid().as_raw()).ok().flatten().map(|e| e.name))
-        .unwrap_or_else(|| "root".into())
+        .or_else(|| crate::passwd::user_by_uid(uid).ok().flatten().map(|e| e.name))
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// Run sendmail with `args` (without argv[0]) on `input`. Returns the exit code.
@@ -44,6 +48,14 @@ pub fn run(args: &[OsString], mut input: impl Read) -> i32 {
         Some(s) => mailmsg::qualify(s, &host),
         None => format!("{user}@{host}").into_bytes(),
     };
+    // No control character in an envelope address (CR LF would smuggle SMTP
+    // commands to the next hop): a bad argument is a usage error.
+    for a in std::iter::once(&sender).chain(&o.recipients) {
+        if control_char(a).is_some() {
+            die::warn(PROG, format_args!("address contains a control character: <{}>", printable_address(a)));
+            return EX_USAGE;
+        }
+    }
 
     // The header first: enough to know what to add and, for -t, whom to send to.
     let mut filter = Filter::new(o.ignore_dots);
@@ -68,6 +80,11 @@ pub fn run(args: &[OsString], mut input: impl Read) -> i32 {
 
     let mut rcpts: Vec<Vec<u8>> = Vec::new();
     let extra = if o.from_headers { scan.rcpts.clone() } else { Vec::new() };
+    // Addresses read from the header (-t): bad input data.
+    if let Some(a) = extra.iter().find(|a| control_char(a).is_some()) {
+        die::warn(PROG, format_args!("header address contains a control character: <{}>", printable_address(a)));
+        return EX_DATAERR;
+    }
     for r in o.recipients.iter().chain(extra.iter()) {
         let r = mailmsg::qualify(r, &host);
         if !rcpts.contains(&r) {
@@ -113,9 +130,9 @@ pub fn run(args: &[OsString], mut input: impl Read) -> i32 {
         }
     }
 
-    let prog = program(env("QMAILQUEUE").map(OsString::from).as_ref(), "queue-inject");
+    let prog = program(env("QMAILQUEUE").map(OsString::from).as_ref(), "queue-drop");
     let block = attrs.encode();
-    let mut inj = match Injection::start(&prog, if attrs.is_empty() { None } else { Some(&block) }) {
+    let mut inj = match Injection::start(&prog, if attrs.is_empty() { None } else { Some(&block) }, &[]) {
         Ok(i) => i,
         Err(e) => {
             die::warn(PROG, format_args!("unable to run {}: {e}", prog.to_string_lossy()));

@@ -4,22 +4,34 @@
 //! ```text
 //! queue-run-state 1
 //! ino <inode of new/<id>>            ties the state to that very file
-//! r <P|D|F> <notified 0|1> <delayed 0|1> <attempts> <next attempt> <xtext text>
+//! r <P|D|F|E> <notified 0|1> <delayed 0|1> <attempts> <next attempt> <xtext text>
 //! ```
 //! An optional `dkim <signed at> <expires> <xtext fields>` line (after `ino`,
 //! at most one; older files have none) keeps the DKIM-Signature fields made
 //! for the message, so that every destination and retry sends the same ones
 //! (`signtable::Stored`).
 //! One `r` line per recipient, in envelope order. `P` pending, `D` delivered,
-//! `F` failed for good; `notified`: the DSN owed for that final status was
-//! queued (or none was owed); `delayed`: a delay DSN was queued.
+//! `F` failed for good, `E` failed because queue-run gave up after the
+//! queue lifetime (the text is then the last temporary result); `notified`:
+//! the DSN owed for that final status was queued (or none was owed);
+//! `delayed`: a delay DSN was queued.
 
 use super::signtable::Stored;
 use crate::xtext;
 
 pub const MAGIC: &str = "queue-run-state 1";
+/// Longest result text kept per recipient, in octets (a longer one keeps
+/// both ends: the host's words and its last reply). It bounds the state.
+pub const MAX_TEXT: usize = 500;
+/// Longest `r` line: `r X 1 1 `, attempts (10 digits), next (20 digits),
+/// the text in xtext (3 octets per octet at worst), spaces and newline.
+pub const MAX_LINE: usize = 8 + 10 + 1 + 20 + 1 + 3 * MAX_TEXT + 1;
 /// A state file larger than this is corrupt.
 pub const MAX_STATE: usize = 16 << 20;
+// Every message queue-inject takes (at most MAX_RCPT recipients) has a state
+// that can be written and read back (issue 16, point 12); store.rs sets a
+// file with more recipients aside.
+const _: () = assert!(MAGIC.len() + 1 + 25 + crate::queue::inject::MAX_RCPT * MAX_LINE <= MAX_STATE);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -38,11 +50,18 @@ pub struct Rcpt {
     pub next: u64,
     /// The last result's text (remote reply).
     pub text: String,
+    /// Failed because queue-run gave up after the queue lifetime (`E`), not
+    /// because the remote said no: `text` is the last temporary result.
+    pub expired: bool,
 }
 
 impl Rcpt {
     pub fn new() -> Rcpt {
-        Rcpt { status: Status::Pending, notified: false, delay_notified: false, attempts: 0, next: 0, text: String::new() }
+        Rcpt { status: Status::Pending, notified: false, delay_notified: false, attempts: 0, next: 0, text: String::new(), expired: false }
+    }
+    /// Record a result text, cut to `MAX_TEXT`.
+    pub fn set_text(&mut self, text: &str) {
+        self.text = cut_text(text);
     }
     /// Nothing more to do for this recipient.
     pub fn done(&self) -> bool {
@@ -79,6 +98,7 @@ impl State {
             let st = match r.status {
                 Status::Pending => 'P',
                 Status::Delivered => 'D',
+                Status::Failed if r.expired => 'E',
                 Status::Failed => 'F',
             };
             s.push_str(&format!(
@@ -87,7 +107,7 @@ impl State {
                 r.delay_notified as u8,
                 r.attempts,
                 r.next,
-                xtext::encode(r.text.as_bytes())
+                xtext::encode(cut_text(&r.text).as_bytes())
             ));
         }
         s.into_bytes()
@@ -119,10 +139,11 @@ impl State {
             if *r != "r" {
                 return None;
             }
-            let status = match *st {
-                "P" => Status::Pending,
-                "D" => Status::Delivered,
-                "F" => Status::Failed,
+            let (status, expired) = match *st {
+                "P" => (Status::Pending, false),
+                "D" => (Status::Delivered, false),
+                "F" => (Status::Failed, false),
+                "E" => (Status::Failed, true),
                 _ => return None,
             };
             rcpts.push(Rcpt {
@@ -131,11 +152,31 @@ impl State {
                 delay_notified: flag(d)?,
                 attempts: a.parse().ok()?,
                 next: next.parse().ok()?,
-                text: String::from_utf8_lossy(&xtext::decode(text.as_bytes())?).into_owned(),
+                text: cut_text(&String::from_utf8_lossy(&xtext::decode(text.as_bytes())?)),
+                expired,
             });
         }
         Some(State { ino, rcpts, dkim })
     }
+}
+
+/// `text` if it is at most `MAX_TEXT` octets, else its first and last parts
+/// around ` ... ` (cut on character boundaries).
+pub fn cut_text(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    const GAP: &str = " ... ";
+    let half = (MAX_TEXT - GAP.len()) / 2;
+    let mut head = half;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - (MAX_TEXT - GAP.len() - head);
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}{GAP}{}", &text[..head], &text[tail..])
 }
 
 fn flag(s: &str) -> Option<bool> {
@@ -162,12 +203,45 @@ mod tests {
             attempts: 4,
             next: 1700000000,
             text: "451 4.7.1 try later = soon".into(),
+            expired: false,
         };
         st.rcpts[2].status = Status::Failed;
+        st.rcpts[2].expired = true;
         st.rcpts[2].text = String::new();
         let enc = st.encode();
         assert_eq!(State::parse(&enc), Some(st.clone()));
         assert!(st.rcpts[0].done() && !st.rcpts[1].done() && !st.rcpts[2].done());
+    }
+
+    #[test]
+    fn largest_legal_state_is_written_and_read_back() {
+        // queue-inject's most recipients, each with the longest result text
+        // a report gives (two records of 1000 characters, joined), all of it
+        // octets that xtext triples, and the largest numbers.
+        let n = crate::queue::inject::MAX_RCPT;
+        let mut st = State::new(u64::MAX, n);
+        let worst = format!("{}/{}", " ".repeat(1003), "=".repeat(1003));
+        for r in &mut st.rcpts {
+            *r = Rcpt { status: Status::Failed, notified: true, delay_notified: true, attempts: u32::MAX, next: u64::MAX, text: worst.clone(), expired: true };
+        }
+        let enc = st.encode();
+        assert!(enc.len() <= MAX_STATE, "{} octets, over {MAX_STATE}", enc.len());
+        let back = State::parse(&enc).expect("read back");
+        assert_eq!(back.rcpts.len(), n);
+        assert_eq!(back.rcpts[n - 1].attempts, u32::MAX);
+        // The text is kept in part, both ends.
+        let t = &back.rcpts[0].text;
+        assert!(t.len() <= MAX_TEXT && t.starts_with("   ") && t.ends_with("==="), "{t:?}");
+        assert_eq!(State::parse(&back.encode()), Some(back.clone()));
+    }
+
+    #[test]
+    fn cut_texts() {
+        assert_eq!(cut_text("short"), "short");
+        let long = format!("{}{}", "\u{e9}".repeat(400), "x".repeat(400));
+        let c = cut_text(&long);
+        assert!(c.len() <= MAX_TEXT && c.starts_with('\u{e9}') && c.ends_with('x') && c.contains(" ... "), "{c}");
+        assert_eq!(cut_text(&c), c);
     }
 
     #[test]

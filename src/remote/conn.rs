@@ -56,6 +56,9 @@ pub struct Conn {
     inbuf: Vec<u8>,
     out: Vec<u8>,
     timeout: Duration,
+    /// No reply is awaited past this instant, whatever `timeout` says (the
+    /// attempt's own deadline, TIMEOUTATTEMPT).
+    limit: Option<Instant>,
 }
 
 /// Read buffer step; a line may be at most `reply::MAX_LINE` plus CR LF.
@@ -66,7 +69,18 @@ impl Conn {
         let s = TcpStream::connect_timeout(&addr, connect_timeout)?;
         s.set_nodelay(true)?;
         s.set_write_timeout(Some(timeout))?;
-        Ok(Conn { stream: Stream::Plain(s), inbuf: Vec::new(), out: Vec::new(), timeout })
+        Ok(Conn { stream: Stream::Plain(s), inbuf: Vec::new(), out: Vec::new(), timeout, limit: None })
+    }
+
+    /// Cut every wait at `limit` from now on (`None`: the reply timeout only).
+    pub fn set_limit(&mut self, limit: Option<Instant>) {
+        self.limit = limit;
+    }
+
+    /// When the reply (or handshake) that starts now must be complete.
+    fn deadline(&self) -> Instant {
+        let d = Instant::now() + self.timeout;
+        self.limit.map_or(d, |l| d.min(l))
     }
 
     pub fn is_tls(&self) -> bool {
@@ -111,7 +125,7 @@ impl Conn {
     /// Flush, then read one whole reply.
     pub fn read_reply(&mut self) -> Result<Reply, Error> {
         self.flush()?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.deadline();
         let mut parser = reply::Parser::new();
         loop {
             let line = self.read_line(deadline)?;
@@ -132,12 +146,13 @@ impl Conn {
         if !self.inbuf.is_empty() {
             return Err(Error::Tls("server sent data after its STARTTLS reply".into()));
         }
+        let deadline = self.deadline();
         let Stream::Plain(mut sock) = self.stream else {
             return Err(Error::Tls("TLS already active".into()));
         };
         let mut tls = ClientConnection::new(config, name).map_err(|e| Error::Tls(e.to_string()))?;
-        sock.set_read_timeout(Some(self.timeout)).map_err(Error::Io)?;
-        let deadline = Instant::now() + self.timeout;
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        sock.set_read_timeout(Some(left)).map_err(Error::Io)?;
         while tls.is_handshaking() {
             if Instant::now() >= deadline {
                 return Err(Error::Timeout);
@@ -148,7 +163,7 @@ impl Conn {
                 Err(e) => return Err(tls_io_error(e)),
             }
         }
-        Ok(Conn { stream: Stream::Tls(Box::new(StreamOwned::new(tls, sock))), inbuf: Vec::new(), out: self.out, timeout: self.timeout })
+        Ok(Conn { stream: Stream::Tls(Box::new(StreamOwned::new(tls, sock))), inbuf: Vec::new(), out: self.out, timeout: self.timeout, limit: self.limit })
     }
 
     /// Send QUIT without waiting for the answer (qmail-remote: "waiting for

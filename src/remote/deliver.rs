@@ -1,23 +1,24 @@
-//! One delivery: choose the hosts (smtproutes, address literal, MX per RFC
-//! 5321 section 5, null MX per RFC 7505), try each address in turn, and hold
-//! the SMTP dialogue with the first that answers. Returns what the report
-//! says; the main writes it.
+//! One delivery: check the envelope, choose the hosts (smtproutes with its
+//! options, address literal, MX per RFC 5321 section 5, null MX per RFC
+//! 7505), leave out this host (mail loops), try each address in turn within
+//! the attempt's bounds, and hold the SMTP dialogue with the first that
+//! answers. Returns what the report says; the main writes it.
 
 use super::auth;
 use super::conn::{self, Conn};
 use super::reply::Reply;
 use super::report::{Kind, Outcome, RcptResult};
-use super::routes::Routes;
-use super::smtp::{self, Extensions, MailParams};
+use super::routes::{Route, Routes};
+use super::smtp::{self, BadAddress, Extensions, MailParams};
 use super::spool::Spool;
-use super::tls::{self, Policy};
+use super::tls::{self, Pin, Policy};
 use crate::dns::{self, Resolver};
 use crate::envelope::Attrs;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Everything read from the environment, once.
 pub struct Config {
@@ -34,6 +35,26 @@ pub struct Config {
     pub timeout: Duration,
     pub port: u16,
     pub attrs: Attrs,
+    /// `SMTP_XCLIENT`, `SMTP_XFORWARD`: pass the original client's facts
+    /// on (off unless told: they are the client's, not the next hop's).
+    pub xclient: bool,
+    pub xforward: bool,
+    /// `TLS_PIN`: certificates accepted, and TLS required, when set.
+    pub pins: Vec<Pin>,
+    /// `AUTH_UNVERIFIED`: send credentials over TLS whose certificate
+    /// nobody vouched for (off: a man in the middle would collect them).
+    pub auth_unverified: bool,
+    /// `SMTPD_PORTS`: the ports this host's own SMTP servers listen on; a
+    /// next hop that is one of this host's addresses on one of them is a
+    /// mail loop.
+    pub own_ports: Vec<u16>,
+    /// `SMTP_MAXMX`: the most exchangers looked up and tried per attempt.
+    pub max_mx: usize,
+    /// `SMTP_MAXADDRS`: the most addresses of one exchanger or relay tried.
+    pub max_addrs: usize,
+    /// `TIMEOUTATTEMPT`: the most time from the start of the attempt until a
+    /// server is ready for MAIL (DNS, connections, greetings, TLS, AUTH).
+    pub attempt_timeout: Duration,
 }
 
 impl Config {
@@ -45,6 +66,13 @@ impl Config {
             match var(n) {
                 None => Ok(d),
                 Some(v) => v.trim().parse::<u64>().ok().filter(|&x| x > 0).ok_or(format!("bad {n}: {v:?}")),
+            }
+        };
+        let flag = |n: &str| -> Result<bool, String> {
+            match var(n).as_deref().map(str::trim) {
+                None | Some("") | Some("0") => Ok(false),
+                Some("1") => Ok(true),
+                Some(v) => Err(format!("bad {n}: {v:?} (0 or 1)")),
             }
         };
         let helo = match var("HELOHOST") {
@@ -73,8 +101,9 @@ impl Config {
             Some(v) => Attrs::parse(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())).ok_or("bad QUEUE_ATTRS")?,
         };
         let port = num("SMTP_PORT", 25)?;
-        let webpki = match policy {
-            Policy::Verify => {
+        // Built once when any delivery may need it (SMTP_TLS or a route's tls=).
+        let webpki = match (policy, routes.any_tls(Policy::Verify)) {
+            (Policy::Verify, _) | (_, true) => {
                 let cafile = var("TLS_CAFILE").filter(|s| !s.is_empty());
                 Some(tls::roots(cafile.as_deref()).and_then(tls::webpki_verifier)?)
             }
@@ -91,6 +120,24 @@ impl Config {
             timeout: Duration::from_secs(num("TIMEOUTREMOTE", 1200)?),
             port: u16::try_from(port).map_err(|_| "bad SMTP_PORT")?,
             attrs,
+            xclient: flag("SMTP_XCLIENT")?,
+            xforward: flag("SMTP_XFORWARD")?,
+            auth_unverified: flag("AUTH_UNVERIFIED")?,
+            max_mx: usize::try_from(num("SMTP_MAXMX", 5)?).map_err(|_| "bad SMTP_MAXMX")?,
+            max_addrs: usize::try_from(num("SMTP_MAXADDRS", 2)?).map_err(|_| "bad SMTP_MAXADDRS")?,
+            attempt_timeout: Duration::from_secs(num("TIMEOUTATTEMPT", 600)?),
+            own_ports: var("SMTPD_PORTS")
+                .unwrap_or_else(|| "25".into())
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse::<u16>().ok().filter(|&p| p > 0).ok_or(format!("bad SMTPD_PORTS: {p:?}")))
+                .collect::<Result<_, _>>()?,
+            pins: var("TLS_PIN")
+                .unwrap_or_default()
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|p| !p.is_empty())
+                .map(|p| tls::parse_pin(p).ok_or(format!("bad TLS_PIN: {p:?} (sha256:hex)")))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -118,11 +165,61 @@ struct Target {
     name: Option<String>,
     /// Whether the answer that led here was DNSSEC-validated (AD).
     secure: bool,
+    /// The MX preference; 0 for a relay, a literal, an implicit MX.
+    pref: u16,
 }
 
 pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> Delivery {
+    // Every address is checked before anything is sent: CR LF in an
+    // address would end the command and smuggle others into the session
+    // (issue 16.6); such an address is refused here, permanently.
+    if let Err(e) = smtp::check_address(&job.sender) {
+        let o = Outcome::perm(format!("Sorry, the sender address {}. (#5.1.7)", e.what()));
+        return Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
+    }
+    let bad: Vec<Option<BadAddress>> = job
+        .rcpts
+        .iter()
+        .map(|r| if r.is_empty() { Some(BadAddress::NotAnAddress) } else { smtp::check_address(r).err() })
+        .collect();
+    if bad.iter().all(Option::is_some) {
+        let o = Outcome::perm("Sorry, no recipient address is valid. (#5.1.3)");
+        return Delivery { partner: String::new(), rcpts: merge(&bad, Vec::new()), outcome: o };
+    }
+    let mut d = attempt(cfg, job, &bad, spool, dns);
+    if bad.iter().any(Option::is_some) {
+        d.rcpts = merge(&bad, d.rcpts);
+    }
+    d
+}
+
+/// One record per recipient: ours for a refused address, in between the
+/// results of the recipients that went out. A good recipient the dialogue
+/// never reached gets `r`, so that the message record decides for it, as
+/// when no recipient has a record.
+fn merge(bad: &[Option<BadAddress>], got: Vec<RcptResult>) -> Vec<RcptResult> {
+    let mut got = got.into_iter();
+    bad.iter()
+        .map(|b| match b {
+            Some(b) => RcptResult::Invalid(format!("Sorry, the recipient address {}. (#5.1.3)", b.what())),
+            None => got.next().unwrap_or(RcptResult::Accepted),
+        })
+        .collect()
+}
+
+/// The attempt proper, for the recipients `bad` does not refuse.
+fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spool, dns: &Resolver) -> Delivery {
     let none = |o: Outcome| Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
-    let targets = match targets(cfg, job, dns) {
+    let host = match ascii_host(&job.host) {
+        Ok(h) => h,
+        Err(o) => return none(o),
+    };
+    let route = cfg.routes.lookup(&host);
+    let set = Settings::new(cfg, route);
+    // One bad destination (a tarpit, thousands of MX) must not hold a
+    // delivery slot for long: everything before MAIL shares one deadline.
+    let deadline = Instant::now() + cfg.attempt_timeout;
+    let targets = match targets(cfg, &host, route, dns, deadline) {
         Ok(t) => t,
         Err(o) => return none(o),
     };
@@ -137,20 +234,25 @@ pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> De
     for t in &targets {
         let mut plaintext_retry = false;
         loop {
-            let tls = match tls_mode(cfg, t, dns, plaintext_retry) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let tls = match tls_mode(cfg, &set, t, dns, plaintext_retry) {
                 Ok(m) => m,
                 Err(o) => {
                     last = Some(Delivery { partner: t.addr.ip().to_string(), rcpts: Vec::new(), outcome: o });
                     break;
                 }
             };
-            let conn = match Conn::connect(t.addr, cfg.connect_timeout, cfg.timeout) {
+            let mut conn = match Conn::connect(t.addr, cfg.connect_timeout.min(left), cfg.timeout) {
                 Ok(c) => c,
                 Err(_) => break,
             };
+            conn.set_limit(Some(deadline));
             let key = t.name.clone().unwrap_or_else(|| t.addr.ip().to_string());
             let creds = creds_text.as_deref().and_then(|text| auth::lookup(text, &key));
-            let mut s = Session { cfg, job, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
+            let mut s = Session { cfg, set: &set, job, bad, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
             let end = s.run(conn);
             let r = Delivery { partner: s.partner, rcpts: s.rcpts, outcome: end.outcome };
             match end.next {
@@ -166,27 +268,83 @@ pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> De
             }
         }
     }
-    last.unwrap_or_else(|| none(Outcome::temp("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)")))
+    last.unwrap_or_else(|| {
+        if Instant::now() >= deadline {
+            return none(Outcome::temp(format!(
+                "Sorry, I found no server to take the message within {} seconds (TIMEOUTATTEMPT). (#4.4.1)",
+                cfg.attempt_timeout.as_secs()
+            )));
+        }
+        none(Outcome::temp("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)"))
+    })
 }
 
 /// The addresses to try, in order; `Err` is the final outcome (DNS failure,
 /// no such domain, null MX).
-fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outcome> {
-    let host = job.host.trim_end_matches('.');
-    // A U-label domain is looked up by its A-label (RFC 5890).
-    let ascii;
-    let host = if host.is_ascii() {
-        host
+fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver, deadline: Instant) -> Result<Vec<Target>, Outcome> {
+    let found = candidates(cfg, host, route, dns, deadline)?;
+    let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
+    if !cfg.own_ports.contains(&port) {
+        // Another local service (a content filter, a test sink) is not us;
+        // the greeting check still catches a loop through it.
+        return Ok(found);
+    }
+    let mine = local_addrs();
+    drop_self(found, |ip| is_me(ip, &mine)).map_err(|ip| {
+        Outcome::perm(format!(
+            "Sorry, mail for {} loops back to myself: {ip} port {port} is this host. (#5.4.6)",
+            super::report::safe(host)
+        ))
+    })
+}
+
+/// qmail-remote (and Postfix's smtp_addr): when one of the targets is this
+/// host, keep only those preferred to it, the better exchangers a backup
+/// MX hands mail to; none left (this host is the best exchanger, or the
+/// relay, or the literal): `Err` with the address that is this host.
+fn drop_self(found: Vec<Target>, me: impl Fn(IpAddr) -> bool) -> Result<Vec<Target>, IpAddr> {
+    let Some(first) = found.iter().filter(|t| me(t.addr.ip())).min_by_key(|t| t.pref) else { return Ok(found) };
+    let (prefme, ip) = (first.pref, first.addr.ip());
+    let kept: Vec<Target> = found.into_iter().filter(|t| t.pref < prefme).collect();
+    if kept.is_empty() {
+        Err(ip)
     } else {
-        ascii = idna::domain_to_ascii_strict(host).map_err(|_| perm_dns(host))?;
-        ascii.as_str()
-    };
-    let route = cfg.routes.lookup(host);
+        Ok(kept)
+    }
+}
+
+/// An address that reaches this host: loopback (all of 127.0.0.0/8),
+/// unspecified (connecting to 0.0.0.0 or :: reaches this host on Linux),
+/// or one of its interfaces'; an IPv4-mapped address as its IPv4 address.
+fn is_me(ip: IpAddr, mine: &[IpAddr]) -> bool {
+    let ip = ip.to_canonical();
+    ip.is_loopback() || ip.is_unspecified() || mine.contains(&ip)
+}
+
+/// Every interface's address (getifaddrs); none when that fails, which
+/// leaves loopback and unspecified addresses to `is_me`.
+fn local_addrs() -> Vec<IpAddr> {
+    let Ok(ifs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    ifs.filter_map(|i| {
+        let a = i.address?;
+        if let Some(v4) = a.as_sockaddr_in() {
+            Some(IpAddr::V4(v4.ip()))
+        } else {
+            a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+        }
+    })
+    .collect()
+}
+
+/// The targets smtproutes or DNS give, in order, at most `max_addrs` per
+/// name and `max_mx` exchangers: so at most 1 + 2 x `max_mx` DNS queries
+/// here (MX, then A and AAAA of each), whatever the answers hold.
+fn candidates(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver, deadline: Instant) -> Result<Vec<Target>, Outcome> {
     let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
     if let Some(relay) = route.and_then(|r| r.relay.as_deref()) {
         // qmail: a relay is looked up by address only, never by MX.
         if let Some(ip) = literal(relay) {
-            return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false }]);
+            return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false, pref: 0 }]);
         }
         // RFC 7672 2.2.2: a relay named by a secure A/AAAA answer is its own
         // TLSA base domain.
@@ -194,15 +352,24 @@ fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outco
             Ok(a) if !a.records.is_empty() => Ok(a
                 .records
                 .into_iter()
-                .map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(relay.to_string()), secure: a.secure })
+                .take(cfg.max_addrs)
+                .map(|ip| Target { addr: SocketAddr::new(ip, port), name: Some(relay.to_string()), secure: a.secure, pref: 0 })
                 .collect()),
-            Ok(_) => Err(perm_nomx()),
-            Err(dns::Error::NoName) => Err(perm_dns(relay)),
+            // A relay is the operator's own setting: a typo must not bounce
+            // the day's mail (issue 17.11), so both answers are temporary.
+            Ok(_) => Err(Outcome::temp(format!(
+                "Sorry, the relay {} of my smtproutes has no address. (#4.4.4)",
+                super::report::safe(relay)
+            ))),
+            Err(dns::Error::NoName) => Err(Outcome::temp(format!(
+                "Sorry, the relay {} of my smtproutes does not exist in DNS. (#4.1.2)",
+                super::report::safe(relay)
+            ))),
             Err(dns::Error::Temp(_)) => Err(temp_dns()),
         };
     }
     if let Some(ip) = literal(host).filter(|_| host.starts_with('[')) {
-        return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false }]);
+        return Ok(vec![Target { addr: SocketAddr::new(ip, port), name: None, secure: false, pref: 0 }]);
     }
     let mx = match dns.mx(host) {
         Ok(a) => a,
@@ -224,16 +391,24 @@ fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outco
         mx.records.clone()
     };
     sort_mx(&mut exchangers, seed());
+    // Postfix's smtp_mx_address_limit: the best few only (an answer of
+    // 2000 MX must not cost 4000 queries and 2000 connections).
+    exchangers.truncate(cfg.max_mx);
     let mut out = Vec::new();
     let mut soft = false;
-    for (_, name) in &exchangers {
+    for (pref, name) in &exchangers {
+        if Instant::now() >= deadline {
+            soft = true;
+            break;
+        }
         match dns.addrs(name) {
             // RFC 7672 2.2.1-2: DANE only when the MX and the address
             // answers were both validated.
-            Ok(a) => out.extend(a.records.into_iter().map(|ip| Target {
+            Ok(a) => out.extend(a.records.into_iter().take(cfg.max_addrs).map(|ip| Target {
                 addr: SocketAddr::new(ip, port),
                 name: Some(name.clone()),
                 secure: mx.secure && a.secure,
+                pref: *pref,
             })),
             Err(dns::Error::Temp(_)) => soft = true,
             Err(dns::Error::NoName) => {}
@@ -243,6 +418,30 @@ fn targets(cfg: &Config, job: &Job, dns: &Resolver) -> Result<Vec<Target>, Outco
         return Err(if soft { temp_dns() } else { perm_nomx() });
     }
     Ok(out)
+}
+
+/// The host without its trailing dot; a U-label domain as its A-label,
+/// which is what DNS and smtproutes know (RFC 5890).
+fn ascii_host(host: &str) -> Result<String, Outcome> {
+    let host = host.trim_end_matches('.');
+    if host.is_ascii() {
+        return Ok(host.to_string());
+    }
+    idna::domain_to_ascii_strict(host).map_err(|_| perm_dns(host))
+}
+
+/// Does the first word of the reply (the server's name in a greeting or an
+/// EHLO reply, RFC 5321 4.2, 4.1.1.1) name us? Never for `localhost`, which
+/// too many servers call themselves to mean anything.
+fn names_me(r: &Reply, me: &str) -> bool {
+    let me = me.trim_end_matches('.');
+    if me.eq_ignore_ascii_case("localhost") || me.eq_ignore_ascii_case("localhost.localdomain") {
+        return false;
+    }
+    let first = r.texts().next().unwrap_or_default();
+    let word = first.split(|&b| b == b' ').next().unwrap_or_default();
+    let word = word.strip_suffix(b".").unwrap_or(word);
+    word.eq_ignore_ascii_case(me.as_bytes())
 }
 
 /// `[192.0.2.1]`, `[IPv6:2001:db8::1]`, or a bare address.
@@ -284,27 +483,59 @@ fn perm_nomx() -> Outcome {
     Outcome::perm("Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)")
 }
 
+/// The settings of one delivery: the variables, each overridden by the
+/// option of the same meaning on the route it takes.
+struct Settings {
+    policy: Policy,
+    /// The route's pins, else `TLS_PIN`'s.
+    pins: Vec<Pin>,
+    xclient: bool,
+    xforward: bool,
+    auth_unverified: bool,
+}
+
+impl Settings {
+    fn new(cfg: &Config, route: Option<&Route>) -> Settings {
+        let o = route.map(|r| &r.opts);
+        Settings {
+            policy: o.and_then(|o| o.tls).unwrap_or(cfg.policy),
+            pins: o.map(|o| o.pins.clone()).filter(|p| !p.is_empty()).unwrap_or_else(|| cfg.pins.clone()),
+            xclient: o.and_then(|o| o.xclient).unwrap_or(cfg.xclient),
+            xforward: o.and_then(|o| o.xforward).unwrap_or(cfg.xforward),
+            auth_unverified: o.and_then(|o| o.auth_unverified).unwrap_or(cfg.auth_unverified),
+        }
+    }
+}
+
 /// How TLS goes for one target.
 struct TlsMode {
     /// `None`: no STARTTLS at all.
     verifier: Option<Arc<dyn ServerCertVerifier>>,
     required: bool,
     dane: bool,
+    /// The verifier checks the certificate itself (WebPKI, DANE records,
+    /// pins), not just the handshake: credentials may go (RFC 4954 4).
+    verified: bool,
     name: ServerName<'static>,
 }
 
-fn tls_mode(cfg: &Config, t: &Target, dns: &Resolver, plaintext: bool) -> Result<TlsMode, Outcome> {
+fn tls_mode(cfg: &Config, set: &Settings, t: &Target, dns: &Resolver, plaintext: bool) -> Result<TlsMode, Outcome> {
     let name = match &t.name {
         Some(n) => ServerName::try_from(n.trim_end_matches('.').to_string()).unwrap_or_else(|_| ServerName::IpAddress(t.addr.ip().into())),
         None => ServerName::IpAddress(t.addr.ip().into()),
     };
-    let mut m = TlsMode { verifier: None, required: false, dane: false, name };
+    let mut m = TlsMode { verifier: None, required: false, dane: false, verified: false, name };
+    if !set.pins.is_empty() {
+        // Pins name the certificate itself: TLS required whatever the level.
+        (m.verifier, m.required, m.verified) = (Some(tls::Pinned::verifier(set.pins.clone())), true, true);
+        return Ok(m);
+    }
     let any = || Some(tls::AnyCert::verifier());
-    match cfg.policy {
+    match set.policy {
         Policy::None => {}
         Policy::May => m.verifier = if plaintext { None } else { any() },
         Policy::Encrypt => (m.verifier, m.required) = (any(), true),
-        Policy::Verify => (m.verifier, m.required) = (cfg.webpki.clone(), true),
+        Policy::Verify => (m.verifier, m.required, m.verified) = (cfg.webpki.clone(), true, true),
         Policy::Dane => {
             m.verifier = if plaintext { None } else { any() };
             // RFC 7672 2.2: only names reached through validated DNS get
@@ -315,7 +546,10 @@ fn tls_mode(cfg: &Config, t: &Target, dns: &Resolver, plaintext: bool) -> Result
                         m.required = true;
                         m.dane = true;
                         // Secure but unusable records: encrypt without authentication.
-                        m.verifier = Some(tls::Dane::verifier(a.records).unwrap_or_else(tls::AnyCert::verifier));
+                        match tls::Dane::verifier(a.records) {
+                            Some(v) => (m.verifier, m.verified) = (Some(v), true),
+                            None => m.verifier = any(),
+                        }
                     }
                     Ok(_) | Err(dns::Error::NoName) => {}
                     Err(dns::Error::Temp(_)) => {
@@ -347,7 +581,10 @@ struct End {
 
 struct Session<'a> {
     cfg: &'a Config,
+    set: &'a Settings,
     job: &'a Job,
+    /// Per recipient of the job: refused before the dialogue (not sent).
+    bad: &'a [Option<BadAddress>],
     spool: &'a mut Spool,
     partner: String,
     tls: TlsMode,
@@ -381,6 +618,15 @@ impl Session<'_> {
         End { outcome: Outcome::temp(format!("{} {dup}(#4.4.2)", self.connected(&why))), next }
     }
 
+    /// The server calls itself by our name: it is this host (through a
+    /// route, a port forward, a NAT), and the mail would circle. Permanent
+    /// as Postfix's "mail for X loops back to myself" for the best MX.
+    fn looped(&self, how: &str) -> End {
+        let host = super::report::safe(&self.job.host);
+        let what = format!("it {how} with my own name, {}: mail for {host} loops back to myself. (#5.4.6)", self.cfg.helo);
+        End { outcome: Outcome::perm(self.connected(&what)), next: Next::Done }
+    }
+
     fn fail(&self, reply: &Reply, what: &str, next: Next) -> End {
         End { outcome: Outcome::from_reply(reply, self.connected(what)), next }
     }
@@ -389,6 +635,9 @@ impl Session<'_> {
         conn.send(format!("EHLO {}\r\n", self.cfg.helo).as_bytes());
         let r = conn.read_reply()?;
         if r.code == 250 {
+            if names_me(&r, &self.cfg.helo) {
+                return Ok(Err(self.looped("answered EHLO")));
+            }
             return Ok(Ok(Extensions::parse(&r)));
         }
         if r.code >= 500 {
@@ -424,6 +673,9 @@ impl Session<'_> {
         if greeting.code != 220 {
             // qmail-remote: a temporary failure whatever the code; try the next MX.
             keep!(End { outcome: Outcome::temp_reply(&greeting, self.connected("greeting failed.")), next: Next::Another });
+        }
+        if names_me(&greeting, &self.cfg.helo) {
+            keep!(self.looped("greeted me"));
         }
         let mut ext = match io!(self.ehlo(&mut conn)) {
             Ok(e) => e,
@@ -468,7 +720,7 @@ impl Session<'_> {
         let attrs = &self.cfg.attrs;
         let forward = smtp::has_client_attrs(attrs);
         // XCLIENT: the server answers with a new greeting; EHLO again.
-        if let (Some(offered), true) = (ext.xclient.clone(), forward) {
+        if let (Some(offered), true) = (ext.xclient.clone(), forward && self.set.xclient) {
             let mut ok = true;
             for c in smtp::xclient_commands(&offered, attrs) {
                 conn.send(&c);
@@ -494,6 +746,18 @@ impl Session<'_> {
                     next: Next::Another
                 });
             }
+            // Over TLS that anyone in the middle could have set up, the
+            // password would go to them: only to a verified (or pinned)
+            // certificate, unless the operator says otherwise (as Postfix's
+            // smtp_sasl_tls_security_options wants verify for a relayhost).
+            if !self.tls.verified && !self.set.auth_unverified {
+                keep!(End {
+                    outcome: Outcome::temp(
+                        self.connected("its certificate was not verified: not sending credentials over unverified TLS. (#4.7.0)")
+                    ),
+                    next: Next::Another
+                });
+            }
             let Some(mech) = auth::choose(&ext.auth) else {
                 keep!(End { outcome: Outcome::temp(self.connected("it offers no AUTH mechanism I know. (#4.7.0)")), next: Next::Another });
             };
@@ -505,7 +769,7 @@ impl Session<'_> {
             }
         }
 
-        if let (Some(offered), true) = (ext.xforward.clone(), forward) {
+        if let (Some(offered), true) = (ext.xforward.clone(), forward && self.set.xforward) {
             for c in smtp::xforward_commands(&offered, attrs) {
                 conn.send(&c);
                 // A refusal only loses the forwarded facts, not the mail.
@@ -528,7 +792,9 @@ impl Session<'_> {
         }
         let header_utf8 = attrs.get("SMTPUTF8").is_some() && scan.header_eight_bit;
         let mut sender = self.job.sender.clone();
-        let mut rcpts = self.job.rcpts.clone();
+        let sent = |i: usize| self.bad.get(i).is_some_and(Option::is_none);
+        let mut rcpts: Vec<Vec<u8>> =
+            self.job.rcpts.iter().enumerate().filter(|(i, _)| sent(*i)).map(|(_, r)| r.clone()).collect();
         let mut wants_utf8 = header_utf8 || smtp::envelope_needs_utf8(&sender, &rcpts);
         if wants_utf8 && !ext.smtputf8 && !header_utf8 {
             // RFC 6531 3.2: only the domains are non-ASCII? Their A-labels
@@ -545,6 +811,8 @@ impl Session<'_> {
         }
         let eight = scan.eight_bit || attrs.get("BODY").is_some_and(|b| b.eq_ignore_ascii_case(b"8BITMIME"));
         let (ret, envid, rparams) = smtp::dsn_params(attrs, self.job.rcpts.len());
+        // RCPT.n.* count every recipient of the command line.
+        let rparams: Vec<smtp::RcptParams> = rparams.into_iter().enumerate().filter(|(i, _)| sent(*i)).map(|(_, p)| p).collect();
         let mp = MailParams {
             size: ext.size.map(|_| scan.size),
             eight_bit: eight && ext.eight_bit_mime,
@@ -559,7 +827,11 @@ impl Session<'_> {
             .map(|(r, p)| smtp::rcpt_command(r, &if ext.dsn { p } else { smtp::RcptParams::default() }))
             .collect();
 
-        // The transaction: pipelined (RFC 2920) when offered, else step by step.
+        // The transaction: pipelined (RFC 2920) when offered, else step by
+        // step. From here only the reply timeout counts: a transaction is
+        // never cut short for the attempt's deadline (after the dot that
+        // would risk a duplicate).
+        conn.set_limit(None);
         let (mail_reply, data_reply) = if ext.pipelining {
             conn.send(&mail);
             for c in &rcpt_cmds {
@@ -598,7 +870,7 @@ impl Session<'_> {
         if !self.any_accepted() {
             let last = self.rcpts.iter().rev().find_map(|r| match r {
                 RcptResult::Refused(r) => Some(r.clone()),
-                RcptResult::Accepted => None,
+                RcptResult::Accepted | RcptResult::Invalid(_) => None,
             });
             keep!(End {
                 outcome: Outcome { kind: Kind::Perm, text: format!("Giving up on {}.", self.partner), reply: last },
@@ -712,6 +984,37 @@ mod tests {
         assert_eq!(literal("[IPv6:::1]"), Some("::1".parse().unwrap()));
         assert_eq!(literal("192.0.2.1"), Some(IpAddr::from([192, 0, 2, 1])));
         assert_eq!(literal("[mx.example]"), None);
+    }
+
+    fn t(ip: &str, pref: u16) -> Target {
+        Target { addr: SocketAddr::new(ip.parse().unwrap(), 25), name: None, secure: false, pref }
+    }
+
+    #[test]
+    fn loops() {
+        let me = |ip: IpAddr| is_me(ip, &["192.0.2.25".parse().unwrap()]);
+        for ip in ["127.0.0.1", "127.9.9.9", "::1", "0.0.0.0", "::", "192.0.2.25", "::ffff:127.0.0.1", "::ffff:192.0.2.25"] {
+            assert!(me(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["192.0.2.26", "10.0.0.1", "2001:db8::25"] {
+            assert!(!me(ip.parse().unwrap()), "{ip}");
+        }
+        let ips = |v: &[Target]| v.iter().map(|t| t.addr.ip().to_string()).collect::<Vec<_>>();
+        // A backup MX (preference 20) hands mail to the better one only.
+        let v = vec![t("10.0.0.1", 10), t("192.0.2.25", 20), t("10.0.0.2", 20), t("10.0.0.3", 30)];
+        assert_eq!(ips(&drop_self(v, me).unwrap()), ["10.0.0.1"]);
+        // The best MX (or one of equal preference): a loop.
+        let v = vec![t("10.0.0.1", 10), t("127.0.0.1", 10), t("10.0.0.3", 30)];
+        assert_eq!(drop_self(v, me).unwrap_err(), "127.0.0.1".parse::<IpAddr>().unwrap());
+        let v = vec![t("10.0.0.1", 0), t("10.0.0.2", 0)];
+        assert_eq!(drop_self(v, me).unwrap().len(), 2);
+        let r = |l: &str| Reply { code: 250, lines: vec![l.as_bytes().to_vec(), b"250 PIPELINING".to_vec()] };
+        assert!(names_me(&r("250-MX.example.org. hello"), "mx.example.org"));
+        assert!(names_me(&r("220 mx.example.org"), "mx.example.org."));
+        assert!(!names_me(&r("250-mx.example.org.uk"), "mx.example.org"));
+        assert!(!names_me(&r("250-other hello mx.example.org"), "mx.example.org"));
+        assert!(!names_me(&r("220 localhost ESMTP"), "localhost"));
+        assert!(!names_me(&Reply { code: 250, lines: vec![b"250".to_vec()] }, "mx.example.org"));
     }
 
     #[test]

@@ -59,6 +59,8 @@ impl Outcome {
 pub enum RcptResult {
     Accepted,
     Refused(Reply),
+    /// Refused here, permanently, before any command (our text, one line).
+    Invalid(String),
 }
 
 /// The whole report: recipient records (only when the conversation got as
@@ -73,6 +75,11 @@ pub fn encode(host: &str, rcpts: &[RcptResult], outcome: &Outcome) -> Vec<u8> {
                 out.extend_from_slice(safe(host).as_bytes());
                 out.extend_from_slice(b" does not like recipient.\n");
                 said(&mut out, reply);
+            }
+            RcptResult::Invalid(text) => {
+                out.push(b'h');
+                out.extend_from_slice(safe(text).as_bytes());
+                out.push(b'\n');
             }
         }
         out.push(0);
@@ -111,6 +118,8 @@ mod tests {
         let bad = Reply::new(550, "no such user");
         let later = Reply::new(450, "try later");
         let rc = [RcptResult::Accepted, RcptResult::Refused(bad), RcptResult::Refused(later)];
+        let inv = [RcptResult::Invalid("Sorry, bad\r\n. (#5.1.3)".into()), RcptResult::Accepted];
+        assert_eq!(encode("", &inv, &Outcome::temp("later")), b"hSorry, bad??. (#5.1.3)\n\0r\0Zlater\n\0");
         let o = Outcome { kind: Kind::Accepted, text: "127.0.0.1 accepted message.".into(), reply: Some(ok) };
         assert_eq!(
             encode("127.0.0.1", &rc, &o),

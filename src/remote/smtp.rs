@@ -231,16 +231,75 @@ fn x_value(v: &[u8]) -> String {
     s
 }
 
+/// Why an envelope address (from argv) cannot go into a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadAddress {
+    /// A byte below 32 or DEL: CR LF would end the command and start
+    /// another (command smuggling); no other control byte is valid in a
+    /// Mailbox or a Quoted-string either (RFC 5321 4.1.2).
+    Control,
+    /// The part after the last `@` is neither a domain name nor an address
+    /// literal: `>` or a space there would end the path or add parameters.
+    Domain,
+    /// Empty (as a recipient), or without `@` and not a dot-atom
+    /// (`postmaster` is fine).
+    NotAnAddress,
+}
+
+impl BadAddress {
+    /// For the report: "the sender address {what}".
+    pub fn what(self) -> &'static str {
+        match self {
+            BadAddress::Control => "has a control character, which SMTP cannot carry",
+            BadAddress::Domain => "has a domain that is neither a name nor an address literal",
+            BadAddress::NotAnAddress => "is not an address",
+        }
+    }
+}
+
+/// Can `addr` go between `<` and `>` once `quote_address` has quoted its
+/// local part? The empty (null) address passes; a caller that needs a
+/// mailbox checks emptiness itself.
+pub fn check_address(addr: &[u8]) -> Result<(), BadAddress> {
+    if addr.iter().any(|&b| b < 32 || b == 127) {
+        return Err(BadAddress::Control);
+    }
+    if addr.is_empty() {
+        return Ok(());
+    }
+    let Some(at) = addr.iter().rposition(|&b| b == b'@') else {
+        return if is_dot_atom(addr) { Ok(()) } else { Err(BadAddress::NotAnAddress) };
+    };
+    let domain = addr.get(at + 1..).unwrap_or_default();
+    if is_domain(domain) {
+        Ok(())
+    } else {
+        Err(BadAddress::Domain)
+    }
+}
+
+/// A domain name (letters, digits, `-`, `.`, `_` as real zones have it, and
+/// UTF-8 for U-labels, RFC 6531) or an address literal whose content is
+/// RFC 5321 4.1.3 dcontent (%d33-90 / %d94-126).
+fn is_domain(d: &[u8]) -> bool {
+    if let Some(inner) = d.strip_prefix(b"[").and_then(|x| x.strip_suffix(b"]")) {
+        return !inner.is_empty() && inner.iter().all(|&b| (33..=90).contains(&b) || (94..=126).contains(&b));
+    }
+    !d.is_empty() && d.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_' || b >= 0x80)
+}
+
 /// The address inside `<>`: the local part quoted when it is not a
-/// dot-atom (RFC 5321 4.1.2), as qmail-remote's addrmangle does. An address
-/// without `@` (e.g. `postmaster`) and the null sender go as they are.
+/// dot-atom (RFC 5321 4.1.2), as qmail-remote's addrmangle does; a local
+/// part that already is a Quoted-string (smtpd-rs keeps `"john.doe"` as the
+/// client sent it) goes as it is, never quoted twice. An address without
+/// `@` (e.g. `postmaster`) and the null sender go as they are.
 pub fn quote_address(addr: &[u8]) -> Vec<u8> {
     let at = match addr.iter().rposition(|&b| b == b'@') {
         Some(i) => i,
         None => return addr.to_vec(),
     };
     let (local, domain) = (&addr[..at], &addr[at..]);
-    if is_dot_atom(local) {
+    if is_dot_atom(local) || is_quoted_string(local) {
         return addr.to_vec();
     }
     let mut q = vec![b'"'];
@@ -253,6 +312,26 @@ pub fn quote_address(addr: &[u8]) -> Vec<u8> {
     q.push(b'"');
     q.extend_from_slice(domain);
     q
+}
+
+/// RFC 5321 4.1.2 Quoted-string: DQUOTE *QcontentSMTP DQUOTE, where
+/// QcontentSMTP is qtextSMTP (%d32-33 / %d35-91 / %d93-126, and UTF-8 per
+/// RFC 6531 3.3) or a quoted-pairSMTP (backslash and %d32-126).
+fn is_quoted_string(s: &[u8]) -> bool {
+    let Some(inner) = s.strip_prefix(b"\"").and_then(|x| x.strip_suffix(b"\"")) else { return false };
+    let mut it = inner.iter();
+    while let Some(&b) = it.next() {
+        match b {
+            b'\\' => match it.next() {
+                Some(&q) if (32..=126).contains(&q) => {}
+                _ => return false,
+            },
+            b'"' => return false,
+            32..=126 | 0x80.. => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn is_dot_atom(s: &[u8]) -> bool {
@@ -332,6 +411,16 @@ mod tests {
             (b"x@y@z", b"\"x@y\"@z"),
             (b"@c", b"\"\"@c"),
             (b"j\xc3\xb6rg@c", b"j\xc3\xb6rg@c"),
+            // Already quoted: as it is (issue: quoted twice on the way out).
+            (b"\"john.doe\"@c", b"\"john.doe\"@c"),
+            (b"\"a b\"@c", b"\"a b\"@c"),
+            (b"\"a\\\"b\"@c", b"\"a\\\"b\"@c"),
+            (b"\"\"@c", b"\"\"@c"),
+            // Not a well-formed Quoted-string: quoted (and escaped) whole.
+            (b"\"a\"b\"@c", b"\"\\\"a\\\"b\\\"\"@c"),
+            (b"\"a\\\"@c", b"\"\\\"a\\\\\\\"\"@c"),
+            (b"\"a\"x@c", b"\"\\\"a\\\"x\"@c"),
+            (b"\"@c", b"\"\\\"\"@c"),
         ];
         for (i, o) in t {
             assert_eq!(quote_address(i), o.to_vec(), "{}", String::from_utf8_lossy(i));
@@ -341,6 +430,38 @@ mod tests {
         assert_eq!((s, r), (b"a@xn--bcher-kva.example".to_vec(), vec![b"x@y".to_vec()]));
         assert_eq!(ascii_envelope(b"a@b", &[b"j\xc3\xb6rg@c".to_vec()]), None);
         assert!(!envelope_needs_utf8(b"a@b", &[b"c@d".to_vec()]));
+    }
+
+    #[test]
+    fn address_checks() {
+        use BadAddress::*;
+        let t: &[(&[u8], Result<(), BadAddress>)] = &[
+            (b"", Ok(())),
+            (b"a@b.example", Ok(())),
+            (b"postmaster", Ok(())),
+            (b"a b@c", Ok(())),
+            (b"\"john.doe\"@c", Ok(())),
+            (b"x@[192.0.2.1]", Ok(())),
+            (b"x@[IPv6:2001:db8::1]", Ok(())),
+            (b"j\xc3\xb6rg@b\xc3\xbccher.example", Ok(())),
+            (b"x@_dmarc.example", Ok(())),
+            (b"x@example.net>\r\nRSET\r\nMAIL FROM:<a@b", Err(Control)),
+            (b"a\tb@c", Err(Control)),
+            (b"a@c\x7f", Err(Control)),
+            (b"a@c\n", Err(Control)),
+            (b"a@c> NOTIFY=NEVER", Err(Domain)),
+            (b"a@c>", Err(Domain)),
+            (b"a@", Err(Domain)),
+            (b"a@[1.2.3.4", Err(Domain)),
+            (b"a@[]", Err(Domain)),
+            (b"a@[1]2]", Err(Domain)),
+            (b"a@b c", Err(Domain)),
+            (b"post master", Err(NotAnAddress)),
+            (b"a>b", Err(NotAnAddress)),
+        ];
+        for (a, want) in t {
+            assert_eq!(check_address(a), *want, "{}", String::from_utf8_lossy(a));
+        }
     }
 
     #[test]

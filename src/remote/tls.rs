@@ -46,6 +46,30 @@ impl Policy {
     }
 }
 
+/// A pinned certificate: the SHA-256 of its SubjectPublicKeyInfo or of the
+/// whole certificate (DER); a server certificate matches either way.
+pub type Pin = [u8; 32];
+
+/// `sha256:` and 64 hex digits, upper or lower case, pairs optionally
+/// separated by colons (as `openssl x509 -fingerprint -sha256` prints them).
+pub fn parse_pin(s: &str) -> Option<Pin> {
+    let (algo, hex) = s.split_once(':')?;
+    if !algo.eq_ignore_ascii_case("sha256") {
+        return None;
+    }
+    let digits: Vec<u8> = hex.bytes().filter(|&b| b != b':').collect();
+    // from_str_radix alone would take a sign.
+    if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut pin = [0u8; 32];
+    for (out, pair) in pin.iter_mut().zip(digits.chunks(2)) {
+        let s = std::str::from_utf8(pair).ok()?;
+        *out = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(pin)
+}
+
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -110,6 +134,56 @@ impl ServerCertVerifier for AnyCert {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Pinned certificates (`TLS_PIN`, a route's `pin=`): the leaf matches a
+/// pin by the SHA-256 of its SubjectPublicKeyInfo or of itself; names,
+/// dates and chain are not checked (as DANE-EE, RFC 7672 3.1.1), which is
+/// what a smarthost's self-signed certificate needs.
+#[derive(Debug)]
+pub struct Pinned {
+    pins: Vec<Pin>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Pinned {
+    pub fn verifier(pins: Vec<Pin>) -> Arc<dyn ServerCertVerifier> {
+        Arc::new(Pinned { pins, provider: provider() })
+    }
+}
+
+/// Does the certificate (DER) match one of `pins`?
+pub fn pinned(pins: &[Pin], cert_der: &[u8]) -> bool {
+    let sha = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b);
+    let whole = sha(cert_der);
+    let key = dane::spki(cert_der).map(sha);
+    pins.iter().any(|p| whole.as_ref() == p || key.as_ref().is_some_and(|k| k.as_ref() == p))
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        ee: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        if pinned(&self.pins, ee) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(Error::General("the certificate matches no pinned certificate".into()))
+        }
+    }
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -188,5 +262,26 @@ mod tests {
         assert!(Dane::verifier(vec![TlsaRecord { usage: 1, selector: 1, matching: 1, data: vec![] }]).is_none());
         assert!(config(AnyCert::verifier()).is_ok());
         assert!(roots(Some("/nonexistent")).is_err());
+    }
+
+    #[test]
+    fn pins() {
+        let hex = "0123456789abcdef".repeat(4);
+        let want: Pin = std::array::from_fn(|i| [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef][i % 8]);
+        assert_eq!(parse_pin(&format!("sha256:{hex}")), Some(want));
+        assert_eq!(parse_pin(&format!("SHA256:{}", hex.to_uppercase())), Some(want));
+        let colons: Vec<String> = hex.as_bytes().chunks(2).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+        assert_eq!(parse_pin(&format!("sha256:{}", colons.join(":"))), Some(want));
+        assert_eq!(parse_pin(&hex), None);
+        assert_eq!(parse_pin(&format!("sha512:{hex}")), None);
+        assert_eq!(parse_pin(&format!("sha256:{}", &hex[1..])), None);
+        assert_eq!(parse_pin(&format!("sha256:{}x", &hex[1..])), None);
+        assert_eq!(parse_pin(&format!("sha256:+{}", &hex[1..])), None);
+        assert_eq!(parse_pin("sha256:é"), None);
+        // Not a certificate: only its whole hash can match.
+        let junk = b"not a certificate";
+        let whole: Pin = ring::digest::digest(&ring::digest::SHA256, junk).as_ref().try_into().unwrap();
+        assert!(pinned(&[[0; 32], whole], junk));
+        assert!(!pinned(&[[0; 32]], junk) && !pinned(&[], junk));
     }
 }

@@ -4,7 +4,9 @@
 //! few bytes. A bare CR or bare LF never ends or splits a message: it makes
 //! the message fail (sticky error) while the decoder keeps looking for the
 //! real end (https://cr.yp.to/docs/smtplf.html; SMTP smuggling,
-//! CVE-2023-51764). Lines of any length are passed through. Pure: no I/O here.
+//! CVE-2023-51764). Lines of any length are passed through. Also the hop
+//! counter, which counts the trace fields of the decoded header section
+//! (loop detection, RFC 5321 6.3). Pure: no I/O here.
 
 /// Why a message is refused after its end has been read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +17,8 @@ pub enum DataError {
     BareLf,
     /// A CR not followed by LF.
     BareCr,
+    /// More `Received:` and `Delivered-To:` fields than the hop limit.
+    TooManyHops,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +218,82 @@ impl ChunkDecoder {
     }
 }
 
+/// Default hop limit (MAXHOPS): RFC 5321 6.3 asks for at least 100.
+pub const DEFAULT_MAXHOPS: u32 = 100;
+
+/// Counts the `Received:` and `Delivered-To:` fields of a message's header
+/// section, fed the decoded message (LF line ends) in pieces of any size:
+/// RFC 5321 6.3's loop detection. The header ends at the first empty line
+/// (RFC 5322 2.1); continuation lines (starting with a space or tab) are not
+/// fields. Field names are compared without regard to case, with white space
+/// allowed before the colon (RFC 5322 4.5.3, obsolete syntax); unlike qmail,
+/// which counts every line starting with `received` or `delivered`, names
+/// that merely begin so (`Received-SPF:`) are not hops. State: one field
+/// name prefix of at most 16 octets.
+#[derive(Debug, Clone)]
+pub struct HopCounter {
+    limit: u32,
+    hops: u32,
+    /// Still in the header section.
+    in_header: bool,
+    /// Octets of the current line seen so far (saturating).
+    pos: usize,
+    /// The current line's name so far, lower case; `None` once the line is
+    /// known not to be a counted field (or has been counted).
+    name: Option<([u8; NAME_MAX], usize)>,
+}
+
+const NAME_MAX: usize = 16;
+const TRACE_NAMES: [&[u8]; 2] = [b"received", b"delivered-to"];
+
+impl HopCounter {
+    /// `limit`: the most trace fields accepted (0: no limit).
+    pub fn new(limit: u32) -> HopCounter {
+        HopCounter { limit, hops: 0, in_header: true, pos: 0, name: Some(([0; NAME_MAX], 0)) }
+    }
+
+    /// Count the trace fields in the next piece of the decoded message.
+    pub fn feed(&mut self, data: &[u8]) {
+        for &b in data {
+            if !self.in_header {
+                return;
+            }
+            if b == b'\n' {
+                if self.pos == 0 {
+                    self.in_header = false; // the empty line ends the header
+                }
+                self.pos = 0;
+                self.name = Some(([0; NAME_MAX], 0));
+                continue;
+            }
+            self.pos = self.pos.saturating_add(1);
+            let Some((buf, len)) = &mut self.name else { continue };
+            if b == b':' {
+                let name = buf.get(..*len).unwrap_or_default().trim_ascii_end();
+                if TRACE_NAMES.contains(&name) {
+                    self.hops = self.hops.saturating_add(1);
+                }
+                self.name = None;
+            } else if *len < NAME_MAX && (b.is_ascii_graphic() || ((b == b' ' || b == b'\t') && *len > 0)) {
+                buf[*len] = b.to_ascii_lowercase();
+                *len += 1;
+            } else {
+                self.name = None; // a continuation line, or too long a name
+            }
+        }
+    }
+
+    /// The trace fields counted so far.
+    pub fn hops(&self) -> u32 {
+        self.hops
+    }
+
+    /// `TooManyHops` once the count is past the limit.
+    pub fn error(&self) -> Option<DataError> {
+        (self.limit > 0 && self.hops > self.limit).then_some(DataError::TooManyHops)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +393,51 @@ mod tests {
         assert_eq!(c.error(), Some(DataError::TooBig));
     }
 
+    fn hops(msg: &[u8], limit: u32) -> (u32, Option<DataError>) {
+        let mut whole = HopCounter::new(limit);
+        whole.feed(msg);
+        let mut split = HopCounter::new(limit);
+        for b in msg {
+            split.feed(std::slice::from_ref(b));
+        }
+        assert_eq!((whole.hops(), whole.error()), (split.hops(), split.error()), "split feeding differs");
+        (whole.hops(), whole.error())
+    }
+
+    #[test]
+    fn hop_counter() {
+        let t: &[(&[u8], u32)] = &[
+            (b"", 0),
+            (b"Received: from a\n\tby b\nReceived: x\nSubject: y\n\nbody\n", 2),
+            (b"received:x\nRECEIVED :x\nDelivered-To: a@b\ndelivered-to\t:a\n\n", 4),
+            // Not trace fields: other names, continuation lines, the body.
+            (b"Received-SPF: pass\nX-Received: y\nSubject: Received: z\n Received: w\n\tReceived: v\n\n", 0),
+            (b"Subject: a\n\nReceived: in the body\n", 0),
+            (b"\nReceived: after an empty first line\n", 0),
+            (b"Delivered: x\nDelivered-To-Me: y\nReceivedfrom: z\nReceived\n", 0),
+            // A message with no body: every line is header.
+            (b"Received: a\nReceived: b", 2),
+        ];
+        for (msg, n) in t {
+            assert_eq!(hops(msg, 0).0, *n, "{:?}", String::from_utf8_lossy(msg));
+        }
+        let many = |n: usize| b"Received: from x by y\n".repeat(n);
+        assert_eq!(hops(&many(100), DEFAULT_MAXHOPS), (100, None));
+        assert_eq!(hops(&many(101), DEFAULT_MAXHOPS), (101, Some(DataError::TooManyHops)));
+        assert_eq!(hops(&many(101), 0), (101, None));
+        // A long line costs no memory.
+        let mut long = vec![b'x'; 100_000];
+        long.extend_from_slice(b": y\nReceived: z\n\n");
+        assert_eq!(hops(&long, 0).0, 1);
+    }
+
     proptest! {
+        #[test]
+        fn hop_counter_split_agrees(input in proptest::collection::vec(
+            prop_oneof![Just(b'\n'), Just(b':'), Just(b' '), Just(b'r'), any::<u8>()], 0..200)) {
+            let _ = hops(&input, 3);
+        }
+
         #[test]
         fn never_panics_and_split_agrees(input in proptest::collection::vec(
             prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), any::<u8>()], 0..200), limit in 0u64..50) {

@@ -58,6 +58,8 @@ pub const RCPTCHECK_TEMP: &str = "451 4.3.0 unable to verify recipient, try agai
 pub const TOO_MANY_RCPTS: &str = "452 4.5.3 too many recipients\r\n";
 pub const SIZE_EXCEEDED: &str = "552 5.3.4 message size exceeds fixed limit\r\n";
 pub const TOO_BIG: &str = "552 5.3.4 message too big\r\n";
+/// qmail-smtpd's words for a message past the hop limit (RFC 5321 6.3).
+pub const TOO_MANY_HOPS: &str = "554 5.4.6 too many hops, this message is looping\r\n";
 pub const BARE_LF_DATA: &str =
     "554 5.6.0 message refused: bare CR or LF in message data (see https://cr.yp.to/docs/smtplf.html)\r\n";
 pub const XCLIENT_DENIED: &str = "550 5.7.0 XCLIENT not authorized\r\n";

@@ -5,7 +5,9 @@
 pub use crate::queue::client::QueueProgram;
 use crate::smtpd::auth::{parse_smtpauth, AuthPolicy};
 use crate::io::ucspitls::{parse_ucspitls, TlsInfo, TlsPolicy};
-use crate::smtpd::policy::{parse_list, Policy};
+use crate::smtpd::policy::{parse_list, parse_networks, Policy};
+use crate::smtp::command::check_mailbox;
+use crate::smtp::data::DEFAULT_MAXHOPS;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,8 @@ pub struct Config {
     pub databytes: u64,
     /// MAXRCPT: most recipients per message, 0 for no limit.
     pub maxrcpt: usize,
+    /// MAXHOPS: most Received/Delivered-To fields in a message's header, 0 for no limit.
+    pub maxhops: u32,
     /// SMTPD_TIMEOUT: longest wait for the client (read or write).
     pub timeout: Duration,
     /// SMTPD_PREGREET: how long to watch for a client that talks first.
@@ -44,6 +48,9 @@ pub struct Config {
     pub queue: QueueProgram,
     /// UCSPITLS (s/qmail's values), see io/ucspitls.rs.
     pub tls_policy: TlsPolicy,
+    /// UCSPITLS is not set at all (as opposed to `-`): worth a log line
+    /// when a UCSPI-TLS server is in front.
+    pub ucspitls_unset: bool,
     /// TLS already active from the start (SSL_PROTOCOL set: implicit TLS).
     pub tls_initial: Option<TlsInfo>,
     /// SMTPAUTH (the fehcom AUTH patch's values); None: no AUTH.
@@ -110,11 +117,29 @@ impl Config {
                     .map_err(|e| ConfigError(format!("{k}: unable to read {}: {e}", Path::new(&p).display()))),
             }
         };
+        let relaynets = match get("RELAYCLIENTS").filter(|p| !p.is_empty()) {
+            None => None,
+            Some(p) => {
+                let shown = Path::new(&p).display().to_string();
+                let t = std::fs::read(&p).map_err(|e| ConfigError(format!("RELAYCLIENTS: unable to read {shown}: {e}")))?;
+                Some(parse_networks(&t).map_err(|e| ConfigError(format!("RELAYCLIENTS: {shown}: {e}")))?)
+            }
+        };
+        // RFC 5321 4.5.1: mail to a bare `postmaster` must reach someone. A
+        // host name that makes no address (a container's `my_box`) leaves it
+        // bare, as before; a bad POSTMASTER is an error.
+        let postmaster = match text("POSTMASTER")?.filter(|p| !p.is_empty()) {
+            Some(p) if check_mailbox(p.as_bytes(), false).is_ok() => Some(p),
+            Some(p) => return Err(ConfigError(format!("POSTMASTER={p}: not an address (user@domain)"))),
+            None => Some(format!("postmaster@{hostname}")).filter(|p| check_mailbox(p.as_bytes(), false).is_ok()),
+        };
         let policy = Policy {
             rcpthosts: list("RCPTHOSTS")?,
             recipients: list("RECIPIENTS")?,
             rcptcheck: get("RCPTCHECK").filter(|p| !p.is_empty()).map(PathBuf::from),
             relayclient: get("RELAYCLIENT").map(|v| v.into_encoded_bytes()),
+            relaynets,
+            postmaster: postmaster.map(String::into_bytes),
         };
         let queue = match get("QMAILQUEUE").filter(|q| !q.is_empty()) {
             Some(q) => QueueProgram::PerMessage(PathBuf::from(q)),
@@ -131,6 +156,7 @@ impl Config {
             hostname,
             databytes: number("DATABYTES", 0)?,
             maxrcpt: usize::try_from(number("MAXRCPT", DEFAULT_MAXRCPT as u64)?).unwrap_or(usize::MAX),
+            maxhops: u32::try_from(number("MAXHOPS", u64::from(DEFAULT_MAXHOPS))?).unwrap_or(u32::MAX),
             timeout: Duration::from_secs(timeout),
             pregreet: Duration::from_millis(number("SMTPD_PREGREET", 0)?),
             helo_check: get("HELO_CHECK").is_some(),
@@ -141,6 +167,7 @@ impl Config {
             policy,
             queue,
             tls_policy: parse_ucspitls(text("UCSPITLS")?.as_deref()),
+            ucspitls_unset: get("UCSPITLS").is_none(),
             tls_initial: TlsInfo::from_env(&|k| get(k).and_then(|v| v.into_string().ok())),
             auth: parse_smtpauth(text("SMTPAUTH")?.as_deref()),
             auth_plaintext: get("SMTPAUTH_PLAINTEXT").is_some(),
@@ -195,7 +222,7 @@ mod tests {
     #[test]
     fn defaults_and_errors() {
         let c = cfg(&[("SMTPD_HOSTNAME", "mx.test"), ("PATH", "/nonexistent")]).unwrap();
-        assert_eq!((c.hostname.as_str(), c.databytes, c.maxrcpt), ("mx.test", 0, 100));
+        assert_eq!((c.hostname.as_str(), c.databytes, c.maxrcpt, c.maxhops), ("mx.test", 0, 100, 100));
         assert_eq!(c.timeout, Duration::from_secs(300));
         assert!(!c.helo_check && !c.xclient && !c.xforward);
         assert!(c.policy.rcpthosts.is_none() && c.policy.relayclient.is_none());
@@ -206,9 +233,17 @@ mod tests {
         let c = cfg(&[("QUEUE_SESSION", "0"), ("PATH", "/nonexistent")]).unwrap();
         assert_eq!(c.queue, QueueProgram::PerMessage(PathBuf::from("queue-inject")));
         assert!(cfg(&[("DATABYTES", "x")]).is_err());
+        assert!(cfg(&[("MAXHOPS", "-1")]).is_err());
+        let pm = |h: &str, v: &str| cfg(&[("SMTPD_HOSTNAME", h), ("POSTMASTER", v)]).map(|c| c.policy.postmaster);
+        assert_eq!(pm("mx.test", "").unwrap().as_deref(), Some(&b"postmaster@mx.test"[..]));
+        assert_eq!(pm("mx.test", "hostmaster@example.com").unwrap().as_deref(), Some(&b"hostmaster@example.com"[..]));
+        assert!(pm("mx.test", "postmaster").is_err() && pm("mx.test", "a b@c").is_err());
+        assert_eq!(pm("my_box", "").unwrap(), None, "no address from this host name: kept bare");
+        assert_eq!(cfg(&[("MAXHOPS", "0")]).map(|c| c.maxhops).unwrap(), 0);
         assert!(cfg(&[("SMTPD_TIMEOUT", "0")]).is_err());
         assert!(cfg(&[("SMTPD_HOSTNAME", "a b")]).is_err());
         assert!(cfg(&[("RCPTHOSTS", "/nonexistent/rcpthosts")]).is_err());
+        assert!(cfg(&[("RELAYCLIENTS", "/nonexistent/relayclients")]).is_err());
         assert_eq!(cfg(&[("DATABYTES", "1000"), ("MAXRCPT", "5")]).map(|c| (c.databytes, c.maxrcpt)).unwrap(), (1000, 5));
     }
 }

@@ -12,12 +12,14 @@ use crate::io::ucspi::{Conn, ConnError, IN_BUF, OUT_HIGH};
 use crate::io::ucspitls::{TlsInfo, UcspiTls, READY};
 use crate::queue::client::QueueClient;
 use crate::smtpd::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
-use crate::smtp::data::{ChunkDecoder, DataError, DotDecoder};
+use crate::smtp::data::{ChunkDecoder, DataError, DotDecoder, HopCounter};
 use crate::smtp::reply;
 use crate::smtpd::config::{Config, MAX_ERRORS};
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 const PROG: &str = "smtpd-rs";
@@ -84,6 +86,11 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
             p.local_port.as_deref().unwrap_or("unknown"),
         ));
     }
+    // STARTTLS is off unless UCSPITLS says otherwise, even with a UCSPI-TLS
+    // server in front: say so, since the EHLO reply alone does not.
+    if cfg.ucspitls_unset && cfg.tls_initial.is_none() && hooks.tls_available() {
+        hooks.log(format_args!("STARTTLS not offered: UCSPITLS is unset (a UCSPI-TLS server is in front: set UCSPITLS to offer it)"));
+    }
     // A client that talks before the greeting (checked on sockets only: a
     // pipe is a local script that may write its whole conversation at once).
     if conn.is_socket() && conn.readable_within(cfg.pregreet) {
@@ -94,7 +101,14 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
         return End::Pregreet;
     }
     s.greeting(&mut conn.out);
-    let end = run(conn, &mut s, queue, hooks);
+    let mut bdat = None;
+    let end = run(conn, &mut s, queue, hooks, &mut bdat);
+    // However the session ended (QUIT, EOF, timeout, too many errors, TLS
+    // failure) with a BDAT message unfinished: abandon it in the queue, so
+    // that a worker's next session finds its queue-inject between messages.
+    if let Some((m, _)) = bdat.take() {
+        m.abandon(queue);
+    }
     // After a write timeout replies are still pending: writing more would
     // only wait once again; after a read timeout, say why we close.
     let stuck = end == End::Timeout && !conn.out.is_empty();
@@ -112,19 +126,21 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
     end
 }
 
-fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mut dyn Hooks) -> End {
+/// The command loop. A BDAT message in progress lives in `bdat`, which the
+/// caller abandons whatever way this returns.
+fn run(
+    conn: &mut Conn,
+    s: &mut Session<'_>,
+    queue: &mut QueueClient,
+    hooks: &mut dyn Hooks,
+    bdat: &mut Option<(Message, ChunkDecoder)>,
+) -> End {
     let mut line = Vec::with_capacity(512);
-    let mut bdat: Option<(Message, ChunkDecoder)> = None;
     loop {
         let action = match conn.next_line(&mut line) {
             Ok(None) => s.handle_line(&line, hooks, &mut conn.out),
             Ok(Some(bad)) => s.bad_line(bad, hooks, &mut conn.out),
-            Err(e) => {
-                if let Some((m, _)) = bdat.take() {
-                    m.abandon(queue);
-                }
-                return conn_end(e, false);
-            }
+            Err(e) => return conn_end(e, false),
         };
         // A transaction ended by RSET, HELO, XCLIENT...: drop its BDAT message.
         if !s.in_transaction() {
@@ -185,7 +201,7 @@ fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mu
             }
             Action::Bdat { size, last, accept } => {
                 let r = if accept {
-                    receive_chunk(conn, s, queue, hooks, &mut bdat, size, last)
+                    receive_chunk(conn, s, queue, hooks, bdat, size, last)
                 } else {
                     if last {
                         if let Some((m, _)) = bdat.take() {
@@ -195,9 +211,6 @@ fn run(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, hooks: &mu
                     skip(conn, size)
                 };
                 if let Err(e) = r {
-                    if let Some((m, _)) = bdat.take() {
-                        m.abandon(queue);
-                    }
                     return e;
                 }
             }
@@ -226,6 +239,9 @@ struct Message {
     active: bool,
     /// Why the message cannot be queued, if the queue already failed.
     failed: Option<Outcome>,
+    /// The trace fields of the message's header (MAXHOPS); ours, already
+    /// in `buf` when counting starts, is not among them.
+    hops: HopCounter,
 }
 
 impl Message {
@@ -234,7 +250,12 @@ impl Message {
         let (env, attrs) = s.queue_request();
         // Room for a piece, one input buffer's worth of decoded bytes and the
         // Received header: the buffer never grows.
-        let mut m = Message { buf: Vec::with_capacity(CHUNK + IN_BUF + 4096), active: false, failed: None };
+        let mut m = Message {
+            buf: Vec::with_capacity(CHUNK + IN_BUF + 4096),
+            active: false,
+            failed: None,
+            hops: HopCounter::new(s.hop_limit()),
+        };
         match queue.begin(&env, &attrs) {
             Ok(id) => {
                 m.active = true;
@@ -279,6 +300,13 @@ impl Message {
         queue.finish().into()
     }
 
+    /// Count the trace fields of what the decoder appended to `buf` from
+    /// `from` on; the message's error: the decoder's, else a loop.
+    fn decoded(&mut self, from: usize, dec: Option<DataError>) -> Option<DataError> {
+        self.hops.feed(self.buf.get(from..).unwrap_or_default());
+        dec.or(self.hops.error())
+    }
+
     fn abandon(self, queue: &mut QueueClient) {
         if self.active {
             queue.abort();
@@ -297,16 +325,17 @@ fn receive_data(conn: &mut Conn, s: &mut Session<'_>, queue: &mut QueueClient, h
                 return Err(conn_end(e, true));
             }
         }
+        let from = m.buf.len();
         let (n, done) = dec.feed(conn.buffered(), &mut m.buf);
         conn.consume(n);
+        let err = m.decoded(from, dec.error());
         if done {
-            break;
+            let outcome = m.finish(queue, err);
+            s.message_done(outcome, dec.size(), hooks, &mut conn.out);
+            return Ok(());
         }
-        m.pump(queue, dec.error(), false);
+        m.pump(queue, err, false);
     }
-    let outcome = m.finish(queue, dec.error());
-    s.message_done(outcome, dec.size(), hooks, &mut conn.out);
-    Ok(())
 }
 
 /// One accepted BDAT chunk of `size` octets.
@@ -327,19 +356,23 @@ fn receive_chunk(
         }
         let b = conn.buffered();
         let n = b.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let from = m.buf.len();
         dec.feed(&b[..n], &mut m.buf);
         conn.consume(n);
         left -= n as u64;
-        m.pump(queue, dec.error(), false);
+        let err = m.decoded(from, dec.error());
+        m.pump(queue, err, false);
     }
     if last {
         dec.finish();
-        let Some((m, dec)) = bdat.take() else { return Ok(()) };
-        let outcome = m.finish(queue, dec.error());
+        let Some((mut m, dec)) = bdat.take() else { return Ok(()) };
+        let err = m.decoded(m.buf.len(), dec.error());
+        let outcome = m.finish(queue, err);
         s.message_done(outcome, dec.size(), hooks, &mut conn.out);
         return Ok(());
     }
-    let failed = match (dec.error(), m.failed.clone()) {
+    let err = m.decoded(m.buf.len(), dec.error());
+    let failed = match (err, m.failed.clone()) {
         (Some(e), _) => Some(Outcome::Refused(e)),
         (None, Some(o)) => Some(o),
         (None, None) => None,
@@ -373,9 +406,11 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-/// Wait for `child` at most `limit`; past it, kill it and report a timeout.
-/// Polls with a growing sleep (1 ms up to 50 ms): a checker usually answers
-/// within a few ms, and this keeps the common case fast without a pidfd.
+/// Wait for `child`, the leader of its own process group, at most `limit`;
+/// past it, kill the whole group (what the checker started too) and report
+/// a timeout. Polls with a growing sleep (1 ms up to 50 ms): a checker
+/// usually answers within a few ms, and this keeps the common case fast
+/// without a pidfd.
 fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) -> std::io::Result<std::process::ExitStatus> {
     let start = std::time::Instant::now();
     let mut nap = std::time::Duration::from_millis(1);
@@ -384,7 +419,7 @@ fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) -> s
             return Ok(st);
         }
         if start.elapsed() >= limit {
-            let _ = child.kill();
+            checkpassword::kill_group(&child);
             let _ = child.wait();
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
         }
@@ -441,11 +476,13 @@ impl Hooks for ProcessHooks<'_> {
     /// (never the client's connection).
     fn rcpt_check(&mut self, sender: &[u8], rcpt: &[u8]) -> RcptCheck {
         let Some(prog) = &self.cfg.policy.rcptcheck else { return RcptCheck::Accept };
+        // Its own process group, so that a timeout kills what it started too.
         let child = Command::new(prog)
             .env("SENDER", OsStr::from_bytes(sender))
             .env("RECIPIENT", OsStr::from_bytes(rcpt))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .process_group(0)
             .spawn();
         let status = child.and_then(|c| wait_bounded(c, self.cfg.rcptcheck_timeout));
         match status.map(|s| s.code()) {
@@ -500,7 +537,8 @@ impl Hooks for ProcessHooks<'_> {
             }
             Ok(v) => v,
             Err(e) => {
-                die::warn(PROG, format_args!("unable to run the checkpassword program: {e}"));
+                let prog = self.cfg.checkpassword.first().map(|p| Path::new(p).display().to_string()).unwrap_or_default();
+                die::warn(PROG, format_args!("unable to run checkpassword {prog}: {e}"));
                 Verdict::TempFail
             }
         }

@@ -483,11 +483,7 @@ impl<'c> Session<'c> {
         if self.cfg.maxrcpt > 0 && tx.rcpts.len() >= self.cfg.maxrcpt {
             return self.refuse("RCPT", reply::TOO_MANY_RCPTS, hooks, out);
         }
-        // An authenticated client, or (UCSPITLS ? or @) one whose certificate
-        // verified, may relay, as with RELAYCLIENT.
-        let relay_ok = self.auth_user.is_some()
-            || (self.cfg.tls_policy.cert_relay && self.tls.as_ref().is_some_and(TlsInfo::client_cert_verified));
-        let decision = if relay_ok { Decision::Accept(path.to_vec()) } else { self.cfg.policy.check_rcpt(path) };
+        let decision = self.cfg.policy.check_rcpt(path, self.relay_right());
         let addr = match decision {
             Decision::Accept(a) => a,
             Decision::Refuse(r) => return self.refuse("RCPT", r, hooks, out),
@@ -505,6 +501,31 @@ impl<'c> Session<'c> {
         }
         out.extend_from_slice(reply::RCPT_OK.as_bytes());
         Action::Continue
+    }
+
+    /// The client's right to relay, as the suffix appended to each
+    /// recipient (qmail's RELAYCLIENT value), or `None`. An authenticated
+    /// client may relay (AUTH in this session, or the LOGIN a proxy gave in
+    /// XCLIENT), as may a client on a RELAYCLIENTS network. The rights of the
+    /// connection itself, RELAYCLIENT from the rule that matched the peer and
+    /// (UCSPITLS ? or @) the peer's verified certificate, are the proxy's
+    /// once XCLIENT has named another client: they no longer apply, so that
+    /// a proxy that forwards internet clients does not make each of them a
+    /// relay client (Postfix evaluates its restrictions for the forwarded
+    /// client likewise).
+    fn relay_right(&self) -> Option<&[u8]> {
+        if self.auth_user.is_some() || self.x_login.is_some() {
+            return Some(b"");
+        }
+        if !self.xclient {
+            if self.cfg.tls_policy.cert_relay && self.tls.as_ref().is_some_and(TlsInfo::client_cert_verified) {
+                return Some(b"");
+            }
+            if let Some(suffix) = &self.cfg.policy.relayclient {
+                return Some(suffix);
+            }
+        }
+        self.cfg.policy.relay_net(self.peer.remote_ip.as_deref()).then_some(b"")
     }
 
     fn data(&mut self, hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
@@ -729,6 +750,11 @@ impl<'c> Session<'c> {
         self.cfg.databytes
     }
 
+    /// The MAXHOPS limit for the hop counter.
+    pub fn hop_limit(&self) -> u32 {
+        self.cfg.maxhops
+    }
+
     /// The log line at the end of the session.
     pub fn log_end(&self, how: &str, hooks: &mut dyn Hooks) {
         let s = &self.stats;
@@ -790,9 +816,13 @@ impl<'c> Session<'c> {
             self.peer.remote_port.as_deref().unwrap_or("unknown")
         ));
         // XCLIENT_README: back to the initial greeting stage, answered with 220.
+        // An AUTH the proxy did was for itself, not for the client it names.
         self.helo = None;
         self.esmtp = false;
         self.end_tx();
+        self.auth_user = None;
+        self.auth_mech = None;
+        self.auth_ex = None;
         self.greeting(out);
         Action::Continue
     }
@@ -1066,6 +1096,7 @@ fn outcome_reply(o: &Outcome) -> String {
     match o {
         Outcome::Queued(id) => format!("250 2.0.0 ok: queued as {id}\r\n"),
         Outcome::Refused(DataError::TooBig) => reply::TOO_BIG.into(),
+        Outcome::Refused(DataError::TooManyHops) => reply::TOO_MANY_HOPS.into(),
         Outcome::Refused(_) => reply::BARE_LF_DATA.into(),
         Outcome::QueueFailed { permanent, text } => {
             // qmail's texts end in "(#4.3.0)": reuse that code as the enhanced one.
@@ -1154,6 +1185,7 @@ mod tests {
             hostname: "mx.test".into(),
             databytes: 1000,
             maxrcpt: 3,
+            maxhops: 100,
             timeout: Duration::from_secs(5),
             pregreet: Duration::ZERO,
             helo_check: false,
@@ -1164,6 +1196,7 @@ mod tests {
             policy: Policy { rcpthosts: Some(parse_list(b"example.com\n")), ..Policy::default() },
             queue: QueueProgram::Session(PathBuf::from("queue-inject")),
             tls_policy: Default::default(),
+            ucspitls_unset: false,
             tls_initial: None,
             auth: None,
             auth_plaintext: false,
@@ -1409,6 +1442,7 @@ mod tests {
         assert_eq!(t(false, "odd (#5.1.1)"), "451 4.3.0 odd (#5.1.1)\r\n");
         assert_eq!(outcome_reply(&Outcome::Refused(DataError::BareLf)), reply::BARE_LF_DATA);
         assert_eq!(outcome_reply(&Outcome::Refused(DataError::TooBig)), reply::TOO_BIG);
+        assert_eq!(outcome_reply(&Outcome::Refused(DataError::TooManyHops)), reply::TOO_MANY_HOPS);
     }
 
     #[test]
@@ -1495,6 +1529,65 @@ mod tests {
         assert_eq!(attrs.get("CLIENT_HELO"), Some(&b"up.helo"[..]));
         assert_eq!(attrs.get("CLIENT_SOURCE"), Some(&b"REMOTE"[..]));
         assert_eq!(attrs.get("CLIENT_PORT"), None);
+    }
+
+    #[test]
+    fn xclient_takes_the_connection_relay_rights_away() {
+        // The shipped rule for 127.0.0.1 gives both RELAYCLIENT and XCLIENT;
+        // a proxy that forwards an internet client must not make it a relay.
+        let mut cfg = config();
+        cfg.xclient = true;
+        cfg.policy.relayclient = Some(b"".to_vec());
+        let xclient = "XCLIENT ADDR=203.0.113.66 NAME=spammer.example";
+        let run = |cfg: &Config, x: &str| {
+            transcript(
+                cfg,
+                &mut fake(),
+                &["EHLO proxy", x, "EHLO spammer.example", "MAIL FROM:<spam@spammer.example>", "RCPT TO:<victim@gmail.test>", "RCPT TO:<u@example.com>"],
+            )
+            .0
+        };
+        // The proxy itself relays; the client it names does not.
+        let (got, _) = transcript(&cfg, &mut fake(), &["EHLO proxy", "MAIL FROM:<a@b.c>", "RCPT TO:<victim@gmail.test>"]);
+        assert_eq!(codes(&got), ["250", "250", "250"]);
+        let got = run(&cfg, xclient);
+        assert_eq!(codes(&got), ["250", "220", "250", "250", "553", "250"], "{got:?}");
+        // A proxy that authenticated the client says so with LOGIN.
+        let got = run(&cfg, &format!("{xclient} LOGIN=alice"));
+        assert_eq!(codes(&got)[4], "250", "{got:?}");
+        // A forwarded client on a RELAYCLIENTS network.
+        let mut nets = cfg.clone();
+        nets.policy.relaynets = Some(crate::smtpd::policy::parse_networks(b"203.0.113.0/24\n").unwrap());
+        assert_eq!(codes(&run(&nets, xclient))[4], "250");
+        assert_eq!(codes(&run(&nets, "XCLIENT ADDR=198.51.100.1"))[4], "553");
+        // RELAYCLIENTS without XCLIENT: the connection's own address.
+        let mut direct = config();
+        direct.policy.relaynets = Some(crate::smtpd::policy::parse_networks(b"192.0.2.0/24\n").unwrap());
+        let (got, _) = transcript(&direct, &mut fake(), &["EHLO a.b", "MAIL FROM:<a@b.c>", "RCPT TO:<x@far.test>"]);
+        assert_eq!(codes(&got), ["250", "250", "250"]);
+    }
+
+    #[test]
+    fn xclient_forgets_the_proxys_auth() {
+        let mut cfg = config();
+        cfg.xclient = true;
+        cfg.auth = auth::parse_smtpauth(Some(""));
+        cfg.auth_plaintext = true;
+        let cfg: &'static Config = Box::leak(Box::new(cfg));
+        let mut h = tls_fake();
+        let mut s = Session::new(cfg, Peer::default());
+        run(&mut s, &mut h, "EHLO proxy");
+        assert!(run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0alice\0s3cret"))).0.starts_with("235"));
+        for l in ["XCLIENT ADDR=203.0.113.66", "EHLO x.y", "MAIL FROM:<a@b.c>"] {
+            run(&mut s, &mut h, l);
+        }
+        assert!(s.auth_user().is_none());
+        assert!(run(&mut s, &mut h, "RCPT TO:<victim@gmail.test>").0.starts_with("553 5.7.1"));
+        // The forwarded session may authenticate itself.
+        run(&mut s, &mut h, "RSET");
+        assert!(run(&mut s, &mut h, &format!("AUTH PLAIN {}", b64(b"\0alice\0s3cret"))).0.starts_with("235"));
+        run(&mut s, &mut h, "MAIL FROM:<a@b.c>");
+        assert!(run(&mut s, &mut h, "RCPT TO:<victim@gmail.test>").0.starts_with("250"));
     }
 
     proptest::proptest! {

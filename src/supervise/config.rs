@@ -12,9 +12,9 @@ use crate::envfile;
 use crate::passwd;
 use crate::tcprules::{self, Rules};
 
-pub const USAGE: &str = "usage: smtpd-supervise [-1DFHRWXadqsv] [-c limit] [-C perip] [-x rules] [-e envfile] \
+pub const USAGE: &str = "usage: smtpd-supervise [-1DFHPQRWXadqsv] [-c limit] [-C perip] [-x rules] [-e envfile] \
 [-u user] [-g group] [-U] [-w workers] [-m maxuse] [-T seconds] [-k seconds] [-S seconds] [-b backlog] \
-[-B banner] [-l localname] host port prog [arg ...]";
+[-B banner] [-l localname] [-t seconds] host port prog [arg ...]";
 
 /// Everything the command line says.
 #[derive(Debug, Clone)]
@@ -64,6 +64,9 @@ pub struct Config {
     pub status_interval: Option<Duration>,
     /// -a: read PROXY protocol headers from addresses the rules mark `PROXY="1"`.
     pub proxy: bool,
+    /// `prog` is tls-wrap: `Some(true)` when its own options give its
+    /// program a uid (-u or -U), `Some(false)` when they do not.
+    pub tls_wrap: Option<bool>,
 }
 
 /// A usage error: message for `fatal`, exit 100.
@@ -111,6 +114,14 @@ impl Config {
         }
         if nfree < 3 {
             return Err(UsageError(USAGE.into()));
+        }
+        // -t: tcpserver's ident timeout, which takes a number; accepted and
+        // ignored (no ident lookups here), but a number all the same, so that
+        // `-t` never swallows the host.
+        if let Some(t) = m.opt_str("t") {
+            if t.parse::<u32>().is_err() {
+                return Err(UsageError(format!("-t wants a number of seconds (it is ignored): {t}")));
+            }
         }
         for f in ["h", "p", "r"] {
             if m.opt_present(f) {
@@ -168,6 +179,9 @@ impl Config {
         if uid.is_some() && gid.is_none() {
             return Err(UsageError("a numeric -u needs -g".into()));
         }
+        if gid.is_some() && uid.is_none() {
+            return Err(UsageError("-g needs -u: the supervisor would keep its uid".into()));
+        }
 
         let verbosity = if m.opt_present("q") {
             0
@@ -179,7 +193,6 @@ impl Config {
         Ok(Config {
             host,
             port,
-            prog,
             limit: num("c", DEFAULT_LIMIT as u64, 1)? as usize,
             per_ip: num("C", DEFAULT_PER_IP as u64, 1)? as usize,
             backlog: num("b", DEFAULT_BACKLOG as u64, 1)?.min(65535) as i32,
@@ -202,8 +215,42 @@ impl Config {
             syslog: m.opt_present("s"),
             status_interval: secs(num("S", 0, 0)?),
             proxy: m.opt_present("a"),
+            tls_wrap: tls_wrap_drops(&prog),
+            prog,
         })
     }
+}
+
+/// Whether `prog` (argv) is tls-wrap, by its file name, and if so whether
+/// its options give its program a uid of its own (`-u`, or `-U`): the TLS
+/// privilege model of tls-wrap(8), where the supervisor stays root only to
+/// start tls-wrap. Reads tls-wrap's options as its getopts does: flags
+/// `iYyZzU`, `K k v u g` with a value (attached or the next argument),
+/// up to `--` or the first argument that is not an option.
+pub fn tls_wrap_drops(prog: &[OsString]) -> Option<bool> {
+    let name = prog.first().map(std::path::Path::new)?.file_name()?;
+    if name != "tls-wrap" {
+        return None;
+    }
+    let mut args = prog.iter().skip(1).map(|a| a.as_encoded_bytes());
+    while let Some(a) = args.next() {
+        if a == b"--" || a.len() < 2 || a[0] != b'-' {
+            break;
+        }
+        for (i, &c) in a.iter().enumerate().skip(1) {
+            match c {
+                b'u' | b'U' => return Some(true),
+                b'K' | b'k' | b'v' | b'g' => {
+                    if i + 1 == a.len() {
+                        args.next(); // the value is the next argument
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(false)
 }
 
 /// A user by name or number: (uid, primary gid when known). Read from
@@ -311,6 +358,59 @@ mod tests {
     }
 
     #[test]
+    fn ignored_options_take_what_they_are_documented_to() {
+        // -t takes its number (tcpserver's ident timeout), not the host.
+        let c = p(&["-t", "26", "-d", "-H", "-P", "-R", "-Q", "127.0.0.1", "2525", "prog"]).unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.verbosity), ("127.0.0.1", 2525, 1));
+        assert_eq!(c.prog, vec![OsString::from("prog")]);
+        let c = p(&["-t26", "0", "25", "prog"]).unwrap();
+        assert_eq!(c.host, "0");
+        // The usage line names every option the parser takes.
+        for f in ["1", "D", "d", "F", "H", "R", "W", "X", "a", "q", "Q", "s", "v", "P"] {
+            let cluster = USAGE.split('[').nth(1).unwrap_or("");
+            assert!(cluster.contains(f), "-{f} in {USAGE}");
+        }
+        for f in ["-c", "-C", "-x", "-e", "-u", "-g", "-U", "-w", "-m", "-T", "-k", "-S", "-b", "-B", "-l", "-t"] {
+            assert!(USAGE.contains(&format!("[{f}")), "{f} in {USAGE}");
+        }
+    }
+
+    #[test]
+    fn usage_and_man_page_synopsis_agree() {
+        let man = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/smtpd-supervise.8")).unwrap();
+        let synopsis = man.split(".SH SYNOPSIS").nth(1).and_then(|s| s.split(".SH ").next()).unwrap();
+        let mut from_man: Vec<char> = synopsis
+            .lines()
+            .filter_map(|l| l.strip_prefix(".B \\-"))
+            .flat_map(|o| o.chars().filter(char::is_ascii_alphanumeric))
+            .collect();
+        let mut from_usage: Vec<char> = USAGE
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("[-"))
+            .flat_map(|o| o.chars().filter(char::is_ascii_alphanumeric))
+            .collect();
+        from_man.sort_unstable();
+        from_usage.sort_unstable();
+        assert_eq!(from_man, from_usage, "SYNOPSIS of smtpd-supervise(8) and USAGE");
+    }
+
+    #[test]
+    fn tls_wrap_and_its_uid() {
+        let t = |a: &[&str]| tls_wrap_drops(&a.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(t(&["smtpd-rs"]), None);
+        assert_eq!(t(&["/usr/local/bin/tls-wrapper", "-u", "1"]), None);
+        assert_eq!(t(&["/usr/local/bin/tls-wrap", "-u", "smtpd", "-g", "smtpd", "smtpd-rs"]), Some(true));
+        assert_eq!(t(&["tls-wrap", "-i", "-K", "30000", "-usmtpd", "smtpd-rs"]), Some(true));
+        assert_eq!(t(&["tls-wrap", "-iU", "smtpd-rs"]), Some(true));
+        assert_eq!(t(&["tls-wrap", "-i", "smtpd-rs", "-u", "x"]), Some(false), "smtpd-rs's -u is not tls-wrap's");
+        assert_eq!(t(&["tls-wrap", "-K", "-u", "smtpd-rs"]), Some(false), "-u is -K's value here");
+        assert_eq!(t(&["tls-wrap", "-v2", "--", "-u"]), Some(false));
+        assert_eq!(t(&["tls-wrap"]), Some(false));
+        let c = p(&["0", "25", "tls-wrap", "-u", "smtpd", "-g", "smtpd", "smtpd-rs"]).unwrap();
+        assert_eq!(c.tls_wrap, Some(true));
+    }
+
+    #[test]
     fn usage_errors() {
         for bad in [
             &["0", "25"][..],
@@ -322,6 +422,8 @@ mod tests {
             &["-c", "x", "0", "25", "p"],
             &["-u", "no-such-user-here", "0", "25", "p"],
             &["-h", "0", "25", "p"],
+            &["-g", "nogroup", "0", "25", "p"],
+            &["-t", "127.0.0.1", "0", "p"],
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }

@@ -50,6 +50,12 @@ pub const PROXY_VAR: &[u8] = b"PROXY";
 /// Set up everything, then serve until SIGTERM; returns the exit code.
 /// Every check that can fail on bad input happens before anything is bound or started.
 pub fn run(cfg: Config) -> i32 {
+    // Whatever we inherited above fd 2 (a shell's `exec 7<file`, a
+    // leaked descriptor of whoever started us) must not reach the sessions,
+    // which may run under another uid: they get only what is passed by name.
+    if let Err(e) = crate::sys::cloexec_from(3) {
+        crate::die::fatal(PROG, crate::die::EXIT_TEMP, format!("unable to mark inherited fds close-on-exec: {e}"));
+    }
     let rules = config::load_rules(&cfg).unwrap_or_else(|e| crate::die::fatal(PROG, crate::die::EXIT_PERM, e));
     let env_file = config::load_env(&cfg).unwrap_or_else(|e| crate::die::fatal(PROG, crate::die::EXIT_PERM, e));
     let log = if cfg.syslog {
@@ -327,11 +333,38 @@ impl Server {
             nix::unistd::getegid(),
             rules
         ));
-        if nix::unistd::geteuid().is_root() {
-            self.warn("running sessions as root: use -u, -U or the service's User=");
-        }
+        self.privilege_notes();
         if let Err(e) = crate::systemd::notify("READY=1") {
             self.warn(&format!("sd_notify READY=1: {e}"));
+        }
+    }
+
+    /// What the start-up log says about privileges, after the drop. One
+    /// model for TLS (tls-wrap(8), PRIVILEGES): the supervisor stays root
+    /// only to start tls-wrap, which reads its key as root, drops to
+    /// TLS_UID/TLS_GID before reading the network, and runs the session
+    /// program under its own -u/-g.
+    fn privilege_notes(&self) {
+        const MODEL: &str = "tls-wrap(8), PRIVILEGES";
+        let euid = nix::unistd::geteuid();
+        match (euid.is_root(), self.cfg.tls_wrap) {
+            (true, Some(true)) => self.info(&format!(
+                "running tls-wrap as root: it reads its key, drops to TLS_UID/TLS_GID before reading the network \
+                 and runs its program under its own -u/-g ({MODEL})"
+            )),
+            (true, Some(false)) => self.warn(&format!(
+                "tls-wrap would run its program as root: give tls-wrap -u and -g \
+                 (smtpd-supervise stays root only to start it; {MODEL})"
+            )),
+            (true, None) => self.warn(&format!(
+                "running sessions as root: use -u, -U or the service's User= \
+                 (with TLS, run tls-wrap as the program, with its own -u and -g, instead; {MODEL})"
+            )),
+            (false, Some(_)) => self.warn(&format!(
+                "running tls-wrap as uid {euid}: it can read no root-only key and start its program under no other uid; \
+                 run smtpd-supervise as root without -u/-U and give tls-wrap -u and -g ({MODEL})"
+            )),
+            (false, None) => {}
         }
     }
 
@@ -860,15 +893,18 @@ impl Server {
     }
 
     /// Close an idle worker's channel (it sees EOF and exits) when it is of an
-    /// older generation, surplus, or we are draining.
+    /// older generation, has served its -m sessions, or we are draining.
     fn maybe_retire(&mut self, pid: i32) {
         // Idle workers beyond twice -w are retired by `retire_surplus` once
         // they have been idle for IDLE_KEEP, so that reuse does not churn.
         let draining = self.draining.is_some();
         let gen = self.gen;
+        let max_use = self.cfg.max_use;
         if let Some(w) = self.children.get_mut(&pid).and_then(|c| c.worker.as_mut()) {
             w.idle_since = Instant::now();
-            if draining || w.gen != gen {
+            // -m is ours to enforce: a worker that says it is idle again
+            // after its HANDOFF_MAX sessions does not get another.
+            if draining || w.gen != gen || w.served >= max_use {
                 w.chan = None;
                 w.retired = true;
             }

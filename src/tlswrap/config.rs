@@ -1,8 +1,11 @@
 //! tls-wrap's command line and environment, read once into a typed Config.
-//! Pure: argv and the environment come in as values, nothing is opened here.
+//! Pure: argv and the environment come in as values, user and group names
+//! are resolved through the caller's `Accounts`; nothing is opened here.
 //!
 //! Options follow s6-ucspitlsd / s6-tlsd where they overlap (-Y, -y, -Z, -z,
 //! -K, -k, -v) and sslserver for the application's uid/gid (-u, -g, -U).
+//! Privileges are given whole or not at all: a uid without a gid (or the
+//! reverse) would leave the process with root's group or root's uid.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -10,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str =
-    "tls-wrap [ -i ] [ -Y | -y ] [ -Z | -z ] [ -K ms ] [ -k snilevel ] [ -v verbosity ] [ -u uid ] [ -g gid ] [ -U ] prog...";
+    "tls-wrap [ -i ] [ -Y | -y ] [ -Z | -z ] [ -K ms ] [ -k snilevel ] [ -v verbosity ] [ -u user ] [ -g group ] [ -U ] prog...";
 
 /// Default handshake timeout (-K), in milliseconds.
 pub const DEFAULT_HANDSHAKE_MS: u64 = 60_000;
@@ -63,6 +66,17 @@ pub enum ConfigError {
     Env(String),
 }
 
+/// Users and groups by name or number (passwd(5), group(5)); the caller's
+/// reads the system's files, tests give their own.
+pub trait Accounts {
+    /// A user by name: (uid, primary gid).
+    fn user(&self, name: &str) -> Result<Option<(u32, u32)>, String>;
+    /// The primary gid of a uid that has a passwd entry.
+    fn primary_gid(&self, uid: u32) -> Result<Option<u32>, String>;
+    /// A group by name: its gid.
+    fn group(&self, name: &str) -> Result<Option<u32>, String>;
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -72,9 +86,10 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Parse argv (without argv[0]). `env` looks a variable up (for -U).
+/// Parse argv (without argv[0]). `env` looks a variable up (for -U);
+/// `accounts` resolves the names -u and -g may give.
 /// Options must be UTF-8; `prog...` is passed on as it came.
-pub fn parse_args(args: &[OsString], env: &dyn Fn(&str) -> Option<OsString>) -> Result<Options, ConfigError> {
+pub fn parse_args(args: &[OsString], env: &dyn Fn(&str) -> Option<OsString>, accounts: &dyn Accounts) -> Result<Options, ConfigError> {
     let usage = |m: String| ConfigError::Usage(m);
     let mut opts = getopts::Options::new();
     opts.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
@@ -114,11 +129,25 @@ pub fn parse_args(args: &[OsString], env: &dyn Fn(&str) -> Option<OsString>) -> 
         }
     };
     let handshake_ms = num("K", 86_400_000)?.unwrap_or(DEFAULT_HANDSHAKE_MS);
-    let mut app_uid = num("u", u32::MAX as u64)?.map(|n| n as u32);
-    let mut app_gid = num("g", u32::MAX as u64)?.map(|n| n as u32);
+    // -u: a name, or a number; its passwd entry gives the group unless -g
+    // does (as smtpd-supervise reads -u).
+    let (mut app_uid, mut app_gid) = (None, None);
+    if let Some(u) = m.opt_str("u") {
+        let (uid, gid) = lookup_user(&u, accounts).map_err(usage)?;
+        app_uid = Some(uid);
+        app_gid = gid;
+    }
+    if let Some(g) = m.opt_str("g") {
+        app_gid = Some(lookup_group(&g, accounts).map_err(usage)?);
+    }
     if m.opt_present("U") {
         app_uid = env_id(env("UID"), "$UID")?.or(app_uid);
         app_gid = env_id(env("GID"), "$GID")?.or(app_gid);
+    }
+    match (app_uid, app_gid) {
+        (Some(u), None) => return Err(usage(format!("-u {u} needs -g: the uid has no passwd entry to take its group from"))),
+        (None, Some(_)) => return Err(usage("-g needs -u: prog would keep this process's uid".into())),
+        _ => {}
     }
     Ok(Options {
         implicit: m.opt_present("i"),
@@ -135,7 +164,7 @@ pub fn parse_args(args: &[OsString], env: &dyn Fn(&str) -> Option<OsString>) -> 
 
 /// Read CERTFILE/KEYFILE, CERTFILE:name/KEYFILE:name, CAFILE/CADIR,
 /// TLS_UID/TLS_GID from the (name, value) pairs of the environment.
-pub fn parse_env(vars: &[(OsString, OsString)], opts: &Options) -> Result<TlsEnv, ConfigError> {
+pub fn parse_env(vars: &[(OsString, OsString)], opts: &Options, accounts: &dyn Accounts) -> Result<TlsEnv, ConfigError> {
     let err = |m: String| ConfigError::Env(m);
     let get = |k: &str| vars.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
     let mut e = TlsEnv::default();
@@ -177,8 +206,21 @@ pub fn parse_env(vars: &[(OsString, OsString)], opts: &Options) -> Result<TlsEnv
     if opts.client_cert != ClientCert::None && e.cafile.is_none() && e.cadir.is_none() {
         return Err(err("-Y or -y given but neither CAFILE nor CADIR is set".into()));
     }
-    e.tls_uid = env_id(get("TLS_UID"), "TLS_UID")?;
-    e.tls_gid = env_id(get("TLS_GID"), "TLS_GID")?;
+    // Numbers as s6-networking reads them, or names (resolved now).
+    let name = |v: Option<OsString>, k: &str| v.map(|v| v.to_str().map(str::to_owned).ok_or_else(|| err(format!("bad {k}: not UTF-8"))));
+    e.tls_uid = match name(get("TLS_UID"), "TLS_UID").transpose()? {
+        None => None,
+        Some(u) => Some(lookup_user(&u, accounts).map_err(|m| err(format!("TLS_UID: {m}")))?.0),
+    };
+    e.tls_gid = match name(get("TLS_GID"), "TLS_GID").transpose()? {
+        None => None,
+        Some(g) => Some(lookup_group(&g, accounts).map_err(|m| err(format!("TLS_GID: {m}")))?),
+    };
+    match (e.tls_uid, e.tls_gid) {
+        (Some(_), None) => return Err(err("TLS_UID is set but TLS_GID is not: tls-wrap would keep root's group".into())),
+        (None, Some(_)) => return Err(err("TLS_GID is set but TLS_UID is not: tls-wrap would stay root".into())),
+        _ => {}
+    }
     Ok(e)
 }
 
@@ -213,6 +255,27 @@ fn env_id(v: Option<std::ffi::OsString>, name: &str) -> Result<Option<u32>, Conf
     }
 }
 
+/// A user by name or number: its uid, and its primary gid when its
+/// passwd entry is known.
+fn lookup_user(u: &str, accounts: &dyn Accounts) -> Result<(u32, Option<u32>), String> {
+    if let Some(n) = parse_u64(u) {
+        let n = u32::try_from(n).map_err(|_| format!("bad user: {u}"))?;
+        return Ok((n, accounts.primary_gid(n)?));
+    }
+    match accounts.user(u)? {
+        Some((uid, gid)) => Ok((uid, Some(gid))),
+        None => Err(format!("unknown user: {u}")),
+    }
+}
+
+/// A group by name or number.
+fn lookup_group(g: &str, accounts: &dyn Accounts) -> Result<u32, String> {
+    if let Some(n) = parse_u64(g) {
+        return u32::try_from(n).map_err(|_| format!("bad group: {g}"));
+    }
+    accounts.group(g)?.ok_or_else(|| format!("unknown group: {g}"))
+}
+
 fn parse_u64(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -230,13 +293,42 @@ mod tests {
     fn noenv(_: &str) -> Option<OsString> {
         None
     }
+
+    /// smtpd 999/999 (group smtpd 999), tlswrap 998/998, nobody 65534;
+    /// uid 1001 has no entry.
+    struct Fake;
+    impl Accounts for Fake {
+        fn user(&self, name: &str) -> Result<Option<(u32, u32)>, String> {
+            Ok(match name {
+                "smtpd" => Some((999, 999)),
+                "tlswrap" => Some((998, 998)),
+                "nobody" => Some((65534, 65534)),
+                "broken" => return Err("unable to read /etc/passwd".into()),
+                _ => None,
+            })
+        }
+        fn primary_gid(&self, uid: u32) -> Result<Option<u32>, String> {
+            Ok([(999, 999), (998, 998), (65534, 65534)].iter().find(|(u, _)| *u == uid).map(|(_, g)| *g))
+        }
+        fn group(&self, name: &str) -> Result<Option<u32>, String> {
+            Ok(match name {
+                "smtpd" => Some(999),
+                "mail" => Some(8),
+                _ => None,
+            })
+        }
+    }
+
+    fn parse(a: &[&str]) -> Result<Options, ConfigError> {
+        parse_args(&args(a), &noenv, &Fake)
+    }
     fn vars(v: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         v.iter().map(|(a, b)| (OsString::from(a), OsString::from(b))).collect()
     }
 
     #[test]
     fn defaults_and_prog_keeps_its_flags() {
-        let o = parse_args(&args(&["smtpd-rs", "-x", "/bin/checkpassword"]), &noenv).unwrap();
+        let o = parse(&["smtpd-rs", "-x", "/bin/checkpassword"]).unwrap();
         assert!(!o.implicit);
         assert_eq!(o.client_cert, ClientCert::None);
         assert_eq!(o.handshake_timeout, Some(Duration::from_secs(60)));
@@ -246,14 +338,14 @@ mod tests {
 
     #[test]
     fn options() {
-        let o = parse_args(&args(&["-i", "-Y", "-K", "0", "-k2", "-u", "10", "-g", "20", "--", "-p", "a"]), &noenv).unwrap();
+        let o = parse(&["-i", "-Y", "-K", "0", "-k2", "-u", "10", "-g", "20", "--", "-p", "a"]).unwrap();
         assert!(o.implicit);
         assert_eq!(o.client_cert, ClientCert::Optional);
         assert_eq!(o.handshake_timeout, None);
         assert_eq!(o.sni_level, 2);
         assert_eq!((o.app_uid, o.app_gid), (Some(10), Some(20)));
         assert_eq!(o.prog, args(&["-p", "a"]));
-        let o = parse_args(&args(&["-Y", "-y", "p"]), &noenv).unwrap();
+        let o = parse(&["-Y", "-y", "p"]).unwrap();
         assert_eq!(o.client_cert, ClientCert::Required);
     }
 
@@ -264,16 +356,16 @@ mod tests {
             "GID" => Some(OsString::from("1002")),
             _ => None,
         };
-        let o = parse_args(&args(&["-U", "p"]), &env).unwrap();
+        let o = parse_args(&args(&["-U", "p"]), &env, &Fake).unwrap();
         assert_eq!((o.app_uid, o.app_gid), (Some(1001), Some(1002)));
         let bad = |k: &str| (k == "UID").then(|| OsString::from("x"));
-        assert!(matches!(parse_args(&args(&["-U", "p"]), &bad), Err(ConfigError::Env(_))));
+        assert!(matches!(parse_args(&args(&["-U", "p"]), &bad, &Fake), Err(ConfigError::Env(_))));
     }
 
     #[test]
     fn bad_usage() {
         for a in [&[][..], &["-i"][..], &["-K", "x", "p"][..], &["-k", "3", "p"][..], &["-q", "p"][..], &["-u", "-1", "p"][..]] {
-            assert!(matches!(parse_args(&args(a), &noenv), Err(ConfigError::Usage(_))), "{a:?}");
+            assert!(matches!(parse(a), Err(ConfigError::Usage(_))), "{a:?}");
         }
     }
 
@@ -281,49 +373,82 @@ mod tests {
     fn non_utf8_prog_args_pass_through() {
         use std::os::unix::ffi::OsStringExt;
         let raw = OsString::from_vec(vec![0xff, 0xfe]);
-        let o = parse_args(&[OsString::from("-i"), OsString::from("p"), raw.clone()], &noenv).unwrap();
+        let o = parse_args(&[OsString::from("-i"), OsString::from("p"), raw.clone()], &noenv, &Fake).unwrap();
         assert_eq!(o.prog[1], raw);
     }
 
     #[test]
     fn env_certificates() {
-        let o = parse_args(&args(&["p"]), &noenv).unwrap();
+        let o = parse(&["p"]).unwrap();
         let e = parse_env(
-            &vars(&[("CERTFILE", "/c"), ("KEYFILE", "/k"), ("CERTFILE:Mail.Example.org", "/c2"), ("KEYFILE:mail.example.org", "/k2"), ("TLS_UID", "5")]),
+            &vars(&[("CERTFILE", "/c"), ("KEYFILE", "/k"), ("CERTFILE:Mail.Example.org", "/c2"), ("KEYFILE:mail.example.org", "/k2"), ("TLS_UID", "5"), ("TLS_GID", "6")]),
             &o,
+            &Fake,
         )
         .unwrap();
         assert_eq!(e.default, Some(("/c".into(), "/k".into())));
         assert_eq!(e.sni, vec![("mail.example.org".into(), "/c2".into(), "/k2".into())]);
-        assert_eq!(e.tls_uid, Some(5));
-        assert_eq!(e.tls_gid, None);
+        assert_eq!((e.tls_uid, e.tls_gid), (Some(5), Some(6)));
+        let certs = [("CERTFILE", "/c"), ("KEYFILE", "/k")];
+        let ids = |v: &[(&str, &str)]| {
+            let mut all = certs.to_vec();
+            all.extend_from_slice(v);
+            parse_env(&vars(&all), &o, &Fake).map(|e| (e.tls_uid, e.tls_gid))
+        };
+        assert_eq!(ids(&[("TLS_UID", "tlswrap"), ("TLS_GID", "mail")]), Ok((Some(998), Some(8))));
+        assert_eq!(ids(&[]), Ok((None, None)));
+        for half in [&[("TLS_UID", "998")][..], &[("TLS_GID", "998")], &[("TLS_UID", "tlswrap")]] {
+            assert!(matches!(ids(half), Err(ConfigError::Env(_))), "{half:?}");
+        }
+        assert!(ids(&[("TLS_UID", "nosuchuser"), ("TLS_GID", "1")]).is_err());
+        assert!(ids(&[("TLS_UID", "1"), ("TLS_GID", "nosuchgroup")]).is_err());
+    }
+
+    #[test]
+    fn user_and_group_names_and_halves() {
+        let ids = |a: &[&str]| parse(a).map(|o| (o.app_uid, o.app_gid));
+        assert_eq!(ids(&["-u", "smtpd", "p"]), Ok((Some(999), Some(999))));
+        assert_eq!(ids(&["-u", "smtpd", "-g", "mail", "p"]), Ok((Some(999), Some(8))));
+        assert_eq!(ids(&["-u", "999", "p"]), Ok((Some(999), Some(999))), "a number with a passwd entry");
+        assert_eq!(ids(&["-u", "1001", "-g", "1001", "p"]), Ok((Some(1001), Some(1001))));
+        assert_eq!(ids(&["p"]), Ok((None, None)));
+        // A uid without a group, a group without a uid: refused.
+        for bad in [&["-u", "1001", "p"][..], &["-g", "999", "p"], &["-g", "mail", "p"]] {
+            assert!(matches!(parse(bad), Err(ConfigError::Usage(_))), "{bad:?}");
+        }
+        for bad in [&["-u", "nosuchuser", "p"][..], &["-u", "smtpd", "-g", "nosuchgroup", "p"], &["-u", "broken", "p"]] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        // -U with only $UID is half too.
+        let only_uid = |k: &str| (k == "UID").then(|| OsString::from("1001"));
+        assert!(matches!(parse_args(&args(&["-U", "p"]), &only_uid, &Fake), Err(ConfigError::Usage(_))));
     }
 
     #[test]
     fn env_errors() {
-        let o = parse_args(&args(&["p"]), &noenv).unwrap();
+        let o = parse(&["p"]).unwrap();
         for v in [
             &[][..],
             &[("CERTFILE", "/c")][..],
             &[("KEYFILE", "/k")][..],
             &[("CERTFILE", "/c"), ("KEYFILE", "/k"), ("CERTFILE:a.b", "/x")][..],
             &[("CERTFILE", "/c"), ("KEYFILE", "/k"), ("CERTFILE:a b", "/x"), ("KEYFILE:a b", "/y")][..],
-            &[("CERTFILE", "/c"), ("KEYFILE", "/k"), ("TLS_UID", "root")][..],
+            &[("CERTFILE", "/c"), ("KEYFILE", "/k"), ("TLS_UID", "no such user"), ("TLS_GID", "0")][..],
         ] {
-            assert!(parse_env(&vars(v), &o).is_err(), "{v:?}");
+            assert!(parse_env(&vars(v), &o, &Fake).is_err(), "{v:?}");
         }
-        let y = parse_args(&args(&["-y", "p"]), &noenv).unwrap();
-        assert!(parse_env(&vars(&[("CERTFILE", "/c"), ("KEYFILE", "/k")]), &y).is_err());
-        assert!(parse_env(&vars(&[("CERTFILE", "/c"), ("KEYFILE", "/k"), ("CAFILE", "/ca")]), &y).is_ok());
+        let y = parse(&["-y", "p"]).unwrap();
+        assert!(parse_env(&vars(&[("CERTFILE", "/c"), ("KEYFILE", "/k")]), &y, &Fake).is_err());
+        assert!(parse_env(&vars(&[("CERTFILE", "/c"), ("KEYFILE", "/k"), ("CAFILE", "/ca")]), &y, &Fake).is_ok());
     }
 
     #[test]
     fn sni_levels() {
         let v = vars(&[("CERTFILE", "/c"), ("KEYFILE", "/k"), ("CERTFILE:*.a.b", "/c2"), ("KEYFILE:*.a.b", "/k2")]);
-        let k0 = parse_args(&args(&["-k", "0", "p"]), &noenv).unwrap();
-        assert!(parse_env(&v, &k0).unwrap().sni.is_empty());
-        let k2 = parse_args(&args(&["-k", "2", "p"]), &noenv).unwrap();
-        let e = parse_env(&v, &k2).unwrap();
+        let k0 = parse(&["-k", "0", "p"]).unwrap();
+        assert!(parse_env(&v, &k0, &Fake).unwrap().sni.is_empty());
+        let k2 = parse(&["-k", "2", "p"]).unwrap();
+        let e = parse_env(&v, &k2, &Fake).unwrap();
         assert_eq!(e.default, None);
         assert_eq!(e.sni.len(), 1);
     }

@@ -201,8 +201,29 @@ pub enum RelayEnd {
     Done,
     /// The peer stopped reading for longer than the stall limit.
     Stalled,
-    /// TLS error or network error from the peer (text for the log).
+    /// The peer went away: EPIPE or ECONNRESET on the network (text for
+    /// the log). `after_close`: it had ended its side first (close_notify
+    /// or EOF), the usual end of a client that sends QUIT and closes
+    /// without waiting for the reply.
+    PeerGone { what: String, after_close: bool },
+    /// TLS error or other network error from the peer (text for the log).
     PeerError(String),
+}
+
+/// EPIPE and ECONNRESET: the peer has closed its socket.
+fn gone(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+}
+
+/// The end for a network error `what` (`e`), given whether the peer had
+/// ended its side before.
+fn net_error(what: &str, e: &io::Error, peer_closed: bool) -> RelayEnd {
+    let what = format!("{what}: {e}");
+    if gone(e) {
+        RelayEnd::PeerGone { what, after_close: peer_closed }
+    } else {
+        RelayEnd::PeerError(what)
+    }
 }
 
 /// Relay plaintext between the application's pipes and the TLS stream until
@@ -291,11 +312,11 @@ pub fn relay(
                 Ok(n) if n > 0 || !conn.wants_write() => last_out = Instant::now(),
                 Ok(_) => {}
                 Err(e) => {
+                    if end == RelayEnd::Done {
+                        end = net_error("write to network", &e, tcp_eof || plain_eof);
+                    }
                     net_dead = true;
                     tcp_eof = true;
-                    if end == RelayEnd::Done {
-                        end = RelayEnd::PeerError(format!("write to network: {e}"));
-                    }
                     continue;
                 }
             }
@@ -360,7 +381,7 @@ pub fn relay(
                 }
                 Err(e) if would_block(&e) => {}
                 Err(e) => {
-                    end = RelayEnd::PeerError(format!("read from network: {e}"));
+                    end = net_error("read from network", &e, tcp_eof || plain_eof);
                     tcp_eof = true;
                 }
             }

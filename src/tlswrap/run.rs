@@ -1,7 +1,8 @@
 //! tls-wrap's process side: start prog with the UCSPI-TLS fds (or, with -i,
 //! after the handshake with pipes on its fd 0/1), wait for its request on
 //! the control socket, then hand over to the relay. tls-wrap stays the
-//! parent: it holds the key, prog never does.
+//! parent: it holds the key, prog never does. In both modes tls-wrap drops
+//! to TLS_UID/TLS_GID before it reads a byte from the network.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -19,8 +20,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Gid, Pid, Uid};
 use rustls::{ServerConfig, ServerConnection};
 
-use super::config::{is_tls_var, Options, TlsEnv};
-use super::envblock::EnvOp;
+use super::config::{is_tls_var, Accounts, Options, TlsEnv};
 use super::relay::{self, Net, RelayEnd, TlsFail};
 use super::certs;
 use crate::die;
@@ -38,10 +38,13 @@ pub const GRACE: Duration = Duration::from_secs(5);
 pub fn main_with(args: Vec<OsString>) -> i32 {
     // Before any key is in memory: no core dumps, no ptrace by the same uid.
     let _ = nix::sys::prctl::set_dumpable(false);
-    let opts = super::config::parse_args(&args, &|k| std::env::var_os(k))
+    let opts = super::config::parse_args(&args, &|k| std::env::var_os(k), &SystemAccounts)
         .unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    let tenv = super::config::parse_env(&vars, &opts).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
+    let tenv = super::config::parse_env(&vars, &opts, &SystemAccounts).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
+    if let Some(w) = root_warning(Uid::effective().is_root(), &opts, &tenv) {
+        die::warn(PROG, w);
+    }
     let cfg = certs::server_config(&tenv, opts.client_cert).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, e));
     let sigfd = block_sigchld().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up SIGCHLD: {e}")));
     if !wait_for_handoff() {
@@ -52,6 +55,39 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     } else {
         ucspi(&opts, &tenv, cfg, &sigfd)
     }
+}
+
+/// Users and groups from /etc/passwd and /etc/group (`crate::passwd`:
+/// no NSS in a static binary).
+struct SystemAccounts;
+
+impl Accounts for SystemAccounts {
+    fn user(&self, name: &str) -> Result<Option<(u32, u32)>, String> {
+        crate::passwd::user_by_name(name).map(|e| e.map(|e| (e.id, e.gid))).map_err(|e| format!("unable to read the user database: {e}"))
+    }
+    fn primary_gid(&self, uid: u32) -> Result<Option<u32>, String> {
+        crate::passwd::user_by_uid(uid).map(|e| e.map(|e| e.gid)).map_err(|e| format!("unable to read the user database: {e}"))
+    }
+    fn group(&self, name: &str) -> Result<Option<u32>, String> {
+        crate::passwd::group_by_name(name).map(|e| e.map(|e| e.id)).map_err(|e| format!("unable to read the group database: {e}"))
+    }
+}
+
+/// One warning line when, started as root, tls-wrap would leave prog or
+/// itself (the TLS parsing) running as root.
+pub fn root_warning(root: bool, opts: &Options, tenv: &TlsEnv) -> Option<String> {
+    if !root {
+        return None;
+    }
+    let prog_root = !matches!(opts.app_uid, Some(u) if u != 0);
+    let tls_root = !matches!(tenv.tls_uid, Some(u) if u != 0);
+    let what = match (prog_root, tls_root) {
+        (false, false) => return None,
+        (true, false) => "prog runs as root: give -u and -g (or -U)",
+        (false, true) => "TLS is parsed as root: set TLS_UID and TLS_GID",
+        (true, true) => "prog runs as root and TLS is parsed as root: give -u and -g (or -U), and set TLS_UID and TLS_GID",
+    };
+    Some(format!("{what} (see tls-wrap(8), PRIVILEGES)"))
 }
 
 /// Under `smtpd-supervise -W` (HANDOFF_FD set): the keys are loaded and the
@@ -96,7 +132,7 @@ fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd)
     for fd in [&ctl_app, &app_rd, &app_wr] {
         fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::empty())).unwrap_or_else(|e| sys("pass an fd on", e));
     }
-    let mut cmd = command(opts);
+    let mut cmd = command(opts, true);
     cmd.env("SSLCTLFD", ctl_app.as_raw_fd().to_string())
         .env("SSLREADFD", app_rd.as_raw_fd().to_string())
         .env("SSLWRITEFD", app_wr.as_raw_fd().to_string());
@@ -168,48 +204,107 @@ fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd)
     }
     let mut on_sig = || reap(sigfd, pid, &mut status);
     let end = relay::relay(&mut conn, net, to_app, from_app, Some(sigfd.as_fd()), &mut on_sig, WRITE_STALL);
-    log_end(pid, &end);
-    finish(sigfd, pid, status)
+    let code = finish(sigfd, pid, status);
+    log_end(pid, &end, code, opts);
+    code
 }
 
 /// Implicit TLS (-i): the handshake first; prog starts only once it is
-/// done, with pipes on its fd 0/1 and the facts in its environment.
+/// done, with pipes on its fd 0/1 and the facts in its environment. The
+/// process that will start prog is forked before anything is read from the
+/// network and drops to prog's uid at once (a launcher, waiting for the
+/// facts on a pipe); tls-wrap itself then drops to TLS_UID/TLS_GID, so that
+/// no byte of the handshake is parsed as root.
 fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd) -> i32 {
     let sys = |what: &str, e: nix::Error| -> ! { die::fatal(PROG, EXIT_TLS, format_args!("unable to {what}: {e}")) };
     let me = std::process::id();
+    let (app_in, to_app) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
+    let (from_app, app_out) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
+    let (facts_rd, facts_wr) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
+    // tls-wrap has one thread (it starts none), as fork_single_threaded needs.
+    let pid = match crate::sys::fork_single_threaded() {
+        Ok(0) => {
+            drop((to_app, from_app, facts_wr));
+            launch(opts, app_in, app_out, facts_rd)
+        }
+        Ok(p) => Pid::from_raw(p),
+        Err(e) => die::fatal(PROG, EXIT_TLS, format_args!("unable to fork: {e}")),
+    };
+    drop((app_in, app_out, facts_rd));
+    drop_self(tenv);
     let (net_rd, net_wr) = Net::take_stdio().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up fd 0/1: {e}")));
     let net = Net { rd: &net_rd, wr: &net_wr };
     let mut conn = ServerConnection::new(cfg).unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to start TLS: {e}")));
     if let Err(e) = relay::handshake(&mut conn, net, deadline(opts)) {
         log_fail(Pid::from_raw(me as i32), &e);
+        // EOF on the facts pipe: the launcher exits without running prog.
+        drop((facts_wr, to_app, from_app));
+        finish(sigfd, pid, None);
         return EXIT_TLS;
     }
     let facts = certs::facts(&conn);
     if opts.verbosity >= 2 {
         die::info(PROG, format_args!("pid {me}: {} {} from {}{}", facts.protocol, facts.cipher, remote(), sni_note(&facts.sni)));
     }
-    let (app_in, to_app) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
-    let (from_app, app_out) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
-    let mut cmd = command(opts);
-    cmd.stdin(Stdio::from(app_in)).stdout(Stdio::from(app_out));
-    for op in facts.env_ops() {
-        match op {
-            EnvOp::Set(k, v) => cmd.env(k, v),
-            EnvOp::Unset(k) => cmd.env_remove(k),
-        };
-    }
-    let pid = spawn(cmd, opts);
-    drop_self(tenv);
+    // At most 4096 bytes: the pipe takes them whole. A launcher that died
+    // gives EPIPE here; the relay then finds prog's pipes closed.
+    let _ = std::fs::File::from(facts_wr).write_all(&facts.encode_block());
     let mut status = None;
     let mut on_sig = || reap(sigfd, pid, &mut status);
     let end = relay::relay(&mut conn, net, to_app, from_app, Some(sigfd.as_fd()), &mut on_sig, WRITE_STALL);
-    log_end(pid, &end);
-    finish(sigfd, pid, status)
+    let code = finish(sigfd, pid, status);
+    log_end(pid, &end, code, opts);
+    code
+}
+
+/// The launcher, in the child forked by `implicit`: become prog's uid and
+/// gid, wait for the facts of the handshake on `facts` (EOF without them:
+/// the handshake failed, exit quietly), then exec prog with them in its
+/// environment and the pipes on its fd 0/1. Never returns.
+fn launch(opts: &Options, app_in: OwnedFd, app_out: OwnedFd, facts: OwnedFd) -> ! {
+    use std::io::Read;
+    if let (Some(u), Some(g)) = (opts.app_uid, opts.app_gid) {
+        if Uid::effective().is_root() {
+            if let Err(e) = become_app(Uid::from_raw(u), Gid::from_raw(g)) {
+                die::fatal(PROG, EXIT_TLS, e);
+            }
+        }
+    }
+    let mut block = Vec::new();
+    let limit = super::envblock::MAX_BLOCK as u64 + 1;
+    let read = std::fs::File::from(facts).take(limit).read_to_end(&mut block);
+    if read.is_err() || block.is_empty() {
+        std::process::exit(EXIT_TLS);
+    }
+    let items = crate::io::ucspitls::parse_block(&block)
+        .unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("bad facts block: {e:?}")));
+    let mut cmd = command(opts, false);
+    cmd.stdin(Stdio::from(app_in)).stdout(Stdio::from(app_out));
+    for (k, v) in items.iter().filter(|(k, _)| k.starts_with("SSL_")) {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let e = cmd.exec();
+    die::fatal(PROG, EXIT_TLS, format_args!("unable to run {}: {e}", opts.prog[0].to_string_lossy()))
+}
+
+/// Become `uid`:`gid` for good (the launcher, before it reads anything):
+/// no supplementary groups, gid, uid, then check that root cannot come back.
+fn become_app(uid: Uid, gid: Gid) -> Result<(), String> {
+    nix::unistd::setgroups(&[]).map_err(|e| format!("unable to drop supplementary groups: {e}"))?;
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("unable to set gid {gid}: {e}"))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("unable to set uid {uid}: {e}"))?;
+    if !uid.is_root() && nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).is_ok() {
+        return Err("root privileges could be regained after dropping them".into());
+    }
+    Ok(())
 }
 
 /// prog's command: its environment without the TLS material (unless -Z),
-/// under the uid/gid of -u/-g/-U (std sets groups, gid, then uid).
-fn command(opts: &Options) -> Command {
+/// under the uid/gid of -u/-g/-U when `ids` (std sets groups, gid, then uid).
+fn command(opts: &Options, ids: bool) -> Command {
     let mut cmd = Command::new(&opts.prog[0]);
     cmd.args(&opts.prog[1..]);
     if !opts.keep_env {
@@ -219,11 +314,13 @@ fn command(opts: &Options) -> Command {
             }
         }
     }
-    if let Some(g) = opts.app_gid {
-        cmd.gid(g);
-    }
-    if let Some(u) = opts.app_uid {
-        cmd.uid(u);
+    if ids {
+        if let Some(g) = opts.app_gid {
+            cmd.gid(g);
+        }
+        if let Some(u) = opts.app_uid {
+            cmd.uid(u);
+        }
     }
     cmd
 }
@@ -290,7 +387,14 @@ fn fail_app(sigfd: &OwnedFd, pid: Pid, mut status: Option<i32>, fds: (Option<Own
     drop(fds);
     for sig in [None, Some(Signal::SIGTERM), Some(Signal::SIGKILL)] {
         if let Some(s) = sig {
-            let _ = kill(pid, s);
+            // After tls-wrap dropped to TLS_UID, prog (under -u) is another
+            // user's process: EPERM. It has seen EOF on every fd to us, and its
+            // own timeout (SMTPD_TIMEOUT) and the supervisor's watchdog, which
+            // signals the whole process group as root, still bound it.
+            if let Err(e) = kill(pid, s) {
+                crate::die::warn(PROG, format_args!("unable to send {s} to prog pid {pid}: {e}; it ends on its own timeout"));
+                break;
+            }
         }
         let end = Instant::now() + GRACE;
         while status.is_none() {
@@ -314,11 +418,23 @@ fn log_fail(pid: Pid, e: &TlsFail) {
     die::warn(PROG, format_args!("pid {pid}: TLS handshake failed with {}: {e}", remote()));
 }
 
-fn log_end(pid: Pid, end: &RelayEnd) {
+/// The relay's end in the log, once prog's exit `code` is known. A peer
+/// that went away (EPIPE, ECONNRESET) after ending its side, or from a
+/// session prog ended normally (exit 0: a client that sent QUIT and closed
+/// without waiting for the reply), is a normal end: an info line at -v 2,
+/// no warning. Real errors stay warnings.
+fn log_end(pid: Pid, end: &RelayEnd, code: i32, opts: &Options) {
     match end {
         RelayEnd::Done => {}
         RelayEnd::Stalled => die::warn(PROG, format_args!("pid {pid}: peer {} stopped reading; connection dropped", remote())),
-        RelayEnd::PeerError(m) => die::warn(PROG, format_args!("pid {pid}: connection with {} ended: {m}", remote())),
+        RelayEnd::PeerGone { what, after_close } if *after_close || code == 0 => {
+            if opts.verbosity >= 2 {
+                die::info(PROG, format_args!("pid {pid}: peer {} closed first: {what}", remote()));
+            }
+        }
+        RelayEnd::PeerGone { what: m, .. } | RelayEnd::PeerError(m) => {
+            die::warn(PROG, format_args!("pid {pid}: connection with {} ended: {m}", remote()))
+        }
     }
 }
 
@@ -347,4 +463,33 @@ fn drop_self(tenv: &TlsEnv) {
         }
     }
     let _ = nix::sys::prctl::set_dumpable(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_warning_names_what_stays_root() {
+        let opts = |u: Option<u32>| Options {
+            implicit: false,
+            client_cert: super::super::config::ClientCert::None,
+            keep_env: false,
+            handshake_timeout: None,
+            sni_level: 1,
+            verbosity: 1,
+            app_uid: u,
+            app_gid: u,
+            prog: vec!["p".into()],
+        };
+        let tenv = |u: Option<u32>| TlsEnv { tls_uid: u, tls_gid: u, ..TlsEnv::default() };
+        assert_eq!(root_warning(false, &opts(None), &tenv(None)), None, "not root: nothing to say");
+        assert_eq!(root_warning(true, &opts(Some(999)), &tenv(Some(998))), None);
+        let w = |o, t| root_warning(true, &opts(o), &tenv(t)).unwrap_or_default();
+        assert!(w(None, Some(998)).starts_with("prog runs as root: give -u and -g"));
+        assert!(w(Some(0), Some(998)).starts_with("prog runs as root"), "-u 0 is root too");
+        assert!(w(Some(999), None).starts_with("TLS is parsed as root: set TLS_UID and TLS_GID"));
+        assert!(w(None, None).contains("prog runs as root and TLS is parsed as root"));
+        assert!(w(None, None).ends_with("(see tls-wrap(8), PRIVILEGES)"));
+    }
 }

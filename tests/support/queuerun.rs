@@ -211,6 +211,7 @@ hmode=$(grep "^@$host " "$out/rules" | cut -d' ' -f2)
 echo "$host start" >> "$out/spans"
 case "$hmode" in
   slow) sleep 0.3 ;;
+  tarpit) sleep 8 ;;
   Z) echo "$host end" >> "$out/spans"; printf 'Z421 4.3.2 service not available\0'; exit 0 ;;
   D) echo "$host end" >> "$out/spans"; printf 'DSorry, I could not find a mail exchanger for %s. (#5.1.2)\0' "$host"; exit 0 ;;
 esac
@@ -256,4 +257,46 @@ pub fn sendmail_via_queue_inject(w: &World, host: &str, args: &[&str], input: &[
         .unwrap();
     c.stdin.take().unwrap().write_all(input).unwrap();
     assert!(c.wait().unwrap().success());
+}
+
+pub const PY: &str = "/usr/bin/python3";
+
+/// An aiosmtpd sink on loopback (tests/support/queuerun_sink.py, Debian's
+/// python3-aiosmtpd); `start` writes `<world>/routes` routing every domain to it.
+pub struct Sink {
+    pub dir: PathBuf,
+    _kid: Kid,
+}
+
+impl Sink {
+    pub fn start(w: &World) -> Sink {
+        assert!(
+            Command::new(PY).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success()),
+            "{PY} without aiosmtpd: install the Debian package python3-aiosmtpd"
+        );
+        let dir = w.dir.path().join("sink");
+        fs::create_dir_all(&dir).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/queuerun_sink.py");
+        let kid = Kid(Command::new(PY).arg(script).arg(&dir).stdin(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+        wait_for(20, "the sink's port", || dir.join("port").exists());
+        let port = fs::read_to_string(dir.join("port")).unwrap();
+        fs::write(w.dir.path().join("routes"), format!(":127.0.0.1:{port}\n")).unwrap();
+        Sink { dir, _kid: kid }
+    }
+    /// (envelope lines, message) of every message received, in order.
+    pub fn received(&self) -> Vec<(Vec<String>, Vec<u8>)> {
+        let mut names: Vec<String> = fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("msg.") && n != "msg.tmp")
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|n| {
+                let env = fs::read_to_string(self.dir.join(n.replacen("msg.", "env.", 1))).unwrap_or_default();
+                (env.lines().map(String::from).collect(), fs::read(self.dir.join(n)).unwrap())
+            })
+            .collect()
+    }
 }

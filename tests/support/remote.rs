@@ -459,6 +459,11 @@ pub fn spki_sha256(cert: &Path) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, spki).as_ref().to_vec()
 }
 
+/// `sha256:<hex>` of a certificate's public key: a `TLS_PIN` value.
+pub fn pin(cert: &Path) -> String {
+    format!("sha256:{}", spki_sha256(cert).iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 pub fn cert_sha256(cert: &Path) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, &cert_der(cert)).as_ref().to_vec()
 }

@@ -77,9 +77,15 @@ impl Certs {
 #[derive(Debug)]
 pub struct Outcome {
     pub code: Option<i32>,
+    /// stderr without tls-wrap's warning about running as root (the tests
+    /// run as root, mostly without -u/-g or TLS_UID), which is `root_warning`.
     pub stderr: String,
+    pub root_warning: bool,
     pub elapsed: Duration,
 }
+
+/// The end of tls-wrap's one-line warning about root (tls-wrap(8), PRIVILEGES).
+pub const ROOT_WARNING: &str = "(see tls-wrap(8), PRIVILEGES)";
 
 /// Listen on 127.0.0.1, accept one connection, run `tls-wrap args...` on it
 /// with `env` added, and report how it ended (killed after 30 s).
@@ -126,9 +132,11 @@ pub fn serve_once(args: Vec<String>, env: Vec<(String, String)>) -> (u16, JoinHa
             std::thread::sleep(Duration::from_millis(10));
         };
         let elapsed = t0.elapsed();
-        let stderr = reader.join().unwrap_or_default();
-        eprintln!("tls-wrap exit {code:?} after {elapsed:?}, stderr:\n{stderr}");
-        Outcome { code, stderr, elapsed }
+        let raw = reader.join().unwrap_or_default();
+        eprintln!("tls-wrap exit {code:?} after {elapsed:?}, stderr:\n{raw}");
+        let root_warning = raw.contains(ROOT_WARNING);
+        let stderr: String = raw.split_inclusive('\n').filter(|l| !l.contains(ROOT_WARNING)).collect();
+        Outcome { code, stderr, root_warning, elapsed }
     });
     (port, h)
 }

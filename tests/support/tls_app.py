@@ -105,8 +105,10 @@ while True:
         out("250 " + line[5:].decode(errors="replace"))
     elif verb == b"BIG":
         n = int(line[4:])
+        data = b"x" * n + b"\r\n"
         try:
-            os.write(1, b"x" * n + b"\r\n")
+            while data:  # a short write is not the end: write the rest
+                data = data[os.write(1, data):]
         except OSError:
             sys.exit(3)
     elif verb == b"SLEEP":
