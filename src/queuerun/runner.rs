@@ -613,7 +613,7 @@ impl Runner {
         // DKIM (sign.rs): signed at the first run, the fields kept in the
         // state; they go as the PREPEND attribute, or before the message on
         // a pipe for a QMAILREMOTE. A key that cannot be used defers the run.
-        let open = || File::open(self.q.new_dir().join(id));
+        let open = || self.q.open_message(id);
         let feed = match self.signing.prepare(id, &open, a.body_offset, &mut a.header, &mut a.state.dkim, self.cfg.remote_is_qmail, unix_now()) {
             Ok(feed) => feed,
             Err(why) => return self.defer_run(job, id, a, dom, idxs, &why),

@@ -28,10 +28,13 @@ pub const MAX_TEXT: usize = 500;
 pub const MAX_LINE: usize = 8 + 10 + 1 + 20 + 1 + 3 * MAX_TEXT + 1;
 /// A state file larger than this is corrupt.
 pub const MAX_STATE: usize = 16 << 20;
+/// Longest `dkim` line: `dkim `, two numbers of 20 digits, the fields in
+/// xtext (3 octets per octet at worst), spaces and newline.
+pub const MAX_DKIM_LINE: usize = 5 + 20 + 1 + 20 + 1 + 3 * crate::envelope::MAX_PREPEND + 1;
 // Every message queue-inject takes (at most MAX_RCPT recipients) has a state
-// that can be written and read back (issue 16, point 12); store.rs sets a
-// file with more recipients aside.
-const _: () = assert!(MAGIC.len() + 1 + 25 + crate::queue::inject::MAX_RCPT * MAX_LINE <= MAX_STATE);
+// that can be written and read back (issue 16, point 12), its DKIM signature
+// fields too; store.rs sets a file with more recipients aside.
+const _: () = assert!(MAGIC.len() + 1 + 25 + MAX_DKIM_LINE + crate::queue::inject::MAX_RCPT * MAX_LINE <= MAX_STATE);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -224,6 +227,10 @@ mod tests {
         for r in &mut st.rcpts {
             *r = Rcpt { status: Status::Failed, notified: true, delay_notified: true, attempts: u32::MAX, next: u64::MAX, text: worst.clone(), expired: true };
         }
+        // And the largest DKIM fields, all white space (tripled too).
+        let fields = format!("X:{}\n", " ".repeat(crate::envelope::MAX_PREPEND - 3)).into_bytes();
+        assert!(crate::envelope::valid_prepend(&fields));
+        st.dkim = Some(Stored { time: u64::MAX, expires: u64::MAX, fields });
         let enc = st.encode();
         assert!(enc.len() <= MAX_STATE, "{} octets, over {MAX_STATE}", enc.len());
         let back = State::parse(&enc).expect("read back");
