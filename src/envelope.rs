@@ -190,6 +190,38 @@ impl Attrs {
     }
 }
 
+/// The attribute that carries header fields for the delivery program to
+/// send on top of the message: queue-run's DKIM signatures (doc/PROTOCOLS.md
+/// section 1). queue-run sets it for each run and never passes on one from a
+/// queue file, so nothing queued can add header fields.
+pub const PREPEND: &str = "PREPEND";
+/// The longest PREPEND value. Its xtext, at most three times as long, keeps
+/// the attribute block well inside Linux's limit on one environment string
+/// (MAX_ARG_STRLEN, 128 KiB).
+pub const MAX_PREPEND: usize = 16 * 1024;
+
+/// Is `v` a PREPEND value: whole header fields in LF form, each line a field
+/// (`name:`, RFC 5322 3.6.8's printable name) or a continuation starting with
+/// SP or TAB, every line ended by LF, printable ASCII and TAB only, no empty
+/// line (it would end the header section), at most MAX_PREPEND octets? An
+/// empty value is one: nothing to add.
+pub fn valid_prepend(v: &[u8]) -> bool {
+    if v.is_empty() {
+        return true;
+    }
+    let Some(body) = v.strip_suffix(b"\n") else { return false };
+    v.len() <= MAX_PREPEND
+        && body.split(|&b| b == b'\n').enumerate().all(|(i, line)| {
+            let printable = line.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+            let field = match line.iter().position(|&b| b == b':') {
+                Some(n) => n > 0 && line.get(..n).is_some_and(|name| name.iter().all(|&b| (b'!'..=b'~').contains(&b))),
+                None => false,
+            };
+            let continuation = i > 0 && matches!(line.first(), Some(b' ' | b'\t'));
+            printable && (field || continuation)
+        })
+}
+
 /// `[A-Za-z0-9_.-]+`
 pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty()
@@ -236,5 +268,35 @@ mod tests {
         assert_eq!(a.get("BODY"), Some(&b"8BITMIME"[..]));
         assert_eq!(Attrs::parse(b"bad name=x\n"), None);
         assert_eq!(Attrs::parse(b"NOEQUALS\n"), None);
+    }
+
+    #[test]
+    fn prepend_values() {
+        let ok: &[&[u8]] = &[
+            b"",
+            b"DKIM-Signature: v=1; a=ed25519-sha256;\n\tb=abc\n",
+            b"A: 1\nB:2\n c\n",
+            b"X:\n",
+        ];
+        for v in ok {
+            assert!(valid_prepend(v), "{:?}", String::from_utf8_lossy(v));
+        }
+        let long = [&b"X: "[..], &vec![b'x'; MAX_PREPEND], b"\n"].concat();
+        let bad: &[&[u8]] = &[
+            b"A: 1",                   // no final LF
+            b"A: 1\n\nbody\n",        // an empty line ends the header
+            b"\n",                     // an empty line
+            b" folded first\n",        // a continuation of nothing
+            b"no colon\n",
+            b": no name\n",
+            b"A: 1\r\n",               // CR
+            b"A: \xc3\xa9\n",           // not ASCII
+            b"A: \0\n",
+            b"Bad Name: x\n",
+            &long,
+        ];
+        for v in bad {
+            assert!(!valid_prepend(v), "{:?}", String::from_utf8_lossy(v));
+        }
     }
 }

@@ -51,6 +51,9 @@ const EXERCISED: &[(&str, &str)] = &[
     ("queue-run/s6/log/run", "examples_queue::queue_run_under_s6_to_the_smarthost"),
     ("smtp-remote/smtproutes", "examples_queue::queue_run_*"),
     ("smtp-remote/smtp-auth", "examples_queue::queue_run_*"),
+    ("dkim/signing", "examples_dkim::dkim_keys_table_and_records_as_shipped"),
+    ("dkim/make-keys.sh", "examples_dkim::dkim_keys_table_and_records_as_shipped"),
+    ("dkim/example.com.zone", "examples_dkim::zone_records_parse"),
 ];
 
 fn conf_examples() -> Vec<String> {

@@ -7,7 +7,7 @@
 //!
 //! The input is the message as transmitted: lines end in CR LF. A CR not
 //! followed by LF, and an LF not preceded by CR, are ordinary octets (they are
-//! no line end; `LfToCrlf` never leaves a bare LF).
+//! no line end; `LfToCrlf` never leaves either, but a verifier may meet them).
 
 use std::collections::HashMap;
 
@@ -284,8 +284,9 @@ pub fn body_canonical(c: Canon, body: &[u8]) -> Vec<u8> {
 /// The queue's LF form to the form smtp-remote transmits (src/remote/message.rs,
 /// without the dot-stuffing, which is SMTP framing and not part of the
 /// message): an LF not preceded by CR gets one, an existing CR LF is kept, a
-/// bare CR stays as it is, and a partial last line is ended (with LF alone
-/// when it ends in CR, as the encoder does). Streaming, two flags of state.
+/// bare CR is followed by an LF (RFC 5321 2.3.8: no bare CR on the wire), and
+/// a partial last line is ended. So the output has no bare CR and no bare LF.
+/// Streaming, two flags of state.
 #[derive(Debug, Clone)]
 pub struct LfToCrlf {
     at_line_start: bool,
@@ -307,25 +308,35 @@ impl LfToCrlf {
     pub fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         out.reserve(chunk.len() + chunk.len() / 16 + 2);
         let mut rest = chunk;
-        while !rest.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(n) => {
+        while let Some((&b, tail)) = rest.split_first() {
+            if self.prev_cr {
+                // The CR's line end is completed whatever follows.
+                self.prev_cr = false;
+                out.push(b'\n');
+                self.at_line_start = true;
+                if b == b'\n' {
+                    rest = tail;
+                    continue;
+                }
+            }
+            match b {
+                b'\r' => {
+                    out.push(b'\r');
+                    self.prev_cr = true;
+                    self.at_line_start = false;
+                    rest = tail;
+                }
+                b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.at_line_start = true;
+                    rest = tail;
+                }
+                _ => {
+                    let n = rest.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(rest.len());
                     let (line, after) = rest.split_at(n);
                     out.extend_from_slice(line);
-                    let cr_before = line.last().map_or(self.prev_cr, |&b| b == b'\r');
-                    if !cr_before {
-                        out.push(b'\r');
-                    }
-                    out.push(b'\n');
-                    self.at_line_start = true;
-                    self.prev_cr = false;
-                    rest = after.get(1..).unwrap_or_default();
-                }
-                None => {
-                    out.extend_from_slice(rest);
                     self.at_line_start = false;
-                    self.prev_cr = rest.last() == Some(&b'\r');
-                    rest = &[];
+                    rest = after;
                 }
             }
         }
@@ -333,11 +344,10 @@ impl LfToCrlf {
 
     /// End a partial last line.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if !self.at_line_start {
-            if !self.prev_cr {
-                out.push(b'\r');
-            }
+        if self.prev_cr {
             out.push(b'\n');
+        } else if !self.at_line_start {
+            out.extend_from_slice(b"\r\n");
         }
         self.at_line_start = true;
         self.prev_cr = false;
@@ -486,9 +496,13 @@ mod tests {
             (b"a", b"a\r\n"),
             (b"a\r", b"a\r\n"),
             (b".\n", b".\r\n"),
-            (b"a\rb\n", b"a\rb\r\n"),
+            // A bare CR ends its line (RFC 5321 2.3.8), as smtp-remote sends it.
+            (b"a\rb\n", b"a\r\nb\r\n"),
             (b"\n\n", b"\r\n\r\n"),
-            (b"\r\r\n", b"\r\r\n"),
+            (b"\r\r\n", b"\r\n\r\n"),
+            (b"\r", b"\r\n"),
+            (b"a\r\r", b"a\r\n\r\n"),
+            (b"x\n\ry", b"x\r\n\r\ny\r\n"),
         ];
         for (i, o) in t {
             assert_eq!(lf_to_crlf(i), o.to_vec(), "{:?}", String::from_utf8_lossy(i));
@@ -609,7 +623,8 @@ mod tests {
             conv.convert(&msg[cut..], &mut out);
             conv.finish(&mut out);
             prop_assert_eq!(&out, &whole);
-            prop_assert!(!whole.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+            prop_assert!(!whole.windows(2).any(|w| (w[1] == b'\n') != (w[0] == b'\r')));
+            prop_assert!(whole.last() != Some(&b'\r'));
             prop_assert!(whole.first() != Some(&b'\n'));
             prop_assert!(whole.is_empty() || whole.ends_with(b"\r\n"));
         }

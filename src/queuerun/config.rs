@@ -4,6 +4,7 @@
 //! caller supplies the lookup and the file's assignments.
 
 use super::backoff::Schedule;
+use super::signtable::Unsignable;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -14,6 +15,14 @@ pub struct Config {
     /// `SMTP_REMOTE` (or `QMAILREMOTE`): the delivery program; `None`: `smtp-remote`
     /// next to queue-run, else from `PATH`.
     pub remote: Option<OsString>,
+    /// The delivery program came from `QMAILREMOTE` (and not `SMTP_REMOTE`):
+    /// a qmail-remote that knows no PREPEND attribute, so DKIM signatures
+    /// reach it in front of the message on a pipe (sign.rs).
+    pub remote_is_qmail: bool,
+    /// `DKIM_SIGN`: the signing table (signtable.rs); unset: no signing.
+    pub dkim_sign: Option<PathBuf>,
+    /// `DKIM_UNSIGNABLE`: `envelope` (default), `unsigned` or `defer`.
+    pub dkim_unsignable: Unsignable,
     /// `QMAILQUEUE`: the queue program for DSNs; `None`: `queue-inject` next to
     /// queue-run, else from `PATH`.
     pub queue_prog: Option<OsString>,
@@ -82,6 +91,12 @@ impl Config {
         Ok(Config {
             queue_dir: PathBuf::from(get("QUEUE_DIR").unwrap_or_else(|| crate::queue::DEFAULT_QUEUE_DIR.into())),
             remote: get("SMTP_REMOTE").or_else(|| get("QMAILREMOTE")).map(OsString::from),
+            remote_is_qmail: get("SMTP_REMOTE").is_none() && get("QMAILREMOTE").is_some(),
+            dkim_sign: get("DKIM_SIGN").map(PathBuf::from),
+            dkim_unsignable: match get("DKIM_UNSIGNABLE") {
+                None => Unsignable::Envelope,
+                Some(v) => Unsignable::parse(v.trim()).ok_or_else(|| format!("DKIM_UNSIGNABLE={v}: not envelope, unsigned or defer"))?,
+            },
             queue_prog: get("QMAILQUEUE").map(OsString::from),
             concurrency,
             per_domain: num("CONCURRENCY_DOMAIN", (concurrency as u64 / 4).max(1), 1, 1000)? as usize,
@@ -139,5 +154,12 @@ mod tests {
         assert_eq!(cfg(&[]).unwrap().per_domain, 5);
         assert_eq!(cfg(&[("CONCURRENCY", "2")]).unwrap().per_domain, 1);
         assert_eq!(cfg(&[("CONCURRENCY", "2"), ("CONCURRENCY_DOMAIN", "2")]).unwrap().per_domain, 2);
+        // DKIM: the table, the policy, and which delivery program gets the PREPEND attribute.
+        let c = cfg(&[("DKIM_SIGN", "/etc/dkim/table"), ("DKIM_UNSIGNABLE", "defer")]).unwrap();
+        assert_eq!((c.dkim_sign, c.dkim_unsignable, c.remote_is_qmail), (Some("/etc/dkim/table".into()), Unsignable::Defer, false));
+        assert_eq!(cfg(&[]).unwrap().dkim_unsignable, Unsignable::Envelope);
+        assert!(cfg(&[("DKIM_UNSIGNABLE", "never")]).is_err());
+        assert!(cfg(&[("QMAILREMOTE", "/var/qmail/bin/qmail-remote")]).unwrap().remote_is_qmail);
+        assert!(!cfg(&[("QMAILREMOTE", "/q"), ("SMTP_REMOTE", "/s")]).unwrap().remote_is_qmail);
     }
 }

@@ -14,5 +14,8 @@ pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod sendmail;
+// DKIM signing of outbound mail: sign (I/O), signtable (its table, pure).
+pub mod sign;
+pub mod signtable;
 pub mod state;
 pub mod store;

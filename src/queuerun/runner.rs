@@ -11,6 +11,7 @@ use super::pickup;
 use super::plan::{self, BounceTo, Policy};
 use crate::queue::format::Header;
 use super::report::{self, Exit, Outcome};
+use super::sign;
 use super::state::State;
 use super::store::{LoadError, PrepareError, Queue};
 use crate::die;
@@ -141,6 +142,8 @@ pub struct Runner {
     waiting: HashSet<String>,
     stop_at: Option<Instant>,
     killed: bool,
+    /// DKIM signing (sign.rs): off unless `with_signing`.
+    signing: sign::Signing,
 }
 
 impl Runner {
@@ -165,7 +168,15 @@ impl Runner {
             waiting: HashSet::new(),
             stop_at: None,
             killed: false,
+            signing: sign::Signing::off(),
         }
+    }
+
+    /// Sign outbound mail with this set-up (`sign::Signing::load`, made by
+    /// the main so that a bad signing table is fatal before anything runs).
+    pub fn with_signing(mut self, signing: sign::Signing) -> Runner {
+        self.signing = signing;
+        self
     }
 
     /// Run until SIGTERM (or SIGINT). Returns the exit code.
@@ -289,8 +300,9 @@ impl Runner {
             }
             Event::Rescan => self.scan(),
             Event::Done { job, out, exit } => self.done(job, out, exit),
-            Event::Signal(Signal::SIGHUP) => match load_config(self.env_file.as_deref()) {
-                Ok(c) => {
+            Event::Signal(Signal::SIGHUP) => match load_config(self.env_file.as_deref()).and_then(|c| Ok((sign::Signing::load(&c)?, c))) {
+                Ok((signing, c)) => {
+                    self.signing = signing;
                     if c.queue_dir != self.cfg.queue_dir {
                         die::warn(PROG, "SIGHUP: QUEUE_DIR cannot change while running; kept");
                     }
@@ -598,6 +610,14 @@ impl Runner {
     fn start(&mut self, id: &str, a: &mut Active, dom: String, idxs: Vec<usize>) {
         let job = self.next_job;
         self.next_job += 1;
+        // DKIM (sign.rs): signed at the first run, the fields kept in the
+        // state; they go as the PREPEND attribute, or before the message on
+        // a pipe for a QMAILREMOTE. A key that cannot be used defers the run.
+        let open = || self.q.open_message(id);
+        let feed = match self.signing.prepare(id, &open, a.body_offset, &mut a.header, &mut a.state.dkim, self.cfg.remote_is_qmail, unix_now()) {
+            Ok(feed) => feed,
+            Err(why) => return self.defer_run(job, id, a, dom, idxs, &why),
+        };
         let h = &a.header;
         let sender: &[u8] = if h.envelope.sender == plan::DOUBLE_BOUNCE_SENDER { b"" } else { &h.envelope.sender };
         let attrs = plan::attrs_for(&h.attrs, &idxs).encode();
@@ -613,11 +633,17 @@ impl Runner {
             // The -e file's settings (SMTPROUTES, HELOHOST, TLS...) as queue-run has them.
             cmd.envs(self.child_env());
             cmd.env("QUEUE_ATTRS", attrs).env("QUEUE_ID", id).stdin(Stdio::from(f)).stdout(Stdio::piped()).stderr(Stdio::inherit());
+            if feed.is_some() {
+                cmd.stdin(Stdio::piped());
+            }
             cmd.spawn()
         });
         let pid = match spawned {
             Ok(mut child) => {
                 let pid = child.id();
+                if let (Some(feed), Some(stdin)) = (feed, child.stdin.take()) {
+                    feed.start(stdin, pid);
+                }
                 let tx = self.tx.clone();
                 let stdout = child.stdout.take();
                 std::thread::spawn(move || {
@@ -658,6 +684,16 @@ impl Runner {
         a.jobs += 1;
         a.in_flight.extend(&idxs);
         self.jobs.insert(job, Job { id: id.to_owned(), domain: dom, idxs, pid, started: Instant::now(), abandoned: false, timed_out: false });
+    }
+
+    /// A run that cannot start (DKIM: see `sign::Signing::prepare`): its
+    /// recipients get `why` as a temporary failure, recorded as any run's.
+    fn defer_run(&mut self, job: u64, id: &str, a: &mut Active, dom: String, idxs: Vec<usize>, why: &str) {
+        let _ = self.tx.send(Event::Done { job, out: format!("Z{why}\0").into_bytes(), exit: Exit::Code(0) });
+        *self.per_domain.entry(dom.clone()).or_default() += 1;
+        a.jobs += 1;
+        a.in_flight.extend(&idxs);
+        self.jobs.insert(job, Job { id: id.to_owned(), domain: dom, idxs, pid: 0, started: Instant::now(), abandoned: false, timed_out: false });
     }
 
     /// A delivery program ended: record its outcomes, then look again.

@@ -6,12 +6,17 @@
 //! ino <inode of new/<id>>            ties the state to that very file
 //! r <P|D|F|E> <notified 0|1> <delayed 0|1> <attempts> <next attempt> <xtext text>
 //! ```
+//! An optional `dkim <signed at> <expires> <xtext fields>` line (after `ino`,
+//! at most one; older files have none) keeps the DKIM-Signature fields made
+//! for the message, so that every destination and retry sends the same ones
+//! (`signtable::Stored`).
 //! One `r` line per recipient, in envelope order. `P` pending, `D` delivered,
 //! `F` failed for good, `E` failed because queue-run gave up after the
 //! queue lifetime (the text is then the last temporary result); `notified`:
 //! the DSN owed for that final status was queued (or none was owed);
 //! `delayed`: a delay DSN was queued.
 
+use super::signtable::Stored;
 use crate::xtext;
 
 pub const MAGIC: &str = "queue-run-state 1";
@@ -23,10 +28,13 @@ pub const MAX_TEXT: usize = 500;
 pub const MAX_LINE: usize = 8 + 10 + 1 + 20 + 1 + 3 * MAX_TEXT + 1;
 /// A state file larger than this is corrupt.
 pub const MAX_STATE: usize = 16 << 20;
+/// Longest `dkim` line: `dkim `, two numbers of 20 digits, the fields in
+/// xtext (3 octets per octet at worst), spaces and newline.
+pub const MAX_DKIM_LINE: usize = 5 + 20 + 1 + 20 + 1 + 3 * crate::envelope::MAX_PREPEND + 1;
 // Every message queue-inject takes (at most MAX_RCPT recipients) has a state
-// that can be written and read back (issue 16, point 12); store.rs sets a
-// file with more recipients aside.
-const _: () = assert!(MAGIC.len() + 1 + 25 + crate::queue::inject::MAX_RCPT * MAX_LINE <= MAX_STATE);
+// that can be written and read back (issue 16, point 12), its DKIM signature
+// fields too; store.rs sets a file with more recipients aside.
+const _: () = assert!(MAGIC.len() + 1 + 25 + MAX_DKIM_LINE + crate::queue::inject::MAX_RCPT * MAX_LINE <= MAX_STATE);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -74,16 +82,21 @@ impl Default for Rcpt {
 pub struct State {
     pub ino: u64,
     pub rcpts: Vec<Rcpt>,
+    /// The message's DKIM signature fields, once made (sign.rs).
+    pub dkim: Option<Stored>,
 }
 
 impl State {
     /// A fresh state: every recipient pending, due at once.
     pub fn new(ino: u64, n: usize) -> State {
-        State { ino, rcpts: vec![Rcpt::new(); n] }
+        State { ino, rcpts: vec![Rcpt::new(); n], dkim: None }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut s = format!("{MAGIC}\nino {}\n", self.ino);
+        if let Some(d) = &self.dkim {
+            s.push_str(&format!("dkim {}\n", d.encode()));
+        }
         for r in &self.rcpts {
             let st = match r.status {
                 Status::Pending => 'P',
@@ -115,7 +128,15 @@ impl State {
         }
         let ino = lines.next()?.strip_prefix("ino ")?.parse().ok()?;
         let mut rcpts = Vec::new();
+        let mut dkim = None;
         for line in lines {
+            if let Some(v) = line.strip_prefix("dkim ") {
+                if dkim.is_some() || !rcpts.is_empty() {
+                    return None;
+                }
+                dkim = Some(Stored::parse(v)?);
+                continue;
+            }
             let f: Vec<&str> = line.split(' ').collect();
             let [r, st, n, d, a, next, text] = f.as_slice() else { return None };
             if *r != "r" {
@@ -138,7 +159,7 @@ impl State {
                 expired,
             });
         }
-        Some(State { ino, rcpts })
+        Some(State { ino, rcpts, dkim })
     }
 }
 
@@ -206,6 +227,10 @@ mod tests {
         for r in &mut st.rcpts {
             *r = Rcpt { status: Status::Failed, notified: true, delay_notified: true, attempts: u32::MAX, next: u64::MAX, text: worst.clone(), expired: true };
         }
+        // And the largest DKIM fields, all white space (tripled too).
+        let fields = format!("X:{}\n", " ".repeat(crate::envelope::MAX_PREPEND - 3)).into_bytes();
+        assert!(crate::envelope::valid_prepend(&fields));
+        st.dkim = Some(Stored { time: u64::MAX, expires: u64::MAX, fields });
         let enc = st.encode();
         assert!(enc.len() <= MAX_STATE, "{} octets, over {MAX_STATE}", enc.len());
         let back = State::parse(&enc).expect("read back");
@@ -242,5 +267,26 @@ mod tests {
             assert_eq!(State::parse(b), None, "{:?}", String::from_utf8_lossy(b));
         }
         assert!(State::parse(b"queue-run-state 1\nino 1\nr P 0 0 0 0 \n").is_some());
+    }
+
+    #[test]
+    fn dkim_line() {
+        let mut st = State::new(9, 2);
+        st.dkim = Some(Stored { time: 1700000000, expires: 0, fields: b"DKIM-Signature: v=1;\n\tb=xyz\n".to_vec() });
+        let enc = st.encode();
+        assert!(enc.starts_with(b"queue-run-state 1\nino 9\ndkim 1700000000 0 DKIM-Signature:+20v+3D1;+0A+09b+3Dxyz+0A\nr P"));
+        assert_eq!(State::parse(&enc), Some(st.clone()));
+        // Without one (older files), and the decision to send unsigned.
+        assert_eq!(State::parse(b"queue-run-state 1\nino 9\nr P 0 0 0 0 \n").unwrap().dkim, None);
+        let p = State::parse(b"queue-run-state 1\nino 9\ndkim 5 0 \nr P 0 0 0 0 \n").unwrap();
+        assert_eq!(p.dkim, Some(Stored { time: 5, expires: 0, fields: vec![] }));
+        for b in [
+            &b"queue-run-state 1\nino 9\ndkim 5 0 \ndkim 5 0 \nr P 0 0 0 0 \n"[..], // twice
+            b"queue-run-state 1\nino 9\nr P 0 0 0 0 \ndkim 5 0 \n",                // after the recipients
+            b"queue-run-state 1\nino 9\ndkim 5 0 X:+201+0A+0Abody+0A\nr P 0 0 0 0 \n", // not header fields
+            b"queue-run-state 1\nino 9\ndkim 5\nr P 0 0 0 0 \n",
+        ] {
+            assert_eq!(State::parse(b), None, "{:?}", String::from_utf8_lossy(b));
+        }
     }
 }

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 /// Everything read from the environment, once.
 pub struct Config {
     pub helo: String,
+    /// Header fields to send on top of the message (the `PREPEND` attribute
+    /// of `QUEUE_ATTRS`: queue-run's DKIM signatures), LF form; usually empty.
+    pub prepend: Vec<u8>,
     pub routes: Routes,
     pub policy: Policy,
     /// The WebPKI verifier (roots plus `TLS_CAFILE`), built once for `verify`.
@@ -108,6 +111,7 @@ impl Config {
         };
         Ok(Config {
             helo,
+            prepend: super::message::prepend(&attrs).map_err(|e| format!("bad QUEUE_ATTRS: {e}"))?,
             routes,
             policy,
             webpki,
@@ -774,7 +778,7 @@ impl Session<'_> {
         }
 
         // What the message needs against what the server offers.
-        let scan = self.spool.scan.clone();
+        let scan = self.spool.scan.prepended(&self.cfg.prepend);
         if let Some(limit) = ext.size.filter(|&l| l > 0) {
             if scan.size > limit {
                 keep!(End {
@@ -892,6 +896,9 @@ impl Session<'_> {
         let mut enc = super::message::Encoder::new();
         let mut buf = vec![0u8; 65536];
         let mut out = Vec::with_capacity(70000);
+        // queue-run's header fields first, through the same encoder.
+        enc.encode(&self.cfg.prepend, &mut out);
+        conn.send(&out);
         loop {
             let n = match self.spool.read(&mut buf) {
                 Ok(n) => n,

@@ -1,10 +1,25 @@
 //! The message as SMTP DATA wants it (RFC 5321 4.5.2, 2.3.8): every line end
 //! becomes CR LF (a bare LF from the queue gets its CR, an existing CR LF is
-//! kept), a leading dot is doubled, a partial last line is ended, and the
-//! final `.` CR LF is added. Works chunk by chunk in bounded memory.
+//! kept, and a bare CR, which RFC 5321 2.3.8 forbids on the wire, is sent as
+//! CR LF too), a leading dot is doubled, a partial last line is ended, and the
+//! final `.` CR LF is added. Works chunk by chunk in bounded memory; nothing
+//! else is changed (no 8-bit conversion, no line wrapping), so a DKIM
+//! signature made over the same conversion (`dkim::canon::LfToCrlf`) holds.
 //! `Scan` looks at the same bytes first to learn what MAIL must declare: the
 //! size (RFC 1870) and whether 8-bit octets appear (8BITMIME, RFC 6152) and
 //! whether they appear in the header section (SMTPUTF8, RFC 6532). Pure.
+
+/// The header fields queue-run asks to have sent on top of the message (the
+/// `PREPEND` attribute: its DKIM signatures, doc/PROTOCOLS.md section 1), in
+/// LF form, checked: `Err` if the value is not whole header fields. They go
+/// through the same `Encoder` first; `Scan::prepended` counts them in SIZE.
+pub fn prepend(attrs: &crate::envelope::Attrs) -> Result<Vec<u8>, &'static str> {
+    let v = attrs.get(crate::envelope::PREPEND).unwrap_or_default();
+    if !crate::envelope::valid_prepend(v) {
+        return Err("the PREPEND attribute is not a block of header fields");
+    }
+    Ok(v.to_vec())
+}
 
 /// What the message needs, learnt in one pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,7 +33,6 @@ pub struct Scan {
     in_header: bool,
     line_len: u64,
     prev_cr: bool,
-    started: bool,
 }
 
 impl Scan {
@@ -26,17 +40,26 @@ impl Scan {
         Scan { in_header: true, ..Scan::default() }
     }
 
+    /// Lines as `Encoder` sends them: CR, LF and CR LF each end one line of
+    /// two octets' ending.
     pub fn feed(&mut self, chunk: &[u8]) {
-        self.started |= !chunk.is_empty();
         for &b in chunk {
+            if self.prev_cr {
+                self.prev_cr = false;
+                if b == b'\n' {
+                    // The LF of a CR LF: the line ended at the CR.
+                    continue;
+                }
+            }
             match b {
-                b'\n' => {
-                    self.size += if self.prev_cr { 1 } else { 2 };
-                    // An empty line (just LF or CR LF) ends the header section.
-                    if self.line_len == 0 || (self.line_len == 1 && self.prev_cr) {
+                b'\r' | b'\n' => {
+                    self.size += 2;
+                    // An empty line ends the header section.
+                    if self.line_len == 0 {
                         self.in_header = false;
                     }
                     self.line_len = 0;
+                    self.prev_cr = b == b'\r';
                 }
                 _ => {
                     self.size += 1;
@@ -47,8 +70,14 @@ impl Scan {
                     }
                 }
             }
-            self.prev_cr = b == b'\r';
         }
+    }
+
+    /// The same scan with `fields` (whole header fields, ASCII, LF form, as
+    /// `prepend` returns them) sent first: they add their CR LF size.
+    pub fn prepended(&self, fields: &[u8]) -> Scan {
+        let lfs = fields.iter().filter(|&&b| b == b'\n').count();
+        Scan { size: self.size + (fields.len() + lfs) as u64, ..self.clone() }
     }
 
     /// Account for the CR LF that `Encoder::finish` adds to a partial last line.
@@ -60,10 +89,12 @@ impl Scan {
     }
 }
 
-/// LF to CR LF and dot-stuffing, streaming.
+/// Line ends to CR LF and dot-stuffing, streaming.
 #[derive(Debug)]
 pub struct Encoder {
     at_line_start: bool,
+    /// A CR was sent last: its line end is complete once the LF is sent,
+    /// whatever octet comes next.
     prev_cr: bool,
 }
 
@@ -81,31 +112,54 @@ impl Encoder {
     /// Append the encoded form of `chunk` to `out`.
     pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         out.reserve(chunk.len() + chunk.len() / 16 + 2);
-        for &b in chunk {
-            if self.at_line_start && b == b'.' {
-                out.push(b'.');
-            }
-            if b == b'\n' {
-                if !self.prev_cr {
-                    out.push(b'\r');
-                }
+        let mut rest = chunk;
+        while let Some((&b, tail)) = rest.split_first() {
+            if self.prev_cr {
+                // CR LF as it was, or a bare CR made CR LF (RFC 5321 2.3.8).
+                self.prev_cr = false;
                 out.push(b'\n');
                 self.at_line_start = true;
-            } else {
-                out.push(b);
-                self.at_line_start = false;
+                if b == b'\n' {
+                    rest = tail;
+                    continue;
+                }
             }
-            self.prev_cr = b == b'\r';
+            match b {
+                b'\r' => {
+                    out.push(b'\r');
+                    self.prev_cr = true;
+                    self.at_line_start = false;
+                    rest = tail;
+                }
+                b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.at_line_start = true;
+                    rest = tail;
+                }
+                _ => {
+                    // RFC 5321 4.5.2: a line starting with a dot gets another.
+                    if self.at_line_start && b == b'.' {
+                        out.push(b'.');
+                    }
+                    let n = rest.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(rest.len());
+                    let (line, after) = rest.split_at(n);
+                    out.extend_from_slice(line);
+                    self.at_line_start = false;
+                    rest = after;
+                }
+            }
         }
     }
 
     /// End a partial last line, then the terminating `.` CR LF.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if !self.at_line_start {
-            if !self.prev_cr {
-                out.push(b'\r');
-            }
+        if self.prev_cr {
+            self.prev_cr = false;
             out.push(b'\n');
+            self.at_line_start = true;
+        }
+        if !self.at_line_start {
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
         self.at_line_start = true;
@@ -142,7 +196,13 @@ mod tests {
             (b"a", b"a\r\n.\r\n"),
             (b".\n", b"..\r\n.\r\n"),
             (b"x\n.hidden\n..two\n", b"x\r\n..hidden\r\n...two\r\n.\r\n"),
-            (b"a\rb\n", b"a\rb\r\n.\r\n"),
+            // RFC 5321 2.3.8: no bare CR on the wire; it ends a line.
+            (b"a\rb\n", b"a\r\nb\r\n.\r\n"),
+            (b"a\r", b"a\r\n.\r\n"),
+            (b"\r\r\n", b"\r\n\r\n.\r\n"),
+            (b"a\r.b\n", b"a\r\n..b\r\n.\r\n"),
+            (b"\r", b"\r\n.\r\n"),
+            (b"a\n\r", b"a\r\n\r\n.\r\n"),
             (b"\n\n", b"\r\n\r\n.\r\n"),
             (b"a.b\n", b"a.b\r\n.\r\n"),
         ];
@@ -153,7 +213,7 @@ mod tests {
 
     #[test]
     fn encoder_chunk_boundaries() {
-        let m: &[u8] = b"Subject: x\r\n\n.a\r\n.\nend";
+        let m: &[u8] = b"Subject: x\r\n\n.a\r\n.\nend\r.\r\r\nx\r";
         let whole = enc(&[m]);
         for cut in 0..m.len() {
             assert_eq!(enc(&[&m[..cut], &m[cut..]]), whole, "cut at {cut}");
@@ -172,6 +232,33 @@ mod tests {
         let m = b"a\nb\r\n\nc";
         let e = enc(&[m]);
         assert_eq!(scan(m).size as usize, e.len() - 3);
+        // A bare CR is sent as CR LF: two octets, and a line end (here the
+        // empty line that ends the header section).
+        let s = scan(b"Subject: x\r\r\xc3\xa9\r");
+        assert_eq!((s.size, s.eight_bit, s.header_eight_bit), (18, true, false));
+        assert_eq!(enc(&[b"Subject: x\r\r\xc3\xa9\r"]), b"Subject: x\r\n\r\n\xc3\xa9\r\n.\r\n");
+    }
+
+    #[test]
+    fn prepended_fields() {
+        let mut a = crate::envelope::Attrs::default();
+        assert_eq!(prepend(&a), Ok(Vec::new()));
+        let fields = b"DKIM-Signature: v=1;\n\tb=x\n";
+        a.push("PREPEND", fields);
+        assert_eq!(prepend(&a).as_deref(), Ok(&fields[..]));
+        let msg = b"Subject: x\n\nbody\n";
+        let whole = [&fields[..], msg].concat();
+        // Sent first through the same encoder: as if they were in the message.
+        let mut e = Encoder::new();
+        let mut out = Vec::new();
+        e.encode(fields, &mut out);
+        e.encode(msg, &mut out);
+        e.finish(&mut out);
+        assert_eq!(out, enc(&[&whole]));
+        assert_eq!(scan(msg).prepended(fields), scan(&whole));
+        let mut bad = crate::envelope::Attrs::default();
+        bad.push("PREPEND", b"X: 1\n\nInjected body\n");
+        assert!(prepend(&bad).is_err());
     }
 
     /// What a server does with DATA: CR LF to LF, leading dot removed, up to ".".
@@ -202,6 +289,23 @@ mod tests {
             proptest::prop_assert_eq!(s.size + stuffed, wire.len() as u64 - 3);
             // No bare LF and no bare "." line before the end.
             proptest::prop_assert!(!wire.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+        }
+
+        /// Any octets, CR and LF in any order: no bare CR or LF on the wire,
+        /// the size is the wire's without dot-stuffing, chunking changes nothing.
+        #[test]
+        fn line_ends_sizes_and_chunks(msg in proptest::collection::vec(proptest::sample::select(b"\r\n.a\xff".to_vec()), 0..60), cut in 0usize..60) {
+            let cut = cut.min(msg.len());
+            let wire = enc(&[&msg[..cut], &msg[cut..]]);
+            proptest::prop_assert_eq!(&wire, &enc(&[&msg]));
+            proptest::prop_assert!(!wire.windows(2).any(|w| (w[1] == b'\n') != (w[0] == b'\r')));
+            proptest::prop_assert!(wire.first() != Some(&b'\n') && wire.last() == Some(&b'\n'));
+            let stuffed = wire.windows(3).filter(|w| w == b"\n..").count() + wire.starts_with(b"..") as usize;
+            let mut s = Scan::new();
+            s.feed(&msg[..cut]);
+            s.feed(&msg[cut..]);
+            s.finish();
+            proptest::prop_assert_eq!(s.size as usize + stuffed, wire.len() - 3);
         }
     }
 }

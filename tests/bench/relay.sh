@@ -13,7 +13,12 @@
 # destination concurrency), RELAY_TIMEOUT (seconds per chain, 600),
 # RELAY_ONLY (ours or postfix), RELAY_FRONT (what runs smtpd-rs: supervise,
 # the default, smtpd-supervise -W -m 100 as make run has it; or tcpserver,
-# one process per connection). Quick check: tests/bench/relay.sh 20 2
+# one process per connection), RELAY_DKIM (signing modes of queue-run to
+# run our chain with, one after the other, each from a fresh queue: none,
+# ed25519, rsa (RSA-2048), e.g. "none ed25519 rsa"; default none alone),
+# RELAY_DKIM_BIG (MB: also sign one message of that size and print
+# queue-run's peak RSS and times; default 0: not done).
+# Quick check: tests/bench/relay.sh 20 2
 # Needs root (private Postfix instance, never the system one), postfix
 # (smtp-source, smtp-sink), ucspi-tcp (tcpserver).
 set -eu
@@ -25,6 +30,8 @@ BIN=$(cd "${RELAY_BIN:-bin}" 2>/dev/null && pwd) || { echo "relay.sh: no ${RELAY
 TIMEOUT=${RELAY_TIMEOUT:-600}
 ONLY=${RELAY_ONLY:-}
 FRONT=${RELAY_FRONT:-supervise}
+DKIM=${RELAY_DKIM:-none}
+BIG=${RELAY_DKIM_BIG:-0}
 
 die() { echo "relay.sh: $*" >&2; exit 1; }
 for p in /usr/sbin/smtp-source:postfix /usr/sbin/smtp-sink:postfix /usr/sbin/postfix:postfix; do
@@ -88,11 +95,38 @@ source_run() { # $1: port
         || echo "relay.sh: smtp-source reported errors" >&2
 }
 
-ours() {
+# dkim_setup: keys and the signing tables (one per mode) for relay.test,
+# the domain of smtp-source's From: and envelope sender.
+dkim_setup() {
+    mkdir -p "$root/dkim"
+    openssl genpkey -algorithm ed25519 -out "$root/dkim/ed.pem" 2>/dev/null || die "openssl genpkey failed"
+    openssl genrsa -out "$root/dkim/rsa.pem" 2048 2>/dev/null || die "openssl genrsa failed"
+    chmod 600 "$root/dkim/"*.pem
+    echo "relay.test ed ed.pem" > "$root/dkim/ed25519"
+    echo "relay.test rsa rsa.pem" > "$root/dkim/rsa"
+    printf 'relay.test ed ed.pem\nrelay.test rsa rsa.pem\n' > "$root/dkim/both"
+}
+# dkim_env MODE: the variable that makes queue-run sign in MODE.
+dkim_env() {
+    case $1 in
+    none) echo "DKIM_SIGN=" ;;
+    ed25519|rsa|both) echo "DKIM_SIGN=$root/dkim/$1" ;;
+    *) die "RELAY_DKIM: unknown mode $1 (none, ed25519, rsa, both)" ;;
+    esac
+}
+# cpu_ticks PID: user + system CPU of a process so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+kill_chain() {
+    for p in $pids; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
+    pids=""
+}
+
+ours() { # $1: DKIM mode
     for b in smtpd-rs queue-inject queue-run smtp-remote; do
         [ -x "$BIN/$b" ] || die "missing $BIN/$b: run make (after the branches that build it are merged)"
     done
-    start_sink ours
+    start_sink "ours-$1"
+    rm -rf "$root/q"
     mkdir -p "$root/q"
     printf ':127.0.0.1:%s\n' "$SINKPORT" > "$root/smtproutes"
     in=$(port)
@@ -108,15 +142,66 @@ ours() {
     env QUEUE_DIR="$root/q" SMTPROUTES="$root/smtproutes" HELOHOST=relay.test \
         SMTP_REMOTE="$BIN/smtp-remote" QMAILQUEUE="$BIN/queue-inject" \
         CONCURRENCY="${RELAY_CONCURRENCY:-20}" CONCURRENCY_DOMAIN="${RELAY_CONCURRENCY_DOMAIN:-20}" \
-        setsid "$BIN/queue-run" 2> "$root/queue-run.log" &
-    pids="$pids $!"
+        $(dkim_env "$1") setsid "$BIN/queue-run" 2> "$root/queue-run-$1.log" &
+    qr=$!
+    pids="$pids $qr"
     wait_port "$in"
     t0=$(now)
     source_run "$in"
     OURS_IN=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }')
-    OURS=$(wait_sink "$root/ours.count" "$t0")
+    OURS=$(wait_sink "$root/ours-$1.count" "$t0")
+    # The sink has counted them all; queue-run records the last reports.
+    i=0
+    while [ -n "$(ls "$root/q/new")" ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
+    QR_TICKS=$(cpu_ticks "$qr")
+    signed=$(grep -c ': DKIM signed: ' "$root/queue-run-$1.log" || true)
+    [ "$1" = none ] || [ "$signed" = "$N" ] || echo "relay.sh: $signed of $N messages signed ($1)" >&2
     left=$(ls "$root/q/new" | wc -l)
     [ "$left" = 0 ] || echo "relay.sh: $left messages still in our queue" >&2
+    # This chain goes, so that the next run starts from nothing.
+    kill_chain
+}
+
+# big_rss MB: one message of MB megabytes put into the queue by queue-inject,
+# signed (Ed25519 and RSA-2048) and sent by queue-run to a sink; prints
+# queue-run's peak RSS (VmHWM), its CPU, and when it was signed and sent.
+big_rss() {
+    start_sink big
+    rm -rf "$root/q"
+    mkdir -p "$root/q"
+    printf ':127.0.0.1:%s\n' "$SINKPORT" > "$root/smtproutes"
+    /usr/bin/python3 - "$1" "$root/big.msg" "$root/big.env" <<'PY'
+import sys
+line = "The quick brown fox jumps over the lazy dog, again and again.  \n"
+with open(sys.argv[2], "w") as f:
+    f.write("From: <sender@relay.test>\nTo: <rcpt@dest.test>\nSubject: big\n\n")
+    f.write(line * (int(sys.argv[1]) * 1024 * 1024 // len(line)))
+with open(sys.argv[3], "wb") as f:
+    f.write(b"Fsender@relay.test\0Trcpt@dest.test\0\0")
+PY
+    # queue-inject: the message on fd 0, the envelope on fd 1.
+    QUEUE_DIR="$root/q" "$BIN/queue-inject" < "$root/big.msg" 1< "$root/big.env" || die "queue-inject refused the big message"
+    rm -f "$root/big.msg"
+    t0=$(now)
+    env QUEUE_DIR="$root/q" SMTPROUTES="$root/smtproutes" HELOHOST=relay.test \
+        SMTP_REMOTE="$BIN/smtp-remote" QMAILQUEUE="$BIN/queue-inject" DKIM_SIGN="$root/dkim/both" \
+        setsid "$BIN/queue-run" 2> "$root/queue-run-big.log" &
+    qr=$!
+    pids="$pids $qr"
+    i=0
+    until grep -q 'DKIM signed' "$root/queue-run-big.log" 2>/dev/null; do
+        i=$((i + 1)); [ $i -lt 3000 ] || die "the big message was not signed"; sleep 0.05
+    done
+    t_sign=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f\n", a - b }')
+    i=0
+    until [ -z "$(ls "$root/q/new")" ]; do
+        i=$((i + 1)); [ $i -lt 6000 ] || die "the big message was not delivered"; sleep 0.1
+    done
+    t_sent=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f\n", a - b }')
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$qr/status")
+    cpu=$(awk -v t="$(cpu_ticks "$qr")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
+    echo "queue-run, one $1 MB message signed with Ed25519 and RSA-2048: peak RSS $hwm kB, CPU $cpu s; signed after $t_sign s, delivered after $t_sent s"
+    kill_chain
 }
 
 postfix_relay() {
@@ -182,16 +267,43 @@ EOT
 
 rate() { awk -v n="$N" -v s="$1" 'BEGIN { printf "%.1f\n", n / s }'; }
 echo "relay: $N messages of $SIZE bytes, $S sessions"
-OURS=""; PF=""
-[ "$ONLY" = postfix ] || ours
+OURS=""; PF=""; results=""
+if [ "$DKIM" != none ] || [ "$BIG" != 0 ]; then dkim_setup; fi
+if [ "$ONLY" != postfix ]; then
+    for mode in $DKIM; do
+        ours "$mode"
+        results="$results $mode:$OURS:$OURS_IN:$QR_TICKS"
+    done
+fi
 [ "$ONLY" = ours ] || postfix_relay
-printf '%-34s %10s %10s\n' chain seconds msgs/s
-[ -z "$OURS" ] || printf '%-34s %10.2f %10s\n' "smtpd-rs ($FRONT) ... smtp-remote" "$OURS" "$(rate "$OURS")"
-[ -z "$PF" ] || printf '%-34s %10.2f %10s\n' "postfix (smtpd, qmgr, smtp)" "$PF" "$(rate "$PF")"
+printf '%-52s %10s %10s\n' chain seconds msgs/s
+for r in $results; do
+    set -- $(echo "$r" | tr : ' ')
+    label="smtpd-rs ($FRONT) ... smtp-remote"
+    [ "$1" = none ] || label="$label, DKIM $1"
+    printf '%-52s %10.2f %10s\n' "$label" "$2" "$(rate "$2")"
+    OURS=$2
+done
+[ -z "$PF" ] || printf '%-52s %10.2f %10s\n' "postfix (smtpd, qmgr, smtp)" "$PF" "$(rate "$PF")"
 # When smtp-source was done (everything received and queued): what is left
-# of the total is the delivery catching up.
-[ -z "$OURS" ] || echo "ours: all received after $OURS_IN s, all delivered after $OURS s"
+# of the total is the delivery catching up. queue-run's own CPU per message
+# shows what signing adds to it (reading the message again, hashing, the
+# signature, the longer attribute block).
+hz=$(getconf CLK_TCK)
+base=""
+for r in $results; do
+    set -- $(echo "$r" | tr : ' ')
+    cpu=$(awk -v t="$4" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz / n * 1e6 }')
+    line="ours ($1): all received after $3 s, all delivered after $2 s; queue-run CPU $cpu us per message"
+    if [ "$1" = none ]; then
+        base=$2; base_cpu=$cpu
+    elif [ -n "$base" ]; then
+        line="$line ($(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { printf "%+.0f", a - b }') us against none), rate $(awk -v b="$base" -v o="$2" 'BEGIN { printf "%.2f", b / o }')x of none"
+    fi
+    echo "$line"
+done
 [ -z "$PF" ] || echo "postfix: all received after $PF_IN s, all delivered after $PF s"
 if [ -n "$OURS" ] && [ -n "$PF" ]; then
     echo "ratio ours/postfix: $(awk -v p="$PF" -v o="$OURS" 'BEGIN { printf "%.2f\n", p / o }')x"
 fi
+[ "$BIG" = 0 ] || [ "$ONLY" = postfix ] || big_rss "$BIG"

@@ -9,13 +9,15 @@
 #   authcheck.py  auth-check alone: rate and CPU per check through its session
 #              interface (pre-signed rsa-sha256 / ed25519-sha256), peak RSS with
 #              a 100 MB message (bench.py's smtpd-rs-authcheck puts it in the chain)
-# BENCH_ONLY="bench tls remote relay authcheck" picks some; BENCH_SCALE=small makes each
+#   dkim       relay.sh's chain (ours only) without DKIM signing, with Ed25519,
+#              with RSA-2048, and queue-run's peak RSS signing a 100 MB message
+# BENCH_ONLY="bench tls remote relay authcheck dkim" picks some; BENCH_SCALE=small makes each
 # a quick check that it works. Output: the tables on stdout.
 set -eu
 cd "$(dirname "$0")/../.."
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
-only=${BENCH_ONLY:-"bench tls remote relay authcheck"}
+only=${BENCH_ONLY:-"bench tls remote relay authcheck dkim"}
 # pick SMALL FULL: the size for this run
 pick() { if [ "${BENCH_SCALE:-full}" = small ]; then echo "$1"; else echo "$2"; fi; }
 rc=0
@@ -27,6 +29,8 @@ for b in $only; do
 	remote) sh tests/bench/remote.sh "$(pick 20 1000)" || rc=1 ;;
 	relay)  sh tests/bench/relay.sh "$(pick 20 2000)" "$(pick 2 20)" || rc=1 ;;
 	authcheck) "$py" tests/bench/authcheck.py || rc=1 ;;
+	dkim)   RELAY_ONLY=ours RELAY_DKIM="none ed25519 rsa" RELAY_DKIM_BIG="$(pick 10 100)" \
+	        sh tests/bench/relay.sh "$(pick 20 2000)" "$(pick 2 20)" || rc=1 ;;
 	*) echo "run.sh: unknown benchmark $b" >&2; rc=1 ;;
 	esac
 	echo

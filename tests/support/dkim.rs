@@ -197,3 +197,16 @@ pub fn signed_names(msg: &[u8]) -> Vec<String> {
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .collect()
 }
+
+/// RFC 5322 3.6's counts as libopendkim checks them: one Date, one From, at
+/// most one of the other unique fields.
+pub fn rfc5322_counts_ok(msg: &[u8]) -> bool {
+    let (h, _) = header::split_message(msg).unwrap();
+    let fields = header::split_fields(h).unwrap();
+    let n = |name: &str| fields.iter().filter(|f| f.is(name)).count();
+    n("date") == 1
+        && n("from") == 1
+        && ["sender", "reply-to", "to", "cc", "bcc", "message-id", "in-reply-to", "references", "subject"]
+            .iter()
+            .all(|x| n(x) <= 1)
+}
