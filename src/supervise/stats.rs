@@ -14,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::statsfd::{self, End, Reason, Report, TlsVersion, AUTH_RESULTS, CLASSES};
+use crate::statsfd::{End, Reason, Report, TlsVersion, AUTH_RESULTS, CLASSES};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabel {
@@ -268,7 +268,7 @@ fn clamp(n: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::statsfd::{SessionReport, TlsReport};
+    use crate::statsfd::{self, SessionReport, TlsReport};
 
     /// The value of the sample `name{labels}` (labels as written, after port).
     fn value(text: &str, series: &str) -> Option<f64> {
