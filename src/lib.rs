@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod envfile;
 pub mod handoff;
 pub mod io;
+pub mod metrics;
 pub mod netstring;
 pub mod passwd;
 pub mod proxy;
