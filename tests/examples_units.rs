@@ -51,6 +51,12 @@ const EXERCISED: &[(&str, &str)] = &[
     ("queue-run/s6/log/run", "examples_queue::queue_run_under_s6_to_the_smarthost"),
     ("smtp-remote/smtproutes", "examples_queue::queue_run_*"),
     ("smtp-remote/smtp-auth", "examples_queue::queue_run_*"),
+    ("monitoring/README", "examples_units::readme_names_every_entry"),
+    ("monitoring/metrics-http.socket", "metrics_examples::metrics_http_units_as_shipped"),
+    ("monitoring/metrics-http@.service", "metrics_examples::metrics_http_units_as_shipped"),
+    ("monitoring/prometheus.yml", "metrics_examples::promtool_checks_the_config_and_rules"),
+    ("monitoring/alerts.yml", "metrics_examples::promtool_checks_the_config_and_rules, metrics_prometheus::*"),
+    ("monitoring/grafana-dashboard.json", "metrics_examples::the_dashboard_is_grafana_json, metrics_prometheus::*"),
 ];
 
 fn conf_examples() -> Vec<String> {
