@@ -14,8 +14,8 @@ fuzz_target!(|data: &[u8]| {
         let (h2, rows2) = scoreboard::parse(&once).expect("what encode writes parses");
         assert_eq!(scoreboard::encode(&h2, &rows2), once);
     }
-    let (a, b) = text.split_at(text.len() / 2);
-    let (a, b) = if text.is_char_boundary(text.len() / 2) { (a, b) } else { (text, "") };
+    let mid = (0..=text.len() / 2).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let (a, b) = text.split_at(mid);
     let m = merge(&[a, b]);
     if !m.contains("# metrics-http:") {
         assert_eq!(merge(&[&m]), m);
