@@ -8,12 +8,13 @@
 //! ```text
 //! # smtpd-supervise scoreboard 1
 //! # pid=812 time=1795625511.125 started=1795620000.000 listen=0.0.0.0:25 mode=handoff sessions=1 limit=40 served=1234 restarts=0
-//! pid	state	since	served	remote	port
-//! 901	session	1795625500.021	4	192.0.2.7	51384
-//! 902	idle	1795625400.500	0	-	-
-//! -	waiting	1795625511.100	0	198.51.100.2	40001
+//! pid  state  since  served  remote  port
+//! 901  session  1795625500.021  4  192.0.2.7  51384
+//! 902  idle  1795625400.500  0  -  -
+//! -  waiting  1795625511.100  0  198.51.100.2  40001
 //! ```
 //!
+//! (the columns are separated by one tab each, shown here as spaces).
 //! `since` (unix seconds) is when the row entered its state; `served`
 //! counts the sessions the worker has finished; `remote` and `port` are the
 //! client's (after a PROXY header, the real client's), `-` when idle.

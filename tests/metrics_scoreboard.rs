@@ -99,18 +99,12 @@ fn send_mail(port: u16) -> String {
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut w = s;
     assert!(line(&mut r).starts_with("220 "), "greeting");
-    let mut last = String::new();
     for cmd in ["EHLO client.test", "MAIL FROM:<a@client.test>", "RCPT TO:<u@example.com>", "DATA"] {
         w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-        loop {
-            last = line(&mut r);
-            if last.as_bytes().get(3) != Some(&b'-') {
-                break;
-            }
-        }
+        while line(&mut r).as_bytes().get(3) == Some(&b'-') {}
     }
     w.write_all(b"Subject: t\r\n\r\nhello\r\n.\r\n").unwrap();
-    last = line(&mut r);
+    let last = line(&mut r);
     w.write_all(b"QUIT\r\n").unwrap();
     last
 }
@@ -129,7 +123,7 @@ fn metrics_http_refuses_bad_requests_and_mail_goes_on() {
     assert_eq!(status(b"GET /metrics HTTP/1.1\r\n\r\n"), "HTTP/1.1 400 Bad Request", "1.1 without Host");
     assert_eq!(status(b"GET /metrics HTTP/3.0\r\n\r\n"), "HTTP/1.1 505 HTTP Version Not Supported");
     let mut huge = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Junk: ".to_vec();
-    huge.extend(std::iter::repeat(b'a').take(64 * 1024));
+    huge.extend(std::iter::repeat_n(b'a', 64 * 1024));
     huge.extend_from_slice(b"\r\n\r\n");
     let t = Instant::now();
     assert_eq!(status(&huge), "HTTP/1.1 431 Request Header Fields Too Large");

@@ -245,12 +245,12 @@ mod tests {
         assert!(bad(b"G(T / HTTP/1.0\r\n\r\n"));
         assert_eq!(parse_head(b"GET / HTTP/2.0\r\n\r\n"), Err(HttpError::Version));
         let mut huge = b"GET /metrics HTTP/1.1\r\nHost: x\r\n".to_vec();
-        huge.extend(std::iter::repeat(b"X-Pad: aaaaaaaaaaaaaaaa\r\n").take(400).flatten());
+        huge.extend(std::iter::repeat_n(b"X-Pad: aaaaaaaaaaaaaaaa\r\n", 400).flatten());
         assert_eq!(parse_head(&huge), Err(HttpError::TooLarge), "no end in sight");
         huge.extend_from_slice(b"\r\n");
         assert_eq!(parse_head(&huge), Err(HttpError::TooLarge), "an end, too late");
         let mut many = b"GET / HTTP/1.0\r\n".to_vec();
-        many.extend(std::iter::repeat(b"A: b\r\n").take(MAX_HEADERS + 1).flatten());
+        many.extend(std::iter::repeat_n(b"A: b\r\n", MAX_HEADERS + 1).flatten());
         many.extend_from_slice(b"\r\n");
         assert_eq!(parse_head(&many), Err(HttpError::TooLarge));
     }

@@ -46,7 +46,7 @@ pub fn merge(texts: &[&str]) -> String {
                 });
                 let keep = if is_help {
                     f.help.get_or_insert_with(|| value.to_owned());
-                    current.as_ref().filter(|(n, _)| n == name).map_or(true, |(_, k)| *k)
+                    current.as_ref().filter(|(n, _)| n == name).is_none_or(|(_, k)| *k)
                 } else {
                     match &f.kind {
                         None => {
@@ -69,7 +69,7 @@ pub fn merge(texts: &[&str]) -> String {
                 _ => {
                     // A sample with no TYPE before it: an untyped family of its own.
                     let n = metric.to_owned();
-                    let k = fams.get(&n).map_or(true, |f| f.kind.is_none());
+                    let k = fams.get(&n).is_none_or(|f| f.kind.is_none());
                     current = Some((n.clone(), k));
                     (n, k)
                 }
