@@ -26,6 +26,22 @@ pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Is `fd` an open Unix-domain datagram socket? (`SMTPD_STATS_FD` is
+/// believed only then: a stray number must never make a program write its
+/// report into a file or the client's connection.)
+pub fn is_unix_dgram(fd: RawFd) -> bool {
+    let get = |opt: libc::c_int| -> Option<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`, a c_int of
+        // that size; on a closed fd or a non-socket it fails with EBADF or
+        // ENOTSOCK and writes nothing.
+        let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&mut v as *mut libc::c_int).cast(), &mut len) };
+        (r == 0).then_some(v)
+    };
+    fd >= 0 && get(libc::SO_TYPE) == Some(libc::SOCK_DGRAM) && get(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+}
+
 /// Own an fd that the kernel has just installed in this process from an
 /// SCM_RIGHTS control message (nix's `recvmsg` hands it over as a raw number).
 pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {

@@ -54,6 +54,12 @@ const EXERCISED: &[(&str, &str)] = &[
     ("dkim/signing", "examples_dkim::dkim_keys_table_and_records_as_shipped"),
     ("dkim/make-keys.sh", "examples_dkim::dkim_keys_table_and_records_as_shipped"),
     ("dkim/example.com.zone", "examples_dkim::zone_records_parse"),
+    ("monitoring/README", "examples_units::readme_names_every_entry"),
+    ("monitoring/metrics-http.socket", "metrics_examples::metrics_http_units_as_shipped"),
+    ("monitoring/metrics-http@.service", "metrics_examples::metrics_http_units_as_shipped"),
+    ("monitoring/prometheus.yml", "metrics_examples::promtool_checks_the_config_and_rules"),
+    ("monitoring/alerts.yml", "metrics_examples::promtool_checks_the_config_and_rules, metrics_prometheus::*"),
+    ("monitoring/grafana-dashboard.json", "metrics_examples::the_dashboard_is_grafana_json, metrics_prometheus::*"),
 ];
 
 fn conf_examples() -> Vec<String> {

@@ -55,6 +55,8 @@ need s6               have s6-setuidgid
 need s6               have s6-log
 need util-linux       have setpriv    # User=, NoNewPrivileges= of the example units
 need passwd           have groupadd   # tests/queuerun_maildrop.rs: a throwaway drop group
+need prometheus       have prometheus  # tests/metrics_prometheus.rs: a private instance scrapes the suite
+need prometheus       have promtool    # promtool check metrics / check rules
 need make             have make
 need g++              have g++   # libfuzzer-sys compiles libFuzzer (make fuzz-short)
 
@@ -71,7 +73,7 @@ if [ "$mode" = --ci ]; then
 	# plus what the build needs.
 	missing="ucspi-tcp swaks libnet-ssleay-perl libdigest-hmac-perl postfix python3 python3-aiosmtpd
 	  python3-yaml python3-authres publicsuffix python3-dkim python3-dnspython opendkim-tools opendkim openssl
-	  stunnel4 msmtp testssl.sh nmap time groff-base systemd procps runit s6 util-linux passwd make
+	  stunnel4 msmtp testssl.sh nmap time groff-base systemd procps runit s6 util-linux passwd prometheus make
 	  gcc g++ libc6-dev curl ca-certificates"
 elif [ -z "$missing" ]; then
 	exit 0

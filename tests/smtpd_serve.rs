@@ -34,7 +34,7 @@ fn session(cfg: &Config, queue: &mut QueueClient, input: &'static [u8]) -> (End,
         client.read_to_string(&mut out).unwrap();
         out
     });
-    let mut hooks = ProcessHooks::new(cfg);
+    let mut hooks = ProcessHooks::new(cfg, None);
     let end = serve(&mut conn, cfg, Peer { remote_ip: Some("192.0.2.5".into()), ..Peer::default() }, queue, &mut hooks);
     drop(conn);
     (end, t.join().unwrap())

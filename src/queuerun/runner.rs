@@ -7,6 +7,7 @@
 use super::config::Config;
 use super::dsn::{self, Action, RcptReport};
 use super::inject::{Injection, Refused};
+use super::metrics::QueueMetrics;
 use super::pickup;
 use super::plan::{self, BounceTo, Policy};
 use crate::queue::format::Header;
@@ -144,12 +145,16 @@ pub struct Runner {
     killed: bool,
     /// DKIM signing (sign.rs): off unless `with_signing`.
     signing: sign::Signing,
+    /// The figures for Prometheus (METRICS_FILE), fed by small hooks below.
+    metrics: QueueMetrics,
 }
 
 impl Runner {
     pub fn new(cfg: Config, env_file: Option<PathBuf>) -> Runner {
         let (tx, rx) = mpsc::channel();
+        let metrics = QueueMetrics::from_config(&cfg).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_PERM, e));
         Runner {
+            metrics,
             q: Queue::new(cfg.queue_dir.clone()),
             remote: program(cfg.remote.as_ref(), "smtp-remote"),
             queue_prog: program(cfg.queue_prog.as_ref(), "queue-inject"),
@@ -258,6 +263,7 @@ impl Runner {
             self.watchdog();
             if let Some(at) = self.stop_at {
                 if self.jobs.is_empty() {
+                    self.metrics.tick(0, true);
                     die::info(PROG, "stopped");
                     return 0;
                 }
@@ -272,11 +278,15 @@ impl Runner {
             if !self.jobs.is_empty() {
                 wait = wait.min(Duration::from_secs(1));
             }
+            if let Some(t) = self.metrics.next_due() {
+                wait = wait.min(t.saturating_duration_since(Instant::now()));
+            }
             match self.rx.recv_timeout(wait) {
                 Ok(ev) => self.event(ev),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return 111,
             }
+            self.metrics.tick(self.jobs.len(), false);
         }
     }
 
@@ -365,14 +375,14 @@ impl Runner {
     /// for the next scan. A crash between queuing and removal queues it twice
     /// (at least once, as everywhere).
     fn pickup(&mut self, name: &str) {
-        let bad = |q: &Queue, why: &str| match q.quarantine_drop(name) {
+        let bad = |r: &Runner, why: &str| match r.q.quarantine_drop(name).inspect(|_| r.metrics.bad()) {
             Ok(to) => die::warn(PROG, format_args!("maildrop/{}: {why}: set aside as {}", printable_address(name.as_bytes()), to.display())),
             Err(e) => die::warn(PROG, format_args!("maildrop/{}: {why}; unable to set it aside: {e}", printable_address(name.as_bytes()))),
         };
         let f = match self.q.open_drop(name) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => return bad(&self.q, "a symbolic link"),
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => return bad(self, "a symbolic link"),
             Err(e) => return die::warn(PROG, format_args!("maildrop/{name}: unable to open: {e}")),
         };
         let md = match f.metadata() {
@@ -380,17 +390,17 @@ impl Runner {
             Err(e) => return die::warn(PROG, format_args!("maildrop/{name}: unable to stat: {e}")),
         };
         if !md.is_file() {
-            return bad(&self.q, "not a regular file");
+            return bad(self, "not a regular file");
         }
         let mut r = io::BufReader::with_capacity(8192, f);
         let (h, off) = match crate::queue::format::read_header(&mut r) {
             Ok(x) => x,
             Err(crate::queue::format::ReadError::Io(e)) => return die::warn(PROG, format_args!("maildrop/{name}: unable to read: {e}")),
-            Err(crate::queue::format::ReadError::Format(e)) => return bad(&self.q, &format!("not a drop file: {e}")),
+            Err(crate::queue::format::ReadError::Format(e)) => return bad(self, &format!("not a drop file: {e}")),
         };
         let c = match pickup::check(&h, name, md.uid(), md.nlink()) {
             Ok(c) => c,
-            Err(why) => return bad(&self.q, &why),
+            Err(why) => return bad(self, &why),
         };
         let user = crate::passwd::user_by_uid(c.uid).ok().flatten().map(|e| e.name);
         let received = pickup::received(&self.cfg.host, c.uid, user.as_deref(), name, &dsn::date(unix_now()));
@@ -413,7 +423,7 @@ impl Runner {
                 Ok(()) => die::info(PROG, format_args!("maildrop/{name}: local message from {who} queued")),
                 Err(e) => die::warn(PROG, format_args!("maildrop/{name}: queued, but unable to remove it (it may be queued again): {e}")),
             },
-            Err(e @ Refused::Permanent(..)) => bad(&self.q, &format!("refused by the queue program: {e}")),
+            Err(e @ Refused::Permanent(..)) => bad(self, &format!("refused by the queue program: {e}")),
             Err(e) => die::warn(PROG, format_args!("maildrop/{name}: not queued for now (from {who}): {e}")),
         }
     }
@@ -482,9 +492,15 @@ impl Runner {
                 };
                 Some(Active { header: m.header, body_offset: m.body_offset, size: m.size, state, in_flight: HashSet::new(), jobs: 0 })
             }
-            Err(LoadError::Gone) => None,
+            Err(LoadError::Gone) => {
+                self.metrics.gone(id);
+                None
+            }
             Err(LoadError::Corrupt(e)) => {
-                match self.q.quarantine(id) {
+                match self.q.quarantine(id).inspect(|_| {
+                    self.metrics.bad();
+                    self.metrics.gone(id);
+                }) {
                     Ok(to) => die::warn(PROG, format_args!("{id}: corrupt queue file: {e}: set aside as {}", to.display())),
                     Err(e2) => {
                         die::warn(PROG, format_args!("{id}: corrupt queue file: {e}; unable to set it aside: {e2}"));
@@ -530,6 +546,7 @@ impl Runner {
                 Ok(()) => {
                     a.state = st;
                     log_attempt(id, "(none)", &a.header, &unroutable, &outs);
+                    self.metrics.attempt(&outs, None, a.header.time, now);
                 }
                 Err(e) => {
                     die::warn(PROG, format_args!("{id}: unable to record state: {e}"));
@@ -547,7 +564,10 @@ impl Runner {
 
         if a.jobs == 0 && plan::complete(&a.state) {
             match self.q.remove(id) {
-                Ok(()) => die::info(PROG, format_args!("{id}: done, removed from the queue")),
+                Ok(()) => {
+                    self.metrics.gone(id);
+                    die::info(PROG, format_args!("{id}: done, removed from the queue"));
+                }
                 Err(e) => {
                     die::warn(PROG, format_args!("{id}: unable to remove: {e}"));
                     let _ = self.q.save_state(id, &a.state);
@@ -586,6 +606,7 @@ impl Runner {
         if let Some(w) = wake {
             self.schedule(id, w.max(now + if force { 0 } else { 1 }).max(now));
         }
+        self.metrics.message(id, a.header.time, &a.state);
         self.keep(id, a);
     }
 
@@ -716,11 +737,13 @@ impl Runner {
             } else {
                 let outs = report::parse(&out, exit, j.idxs.len());
                 log_attempt(&j.id, &j.domain, &a.header, &j.idxs, &outs);
+                self.metrics.attempt(&outs, Some(j.started.elapsed().as_secs_f64()), a.header.time, now);
                 let mut st = a.state.clone();
                 plan::apply(&a.header, &mut st, &j.idxs, &outs, now, &self.policy());
                 // Finished with nothing owed: the removal itself is the record.
                 let finished = a.jobs == 0 && plan::complete(&st) && self.q.remove(&j.id).is_ok();
                 if finished {
+                    self.metrics.gone(&j.id);
                     die::info(PROG, format_args!("{}: done, removed from the queue", j.id));
                     self.wake_waiting(&j.domain);
                     return;
@@ -873,6 +896,7 @@ impl Runner {
         match inject(&self.queue_prog, &self.child_env(), &built.text, &env, &attrs) {
             Ok(()) => {
                 die::info(PROG, format_args!("{id}: DSN ({}) queued for <{}>", kinds.join(","), printable_address(&to)));
+                self.metrics.dsn(&kinds);
                 let mut st = a.state.clone();
                 plan::mark_notified(&mut st, &owed);
                 if !plan::complete(&st) || a.jobs > 0 {

@@ -15,6 +15,7 @@ use crate::smtpd::session::{Action, Hooks, Outcome, Peer, RcptCheck, Session};
 use crate::smtp::data::{ChunkDecoder, DataError, DotDecoder, HopCounter};
 use crate::smtp::reply;
 use crate::smtpd::config::{Config, MAX_ERRORS};
+use crate::statsfd::{self, Reporter};
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -59,6 +60,20 @@ impl End {
         }
     }
 
+    /// The word for the supervisor's counters (`crate::statsfd`).
+    pub fn report_word(self) -> statsfd::End {
+        match self {
+            End::Quit => statsfd::End::Quit,
+            End::Eof => statsfd::End::Eof,
+            End::EofInMessage => statsfd::End::EofInMessage,
+            End::Timeout => statsfd::End::Timeout,
+            End::TooManyErrors => statsfd::End::TooManyErrors,
+            End::Pregreet => statsfd::End::Pregreet,
+            End::IoError => statsfd::End::IoError,
+            End::TlsFailed => statsfd::End::TlsFailed,
+        }
+    }
+
     /// 0: a normal end; 1: the session was cut short (see smtpd-rs(8)).
     pub fn exit_code(self) -> i32 {
         match self {
@@ -98,6 +113,7 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
         let _ = conn.flush();
         conn.drain();
         s.log_end(End::Pregreet.as_str(), hooks);
+        hooks.report(&s.report(End::Pregreet.report_word()));
         return End::Pregreet;
     }
     s.greeting(&mut conn.out);
@@ -123,6 +139,7 @@ pub fn serve(conn: &mut Conn, cfg: &Config, peer: Peer, queue: &mut QueueClient,
         conn.drain();
     }
     s.log_end(end.as_str(), hooks);
+    hooks.report(&s.report(end.report_word()));
     end
 }
 
@@ -435,10 +452,12 @@ pub struct ProcessHooks<'c> {
     pid: u32,
     /// The UCSPI-TLS fds, while TLS has not been started.
     tls: Option<UcspiTls>,
+    /// The supervisor's report socket (`SMTPD_STATS_FD`), if any.
+    reporter: Option<&'c Reporter>,
 }
 
 impl<'c> ProcessHooks<'c> {
-    pub fn new(cfg: &'c Config) -> ProcessHooks<'c> {
+    pub fn new(cfg: &'c Config, reporter: Option<&'c Reporter>) -> ProcessHooks<'c> {
         let tls = match UcspiTls::from_env(&|k| std::env::var(k).ok()) {
             Ok(t) => t,
             Err(e) => {
@@ -446,7 +465,7 @@ impl<'c> ProcessHooks<'c> {
                 None
             }
         };
-        ProcessHooks { cfg, pid: std::process::id(), tls }
+        ProcessHooks { cfg, pid: std::process::id(), tls, reporter }
     }
 }
 
@@ -541,6 +560,13 @@ impl Hooks for ProcessHooks<'_> {
                 die::warn(PROG, format_args!("unable to run checkpassword {prog}: {e}"));
                 Verdict::TempFail
             }
+        }
+    }
+
+    /// One datagram on `SMTPD_STATS_FD` (smtpd-rs(8), REPORTS); never blocks.
+    fn report(&mut self, r: &statsfd::SessionReport) {
+        if let Some(rep) = self.reporter {
+            rep.send(&r.encode());
         }
     }
 

@@ -14,6 +14,7 @@ use crate::smtp::command::{self, check_helo, check_mailbox, is_postmaster, param
 use crate::smtp::data::DataError;
 use crate::smtp::reply;
 use crate::smtpd::config::{Config, MAX_ERRORS};
+use crate::statsfd::{self, Reason};
 use crate::xtext;
 
 pub use crate::io::ucspi::Peer;
@@ -45,6 +46,9 @@ pub trait Hooks {
     fn start_tls(&mut self) -> Result<TlsInfo, String> {
         Err("no UCSPI-TLS server".into())
     }
+    /// The session is over: tell the supervisor what it did
+    /// (`SMTPD_STATS_FD`, when there is one).
+    fn report(&mut self, _r: &statsfd::SessionReport) {}
 }
 
 /// The RCPTCHECK program's verdict (notqmail: exit 100 reject, 111 and 120
@@ -101,7 +105,8 @@ impl From<crate::queue::client::Status> for Outcome {
 }
 
 
-/// Counters for the log line at the end of the session.
+/// Counters for the log line at the end of the session and for its report
+/// to the supervisor (`report`, `crate::statsfd`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub messages: u32,
@@ -109,6 +114,12 @@ pub struct Stats {
     pub refused: u32,
     pub errors: u32,
     pub bytes: u64,
+    /// Messages whose data was read and refused.
+    pub messages_refused: u32,
+    /// Every refusal counted in `refused`, by class (4xx, 5xx) and `Reason`.
+    pub refusals: [[u32; 5]; 2],
+    /// AUTH checks: success, failure, temporary failure.
+    pub auth: [u32; 3],
 }
 
 /// One mail transaction (MAIL to the end of the message, or RSET).
@@ -126,6 +137,8 @@ struct Tx {
     bdat: bool,
     /// Sticky refusal of a failed BDAT transaction, repeated to each chunk.
     failed: Option<String>,
+    /// Why it failed (for the counters).
+    failed_reason: Option<Reason>,
     /// MAIL AUTH= from an authenticated client (RFC 4954 section 5).
     auth_param: Option<auth::MailAuth>,
     /// The id named in the message's Received header.
@@ -553,11 +566,12 @@ impl<'c> Session<'c> {
             Some(tx) if tx.rcpts.is_empty() => reply::NO_VALID_RCPT,
             Some(tx) => {
                 if let Some(f) = tx.failed.clone() {
+                    let why = outcome_reason(tx.failed_reason);
                     // RFC 3030 3: the transaction has failed; each chunk gets the refusal.
                     if last {
                         self.end_tx();
                     }
-                    self.stats.refused += 1;
+                    self.tally(&f, why);
                     hooks.log(format_args!("refused BDAT: {}", f.trim_end()));
                     return refused(&f, out);
                 }
@@ -582,10 +596,13 @@ impl<'c> Session<'c> {
             Some(o) => {
                 let r = outcome_reply(&o);
                 hooks.log(format_args!("refused BDAT: {}", r.trim_end()));
-                self.stats.refused += 1;
+                let why = outcome_cause(&o);
+                self.tally(&r, why);
+                self.stats.messages_refused += 1;
                 out.extend_from_slice(r.as_bytes());
                 if let Some(tx) = &mut self.tx {
                     tx.failed = Some(r);
+                    tx.failed_reason = Some(why);
                 }
             }
         }
@@ -616,7 +633,6 @@ impl<'c> Session<'c> {
             }
             o => {
                 let r = outcome_reply(o);
-                self.stats.refused += 1;
                 hooks.log(format_args!(
                     "message refused: from <{}> rcpts {} size {size}: {}",
                     show(&tx.sender),
@@ -624,6 +640,8 @@ impl<'c> Session<'c> {
                     r.trim_end()
                 ));
                 out.extend_from_slice(r.as_bytes());
+                self.tally(&r, outcome_cause(o));
+                self.stats.messages_refused += 1;
             }
         }
         self.end_tx();
@@ -758,6 +776,41 @@ impl<'c> Session<'c> {
     /// The MAXHOPS limit for the hop counter.
     pub fn hop_limit(&self) -> u32 {
         self.cfg.maxhops
+    }
+
+    /// Count one refusal with reply `r`, by its class and `why`.
+    fn tally(&mut self, r: &str, why: Reason) {
+        self.stats.refused += 1;
+        let class = match r.as_bytes().first() {
+            Some(b'4') => 0,
+            Some(b'5') => 1,
+            _ => return,
+        };
+        if let Some(n) = self.stats.refusals.get_mut(class).and_then(|c| c.get_mut(why.index())) {
+            *n += 1;
+        }
+    }
+
+    /// What the session did, for the supervisor (smtpd-rs(8), REPORTS).
+    pub fn report(&self, end: statsfd::End) -> statsfd::SessionReport {
+        let s = &self.stats;
+        let mut r = statsfd::SessionReport {
+            end,
+            messages: s.messages.into(),
+            recipients: s.recipients.into(),
+            bytes: s.bytes,
+            messages_refused: s.messages_refused.into(),
+            ..Default::default()
+        };
+        for (c, row) in s.refusals.iter().enumerate() {
+            for (i, n) in row.iter().enumerate() {
+                r.refused[c][i] = (*n).into();
+            }
+        }
+        for (i, n) in s.auth.iter().enumerate() {
+            r.auth[i] = (*n).into();
+        }
+        r
     }
 
     /// The log line at the end of the session.
@@ -919,6 +972,7 @@ impl<'c> Session<'c> {
                 let shown: String = user.chars().filter(|c| !c.is_control()).take(100).collect();
                 match verdict {
                     Verdict::Accepted => {
+                        self.stats.auth[0] += 1;
                         hooks.log(format_args!("auth: success type={} user=<{shown}>", mech.lower_name()));
                         self.auth_user = Some(user);
                         self.auth_mech = Some(mech);
@@ -926,10 +980,11 @@ impl<'c> Session<'c> {
                         Action::Continue
                     }
                     Verdict::Rejected => {
+                        self.stats.auth[1] += 1;
                         self.auth_failures += 1;
                         hooks.log(format_args!("auth: failed type={} user=<{shown}>", mech.lower_name()));
                         if self.auth_failures >= auth::MAX_FAILURES {
-                            self.stats.refused += 1;
+                            self.tally(auth::AUTH_FAILED, Reason::Auth);
                             out.extend_from_slice(auth::AUTH_FAILED.as_bytes());
                             out.extend_from_slice(auth::AUTH_TOO_MANY.as_bytes());
                             hooks.log(format_args!("too many authentication failures"));
@@ -938,6 +993,7 @@ impl<'c> Session<'c> {
                         self.refuse("AUTH", auth::AUTH_FAILED, hooks, out)
                     }
                     Verdict::TempFail | Verdict::Misuse => {
+                        self.stats.auth[2] += 1;
                         hooks.log(format_args!("auth: checkpassword {verdict:?} type={} user=<{shown}>", mech.lower_name()));
                         self.refuse("AUTH", auth::AUTH_TEMP, hooks, out)
                     }
@@ -958,7 +1014,7 @@ impl<'c> Session<'c> {
     }
 
     fn count_refusal(&mut self, verb: &str, r: &str, hooks: &mut dyn Hooks) {
-        self.stats.refused += 1;
+        self.tally(r, refusal_reason(verb, r));
         if r.starts_with("50") || r.starts_with("555") {
             self.stats.errors += 1;
         }
@@ -1145,6 +1201,44 @@ fn full_reply(text: &str, permanent: bool) -> Option<String> {
     Some(format!("{code} {enh} {words}\r\n"))
 }
 
+/// Why a command was refused with reply `r` (for the counters), from who
+/// refused it and the reply's enhanced status code (RFC 3463): X.1.3 and
+/// X.1.7 (address syntax), X.5.x (protocol) and X.6.x (content) are
+/// syntax, X.2.3 and X.3.4 size, other X.3.x the queue or the system, an
+/// AUTH exchange's refusals auth; the rest (X.1.1 no mailbox, X.7.x
+/// security or policy, X.4.x, the recipient limit X.5.3, RCPTCHECK's
+/// temporary failure) policy.
+pub fn refusal_reason(verb: &str, r: &str) -> Reason {
+    if verb == "AUTH" {
+        return Reason::Auth;
+    }
+    if r == reply::RCPTCHECK_TEMP || r == reply::TOO_MANY_RCPTS {
+        return Reason::Policy;
+    }
+    let code = r.split(' ').nth(1).unwrap_or("");
+    let mut parts = code.split('.').skip(1);
+    match (parts.next(), parts.next()) {
+        (Some("1"), Some("3" | "7")) | (Some("5" | "6"), _) => Reason::Syntax,
+        (Some("2"), Some("3")) | (Some("3"), Some("4")) => Reason::Size,
+        (Some("3"), _) => Reason::Queue,
+        _ => Reason::Policy,
+    }
+}
+
+/// Why a message was refused once read: its `Outcome`'s cause.
+fn outcome_cause(o: &Outcome) -> Reason {
+    match o {
+        Outcome::Refused(DataError::TooBig) => Reason::Size,
+        Outcome::Refused(DataError::TooManyHops) => Reason::Policy,
+        Outcome::Refused(_) => Reason::Syntax,
+        Outcome::QueueFailed { .. } | Outcome::Queued(_) => Reason::Queue,
+    }
+}
+
+fn outcome_reason(r: Option<Reason>) -> Reason {
+    r.unwrap_or(Reason::Queue)
+}
+
 /// `<addr>` -> `addr`; anything else as it is.
 fn strip_brackets(a: &[u8]) -> &[u8] {
     match (a.iter().position(|&b| b == b'<'), a.iter().rposition(|&b| b == b'>')) {
@@ -1257,6 +1351,66 @@ mod tests {
 
     fn codes(got: &[String]) -> Vec<&str> {
         got.iter().map(|g| g.get(..3).unwrap_or(g)).collect()
+    }
+
+    #[test]
+    fn refusals_are_counted_by_class_and_reason() {
+        let cfg = config();
+        let mut h = fake();
+        let (_, mut s) = transcript(
+            &cfg,
+            &mut h,
+            &[
+                "FOO",                              // 500 5.5.1: syntax
+                "EHLO client.test",
+                "MAIL FROM:<a@b.c> SIZE=5000",      // 552 5.3.4: size
+                "MAIL FROM:<a b>",                  // 553 5.1.7: syntax
+                "MAIL FROM:<a@b.c>",
+                "RCPT TO:<u@elsewhere.test>",       // 553 5.7.1: policy
+                "RCPT TO:<u@elsewhere.test>",       // policy
+                "RCPT TO:<u@example.com>",
+                "RCPT TO:<v@example.com>",
+                "RCPT TO:<w@example.com>",
+                "RCPT TO:<x@example.com>",          // 452 4.5.3: policy (limit), temporary
+            ],
+        );
+        let mut out = Vec::new();
+        s.message_done(Outcome::QueueFailed { permanent: false, text: "disk full (#4.3.0)".into() }, 10, &mut h, &mut out);
+        assert!(out.starts_with(b"451 4.3.0"));
+        let r = s.report(statsfd::End::Quit);
+        let (t, p) = (0, 1);
+        assert_eq!(r.refused[p][Reason::Syntax.index()], 2);
+        assert_eq!(r.refused[p][Reason::Size.index()], 1);
+        assert_eq!(r.refused[p][Reason::Policy.index()], 2);
+        assert_eq!(r.refused[t][Reason::Policy.index()], 1);
+        assert_eq!(r.refused[t][Reason::Queue.index()], 1);
+        assert_eq!(r.messages_refused, 1);
+        assert_eq!(r.refused.iter().flatten().sum::<u64>(), u64::from(s.stats.refused));
+        assert_eq!(r.messages, 0);
+    }
+
+    #[test]
+    fn reasons_from_enhanced_codes() {
+        for (verb, r, want) in [
+            ("RCPT", reply::NOT_RCPTHOST, Reason::Policy),
+            ("RCPT", reply::NO_MAILBOX, Reason::Policy),
+            ("RCPT", reply::RCPTCHECK_TEMP, Reason::Policy),
+            ("RCPT", reply::BAD_RCPT, Reason::Syntax),
+            ("RCPT", reply::NEED_SMTPUTF8, Reason::Syntax),
+            ("MAIL", reply::SIZE_EXCEEDED, Reason::Size),
+            ("MAIL", crate::io::ucspitls::TLS_REQUIRED, Reason::Policy),
+            ("MAIL", auth::AUTH_REQUIRED, Reason::Policy),
+            ("DATA", reply::NO_VALID_RCPT, Reason::Syntax),
+            ("EHLO", reply::HELO_UNRESOLVED, Reason::Policy),
+            ("AUTH", auth::AUTH_FAILED, Reason::Auth),
+            ("AUTH", auth::AUTH_BAD_BASE64, Reason::Auth),
+            ("line", reply::LINE_TOO_LONG, Reason::Syntax),
+            ("DATA", reply::QUEUE_UNAVAILABLE, Reason::Queue),
+        ] {
+            assert_eq!(refusal_reason(verb, r), want, "{verb} {r}");
+        }
+        assert_eq!(outcome_cause(&Outcome::Refused(DataError::TooBig)), Reason::Size);
+        assert_eq!(outcome_cause(&Outcome::Refused(DataError::TooManyHops)), Reason::Policy);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::queue::client::QueueClient;
 use crate::smtp::reply;
 use crate::smtpd::config::Config;
 use crate::smtpd::serve::{serve, ProcessHooks};
+use crate::statsfd::Reporter;
 use std::fs::File;
 use std::io::Write;
 
@@ -18,20 +19,32 @@ const PROG: &str = "smtpd-rs";
 
 /// The classic run: one session on fds 0 and 1; the exit code it calls for.
 pub fn classic() -> i32 {
+    let reporter = reporter();
     let cfg = config_or_421();
     let mut conn = Conn::stdio(cfg.timeout)
         .unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to use fd 0 and 1: {e}")));
     let mut queue = QueueClient::new(&cfg.queue);
-    let code = session(&mut conn, &cfg, &mut queue);
+    let code = session(&mut conn, &cfg, &mut queue, reporter.as_ref());
     queue.close();
     code
 }
 
 /// One session on `conn`; the exit code it calls for.
-pub fn session(conn: &mut Conn, cfg: &Config, queue: &mut QueueClient) -> i32 {
+pub fn session(conn: &mut Conn, cfg: &Config, queue: &mut QueueClient, reporter: Option<&Reporter>) -> i32 {
     let peer = peer_info(&|k| std::env::var(k).ok(), conn.read_fd());
-    let mut hooks = ProcessHooks::new(cfg);
+    let mut hooks = ProcessHooks::new(cfg, reporter);
     serve(conn, cfg, peer, queue, &mut hooks).exit_code()
+}
+
+/// The supervisor's report socket (`SMTPD_STATS_FD`), taken once per
+/// process, before anything is started: close-on-exec, and the variable
+/// removed, so that queue-inject and checkpassword never see it. A
+/// variable that names no datagram socket is warned about and ignored.
+pub fn reporter() -> Option<Reporter> {
+    Reporter::from_env(false).unwrap_or_else(|e| {
+        die::warn(PROG, format_args!("{e}; no session reports"));
+        None
+    })
 }
 
 /// The configuration, or a 421 to the client and exit 111.
@@ -47,9 +60,10 @@ pub fn config_or_421() -> Config {
 /// reached. The configuration is read again for every session, since the
 /// supervisor's rules set per-client variables (RELAYCLIENT, XCLIENT, ...).
 pub fn run(mut w: Worker) -> ! {
+    let reporter = reporter();
     let first = Config::from_env().unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, e));
     if w.forks() {
-        template(w, &first)
+        template(w, &first, reporter.as_ref())
     }
     let mut queue = QueueClient::new(&first.queue);
     queue.prepare();
@@ -59,7 +73,7 @@ pub fn run(mut w: Worker) -> ! {
             Ok(false) => break,
             Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
         }
-        handed_session(&mut queue);
+        handed_session(&mut queue, reporter.as_ref());
         match w.end_session() {
             Ok(true) => queue.prepare(),
             Ok(false) => break,
@@ -71,11 +85,11 @@ pub fn run(mut w: Worker) -> ! {
 }
 
 /// One handed-off session, now on fds 0 and 1 with its variables applied.
-fn handed_session(queue: &mut QueueClient) -> i32 {
+fn handed_session(queue: &mut QueueClient, reporter: Option<&Reporter>) -> i32 {
     match (Config::from_env(), dup_stdio()) {
         (Ok(cfg), Ok((r, wr))) => {
             let mut conn = Conn::new(r, wr, cfg.timeout);
-            session(&mut conn, &cfg, queue)
+            session(&mut conn, &cfg, queue, reporter)
         }
         (Err(e), _) => {
             let _ = std::io::stdout().write_all(reply::CONFIG_ERROR.as_bytes());
@@ -100,7 +114,7 @@ const NO_SESSION: i32 = 99;
 /// the child and reports idle. It never reads a byte of any session, so
 /// nothing of one session can reach the next; what the children share with
 /// it is the configuration read at start and the memory layout.
-fn template(mut w: Worker, cfg: &Config) -> ! {
+fn template(mut w: Worker, cfg: &Config, reporter: Option<&Reporter>) -> ! {
     loop {
         // One thread here (this program starts none), as fork_single_threaded needs.
         let pid = match crate::sys::fork_single_threaded() {
@@ -115,7 +129,7 @@ fn template(mut w: Worker, cfg: &Config) -> ! {
                 Ok(false) => std::process::exit(NO_SESSION),
                 Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
             }
-            let code = handed_session(&mut queue);
+            let code = handed_session(&mut queue, reporter);
             queue.close();
             std::process::exit(code);
         }

@@ -14,7 +14,7 @@ use crate::tcprules::{self, Rules};
 
 pub const USAGE: &str = "usage: smtpd-supervise [-1DFHPQRWXadqsv] [-c limit] [-C perip] [-x rules] [-e envfile] \
 [-u user] [-g group] [-U] [-w workers] [-m maxuse] [-T seconds] [-k seconds] [-S seconds] [-b backlog] \
-[-B banner] [-l localname] [-t seconds] host port prog [arg ...]";
+[-B banner] [-l localname] [-t seconds] [-M metricsfile] [-L scoreboard] host port prog [arg ...]";
 
 /// Everything the command line says.
 #[derive(Debug, Clone)]
@@ -67,6 +67,10 @@ pub struct Config {
     /// `prog` is tls-wrap: `Some(true)` when its own options give its
     /// program a uid (-u or -U), `Some(false)` when they do not.
     pub tls_wrap: Option<bool>,
+    /// -M: the Prometheus textfile to keep current (see `super::stats`).
+    pub metrics_file: Option<PathBuf>,
+    /// -L: the scoreboard file to keep current (`crate::scoreboard`).
+    pub scoreboard_file: Option<PathBuf>,
 }
 
 /// A usage error: message for `fatal`, exit 100.
@@ -100,7 +104,7 @@ impl Config {
         for f in ["1", "D", "d", "F", "H", "R", "W", "X", "a", "q", "Q", "s", "v", "U", "h", "p", "P", "r"] {
             o.optflagmulti(f, "", "");
         }
-        for f in ["c", "C", "x", "e", "u", "g", "w", "m", "T", "k", "S", "b", "B", "l", "t"] {
+        for f in ["c", "C", "x", "e", "u", "g", "w", "m", "T", "k", "S", "b", "B", "l", "t", "M", "L"] {
             o.optopt(f, "", "", "");
         }
         // getopts wants UTF-8; only the options need it, prog's arguments are
@@ -216,6 +220,8 @@ impl Config {
             status_interval: secs(num("S", 0, 0)?),
             proxy: m.opt_present("a"),
             tls_wrap: tls_wrap_drops(&prog),
+            metrics_file: m.opt_str("M").map(PathBuf::from),
+            scoreboard_file: m.opt_str("L").map(PathBuf::from),
             prog,
         })
     }

@@ -7,3 +7,4 @@ pub mod config;
 pub mod log;
 pub mod privs;
 pub mod server;
+pub mod stats;

@@ -2,9 +2,14 @@
 //! hand-off sockets, connections sending a PROXY header, the children's log
 //! pipe (-s) and a self-pipe for signals; accept, check rules and limits, start a session
 //! (fork+exec, or hand-off to an idle worker), reap children, enforce the
-//! wall-clock limit, keep the worker pool full with back-off, reload, drain.
+//! wall-clock limit, keep the worker pool full with back-off, reload, drain;
+//! with -M and -L, read the sessions' reports (`SMTPD_STATS_FD`, counted by
+//! `super::stats`) and keep the metrics textfile and the scoreboard current
+//! (each written at most every `METRICS_GAP` / `SCOREBOARD_GAP`, only when
+//! something changed, by a rename: no reader ever waits on this loop).
 //! Single-threaded: no locks, and nothing is inherited by a child by accident
-//! (every fd is close-on-exec except the one named in `HANDOFF_FD`).
+//! (every fd is close-on-exec except the ones named in `HANDOFF_FD` and
+//! `SMTPD_STATS_FD`).
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
@@ -24,7 +29,10 @@ use nix::unistd::Pid;
 use super::config::{self, Config};
 use super::log::{Level, LineSplitter, Log};
 use super::privs;
+use super::stats::{self, Stats};
 use crate::handoff;
+use crate::scoreboard;
+use crate::statsfd;
 use crate::proxy::{self, Header, Parsed};
 use crate::tcprules::{canonical, Action, Rules};
 
@@ -43,7 +51,18 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Pause in accepting after EMFILE and similar.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Variables taken from the supervisor's own environment and never passed on.
-const PRIVATE_VARS: &[&str] = &["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HANDOFF_FD", "HANDOFF_MAX", "HANDOFF_FORK"];
+const PRIVATE_VARS: &[&str] =
+    &["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HANDOFF_FD", "HANDOFF_MAX", "HANDOFF_FORK", statsfd::ENV_FD];
+/// The scoreboard is rewritten at most this often (when something changed)...
+const SCOREBOARD_GAP: Duration = Duration::from_millis(100);
+/// ... and at least this often, so that its time shows the supervisor alive.
+const SCOREBOARD_BEAT: Duration = Duration::from_secs(10);
+/// The same for the metrics textfile.
+const METRICS_GAP: Duration = Duration::from_secs(1);
+const METRICS_BEAT: Duration = Duration::from_secs(30);
+/// Most reports read from `SMTPD_STATS_FD` per turn of the loop, so that a
+/// flood of them never holds up accepting.
+const REPORT_BATCH: usize = 64;
 /// The rules variable that marks a trusted PROXY sender (with -a).
 pub const PROXY_VAR: &[u8] = b"PROXY";
 
@@ -104,6 +123,16 @@ pub fn run(cfg: Config) -> i32 {
     let base_env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| !PRIVATE_VARS.iter().any(|p| k.as_bytes() == p.as_bytes()))
         .collect();
+    // The report channel: only when someone reads the figures (-M, -L), so
+    // that without them children get exactly what tcpserver would give.
+    let stats_chan = if cfg.metrics_file.is_some() || cfg.scoreboard_file.is_some() {
+        Some(statsfd::pair().unwrap_or_else(|e| crate::die::fatal(PROG, crate::die::EXIT_TEMP, format!("unable to create the report socket: {e}"))))
+    } else {
+        None
+    };
+    let port = listeners.first().and_then(|l| l.local_addr().ok()).map_or(cfg.port, |a| a.port());
+    let start_wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let stats = cfg.metrics_file.as_ref().map(|_| Stats::new(port, start_wall));
     let tag = std::path::Path::new(&cfg.prog[0])
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -134,9 +163,20 @@ pub fn run(cfg: Config) -> i32 {
         devnull,
         // SIGPIPE too: std ignores it in this process, and an ignored signal stays ignored across exec.
         caught: sigs.iter().map(|&s| s as i32).chain([libc::SIGPIPE]).collect(),
+        stats_chan,
+        stats,
+        start_wall,
+        board: Publish::new(),
+        metrics: Publish::new(),
+        publish_warned: false,
         cfg,
     };
     s.start();
+    // A file that cannot be written at all is a mistake in the set-up: say
+    // so now. Later failures (a full disk) are warnings: figures never stop mail.
+    if let Some(e) = s.publish_now(true) {
+        crate::die::fatal(PROG, crate::die::EXIT_TEMP, e);
+    }
     s.serve()
 }
 
@@ -248,6 +288,38 @@ struct Server {
     devnull: OwnedFd,
     /// The signals we handle, reset to their defaults in a child before exec.
     caught: Vec<i32>,
+    /// The report channel (ours, the children's), with -M or -L.
+    stats_chan: Option<(OwnedFd, OwnedFd)>,
+    /// The counters, with -M.
+    stats: Option<Stats>,
+    start_wall: f64,
+    /// When the scoreboard (-L) and the metrics file (-M) were last written.
+    board: Publish,
+    metrics: Publish,
+    /// A write of either file failed (warned once until one succeeds).
+    publish_warned: bool,
+}
+
+/// When a file that the loop keeps current was written, and whether what
+/// it shows has changed since.
+struct Publish {
+    last: Option<Instant>,
+    dirty: bool,
+}
+
+impl Publish {
+    fn new() -> Publish {
+        Publish { last: None, dirty: true }
+    }
+
+    /// When the next write is due: `gap` after the last one if something
+    /// changed, `beat` after it anyway.
+    fn due(&self, gap: Duration, beat: Duration) -> Option<Instant> {
+        match self.last {
+            None => Some(Instant::now()),
+            Some(t) => Some(t + if self.dirty { gap } else { beat }),
+        }
+    }
 }
 
 struct Child {
@@ -273,8 +345,11 @@ const IDLE_KEEP: Duration = Duration::from_secs(30);
 
 struct Session {
     ip: IpAddr,
+    port: u16,
     started: Instant,
     killed: bool,
+    /// When tls-wrap reported its handshake (the scoreboard's `tls` state).
+    tls_since: Option<Instant>,
 }
 
 struct PendingProxy {
@@ -286,6 +361,8 @@ struct PendingProxy {
 struct Ready {
     conn: TcpStream,
     ip: IpAddr,
+    port: u16,
+    since: Instant,
     env: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     desc: String,
 }
@@ -297,6 +374,7 @@ enum Ev {
     Chan(i32),
     Proxy(usize),
     LogPipe,
+    Reports,
 }
 
 impl Server {
@@ -374,6 +452,8 @@ impl Server {
             if let Some(deadline) = self.draining {
                 if self.children.is_empty() {
                     self.info("end: all sessions done");
+                    self.on_reports();
+                    self.publish(true);
                     return 0;
                 }
                 if self.killed_all.is_none() && now >= deadline {
@@ -382,6 +462,7 @@ impl Server {
                 if let Some(t) = self.killed_all {
                     if now >= t + KILL_GRACE {
                         self.warn(&format!("{} children did not die after SIGKILL; exiting", self.children.len()));
+                        self.publish(true);
                         return 111;
                     }
                 }
@@ -393,6 +474,7 @@ impl Server {
                     return 111;
                 }
             };
+            let changed = !events.is_empty();
             for ev in events {
                 match ev {
                     Ev::Sig => self.on_signals(),
@@ -400,11 +482,17 @@ impl Server {
                     Ev::Chan(pid) => self.on_chan(pid),
                     Ev::Proxy(i) => self.on_proxy(i),
                     Ev::LogPipe => self.on_log_pipe(),
+                    Ev::Reports => self.on_reports(),
                 }
             }
             self.timers();
             self.dispatch();
             self.fill_pool();
+            if changed {
+                self.board.dirty = true;
+                self.metrics.dirty = true;
+            }
+            self.publish(false);
         }
     }
 
@@ -433,6 +521,10 @@ impl Server {
         if let Some((r, _)) = &self.log_pipe {
             fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
             tags.push(Ev::LogPipe);
+        }
+        if let Some((ours, _)) = &self.stats_chan {
+            fds.push(PollFd::new(ours.as_fd(), PollFlags::POLLIN));
+            tags.push(Ev::Reports);
         }
         let timeout = self.next_timeout();
         let ms = timeout.map(|d| d.as_millis().min(60_000) as u16 + 1).unwrap_or(60_000);
@@ -491,6 +583,16 @@ impl Server {
         }
         if let Some(r) = self.surplus_due() {
             at(r);
+        }
+        if self.cfg.scoreboard_file.is_some() {
+            if let Some(d) = self.board.due(SCOREBOARD_GAP, SCOREBOARD_BEAT) {
+                at(d.max(now + Duration::from_millis(1)));
+            }
+        }
+        if self.cfg.metrics_file.is_some() {
+            if let Some(d) = self.metrics.due(METRICS_GAP, METRICS_BEAT) {
+                at(d.max(now + Duration::from_millis(1)));
+            }
         }
         t.map(|i| i.saturating_duration_since(now))
     }
@@ -618,6 +720,7 @@ impl Server {
         let vars = match self.rules.as_ref().and_then(|r| r.lookup(ip)) {
             Some(Action::Deny) => {
                 self.info(&format!("deny 0 {desc}"));
+                self.count_conn(stats::Conn::Denied);
                 return;
             }
             Some(Action::Allow(v)) => v.clone(),
@@ -625,6 +728,7 @@ impl Server {
         };
         if self.per_ip.get(&ip).copied().unwrap_or(0) >= self.cfg.per_ip {
             self.warn(&format!("limit 0 {desc}: {} sessions from {ip}", self.cfg.per_ip));
+            self.count_conn(stats::Conn::PerIpLimit);
             return;
         }
         if let Some(b) = &self.cfg.banner {
@@ -654,11 +758,12 @@ impl Server {
             }
         }
         self.ip_up(ip);
+        self.count_conn(stats::Conn::Accepted);
         if self.cfg.handoff {
-            self.waiting.push_back(Ready { conn, ip, env, desc });
+            self.waiting.push_back(Ready { conn, ip, port: peer.port(), since: Instant::now(), env, desc });
             self.dispatch();
         } else {
-            self.spawn_classic(conn, ip, env, desc);
+            self.spawn_classic(conn, ip, peer.port(), env, desc);
         }
     }
 
@@ -701,7 +806,7 @@ impl Server {
         }
     }
 
-    fn spawn_classic(&mut self, conn: TcpStream, ip: IpAddr, env: Vec<(Vec<u8>, Option<Vec<u8>>)>, desc: String) {
+    fn spawn_classic(&mut self, conn: TcpStream, ip: IpAddr, port: u16, env: Vec<(Vec<u8>, Option<Vec<u8>>)>, desc: String) {
         let fd = conn.as_raw_fd();
         match self.spawn(&env, &[(fd, 0), (fd, 1)]) {
             Ok(pid) => {
@@ -709,7 +814,7 @@ impl Server {
                 let now = Instant::now();
                 self.children.insert(
                     pid,
-                    Child { worker: None, session: Some(Session { ip, started: now, killed: false }), started: now },
+                    Child { worker: None, session: Some(Session { ip, port, started: now, killed: false, tls_since: None }), started: now },
                 );
                 self.info(&format!("pid {pid} from {ip}"));
                 self.info(&format!("ok {pid} {desc}"));
@@ -743,6 +848,10 @@ impl Server {
         for (k, v) in extra {
             set(k, v.as_deref());
         }
+        let stats_fd = self.stats_chan.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
+        if let Some(fd) = stats_fd {
+            set(statsfd::ENV_FD.as_bytes(), Some(fd.to_string().as_bytes()));
+        }
         let path_var = env.iter().find(|(k, _)| k == b"PATH").map(|(_, v)| v.clone());
         let prog = resolve(&self.cfg.prog[0], path_var.as_deref())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{}: not found", self.cfg.prog[0].to_string_lossy())))?;
@@ -761,6 +870,9 @@ impl Server {
             }
         }
         all.extend_from_slice(fds);
+        if let Some(fd) = stats_fd {
+            all.push((fd, fd));
+        }
         let err = self.log_pipe.as_ref().map_or(2, |(_, w)| w.as_raw_fd());
         all.push((err, 2));
         crate::sys::fork_exec(&exec, &all, true, &self.caught)
@@ -853,7 +965,7 @@ impl Server {
             let Some(chan) = w.chan.as_ref() else { return };
             match handoff::send_session(chan.as_fd(), r.conn.as_fd(), &data) {
                 Ok(()) => {
-                    c.session = Some(Session { ip: r.ip, started: Instant::now(), killed: false });
+                    c.session = Some(Session { ip: r.ip, port: r.port, started: Instant::now(), killed: false, tls_since: None });
                     drop(r.conn);
                     self.info(&format!("pid {pid} from {}", r.ip));
                     self.info(&format!("ok {pid} {}", r.desc));
@@ -970,6 +1082,7 @@ impl Server {
             }
             if !clean {
                 self.restarts += 1;
+                self.count_restart();
             }
             return;
         }
@@ -978,6 +1091,7 @@ impl Server {
         }
         // An idle worker died: a crash, or a program without hand-off support.
         self.restarts += 1;
+        self.count_restart();
         self.warn(&format!("worker {pid} exited while idle: {status}"));
         if w.served == 0 && c.started.elapsed() < QUICK_DEATH {
             self.quick_death();
@@ -1001,6 +1115,9 @@ impl Server {
                     s.killed = true;
                 }
                 kill_group(pid);
+                if let Some(st) = &self.stats {
+                    st.killed();
+                }
                 self.warn(&format!("pid {pid}: session over {} s: killed", limit.as_secs()));
             }
         }
@@ -1113,6 +1230,175 @@ impl Server {
                 Err(_) => return,
             }
         }
+    }
+
+    // ---- figures: reports, metrics textfile, scoreboard
+
+    fn count_conn(&self, c: stats::Conn) {
+        if let Some(st) = &self.stats {
+            st.connection(c);
+        }
+    }
+
+    fn count_restart(&self) {
+        if let Some(st) = &self.stats {
+            st.restart();
+        }
+    }
+
+    /// Read what sessions reported, at most REPORT_BATCH datagrams a turn.
+    /// Reports are untrusted: `statsfd::parse` bounds them, `Stats` takes
+    /// label values only from fixed sets. A TLS report from a child of ours
+    /// (tls-wrap as the program: the worker or classic child itself) puts
+    /// its session into the scoreboard's `tls` state.
+    fn on_reports(&mut self) {
+        let Some((ours, _)) = &self.stats_chan else { return };
+        let mut buf = [0u8; statsfd::MAX_REPORT + 1];
+        for _ in 0..REPORT_BATCH {
+            let (n, pid) = match statsfd::recv(ours.as_fd(), &mut buf) {
+                Ok(Some(x)) => x,
+                Ok(None) | Err(_) => return,
+            };
+            let report = statsfd::parse(buf.get(..n).unwrap_or_default());
+            if let Some(st) = &self.stats {
+                match &report {
+                    Ok(r) => st.report(r),
+                    Err(_) => st.malformed(),
+                }
+            }
+            if let (Ok(statsfd::Report::Tls(t)), Some(pid)) = (&report, pid) {
+                if let Some(s) = self.children.get_mut(&pid).and_then(|c| c.session.as_mut()) {
+                    if t.ok && s.tls_since.is_none() {
+                        s.tls_since = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hand-off workers by `stats::WORKER_STATES` (idle, busy, retiring).
+    fn worker_counts(&self) -> [u64; 3] {
+        let mut n = [0u64; 3];
+        for c in self.children.values() {
+            let Some(w) = &c.worker else { continue };
+            let i = match (&c.session, w.chan.is_some() && !w.retired) {
+                (Some(_), _) => 1,
+                (None, true) => 0,
+                (None, false) => 2,
+            };
+            n[i] += 1;
+        }
+        n
+    }
+
+    /// Write the scoreboard and the metrics file when due (`force`: now,
+    /// at exit). A failed write is warned about once and retried at the
+    /// next beat; it never stops the loop.
+    fn publish(&mut self, force: bool) {
+        if let Some(msg) = self.publish_now(force) {
+            if !self.publish_warned {
+                self.publish_warned = true;
+                self.warn(&msg);
+            }
+        }
+    }
+
+    /// The writes of `publish`; the error of the last one that failed.
+    fn publish_now(&mut self, force: bool) -> Option<String> {
+        let now = Instant::now();
+        let due = |p: &Publish, gap, beat| force || p.due(gap, beat).is_some_and(|d| now >= d);
+        let mut failed = None;
+        if let Some(path) = self.cfg.scoreboard_file.clone() {
+            if due(&self.board, SCOREBOARD_GAP, SCOREBOARD_BEAT) {
+                let text = self.scoreboard_text(now);
+                match crate::textfile::write_atomic(&path, text.as_bytes(), 0o644) {
+                    Ok(()) => self.publish_warned = false,
+                    Err(e) => failed = Some(format!("unable to write the scoreboard {}: {e}", path.display())),
+                }
+                self.board = Publish { last: Some(now), dirty: false };
+            }
+        }
+        if let (Some(path), Some(st)) = (self.cfg.metrics_file.clone(), &self.stats) {
+            if due(&self.metrics, METRICS_GAP, METRICS_BEAT) {
+                let workers = self.worker_counts();
+                let text = st.render(&stats::Now { sessions: self.sessions() as u64, limit: self.cfg.limit as u64, workers });
+                match crate::textfile::write_atomic(&path, text.as_bytes(), 0o644) {
+                    Ok(()) => self.publish_warned = false,
+                    Err(e) => failed = Some(format!("unable to write the metrics file {}: {e}", path.display())),
+                }
+                self.metrics = Publish { last: Some(now), dirty: false };
+            }
+        }
+        failed
+    }
+
+    /// The scoreboard: every child, then the connections without a process.
+    fn scoreboard_text(&self, now: Instant) -> String {
+        let wall_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let wall = |t: Instant| (wall_now - now.saturating_duration_since(t).as_secs_f64()).max(0.0);
+        let mut rows: Vec<scoreboard::Row> = Vec::with_capacity(self.children.len() + self.waiting.len() + self.pending.len());
+        for (pid, c) in &self.children {
+            let served = c.worker.as_ref().map_or(0, |w| w.served);
+            let row = match (&c.session, &c.worker) {
+                (Some(s), _) => scoreboard::Row {
+                    pid: u32::try_from(*pid).ok(),
+                    state: if s.tls_since.is_some() { scoreboard::State::Tls } else { scoreboard::State::Session },
+                    since: wall(s.tls_since.unwrap_or(s.started)),
+                    served,
+                    remote: Some(s.ip),
+                    port: Some(s.port),
+                },
+                (None, Some(w)) => scoreboard::Row {
+                    pid: u32::try_from(*pid).ok(),
+                    state: if w.chan.is_some() && !w.retired { scoreboard::State::Idle } else { scoreboard::State::Retiring },
+                    since: wall(w.idle_since),
+                    served,
+                    remote: None,
+                    port: None,
+                },
+                (None, None) => continue,
+            };
+            rows.push(row);
+        }
+        rows.sort_by_key(|r| r.pid);
+        for r in &self.waiting {
+            rows.push(scoreboard::Row {
+                pid: None,
+                state: scoreboard::State::Waiting,
+                since: wall(r.since),
+                served: 0,
+                remote: Some(r.ip),
+                port: Some(r.port),
+            });
+        }
+        for p in &self.pending {
+            rows.push(scoreboard::Row {
+                pid: None,
+                state: scoreboard::State::Proxy,
+                since: wall(p.deadline.checked_sub(PROXY_TIMEOUT).unwrap_or(p.deadline)),
+                served: 0,
+                remote: Some(canonical(p.peer.ip())),
+                port: Some(p.peer.port()),
+            });
+        }
+        let listen: Vec<String> = self.listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
+        let mode = match (self.cfg.handoff, self.cfg.fork) {
+            (false, _) => "classic",
+            (true, false) => "handoff",
+            (true, true) => "handoff-fork",
+        };
+        let h = scoreboard::Header {
+            pid: std::process::id(),
+            time: wall_now,
+            started: self.start_wall,
+            listen: if listen.is_empty() { "-".into() } else { listen.join(",") },
+            mode: mode.into(),
+            sessions: self.sessions() as u64,
+            limit: self.cfg.limit as u64,
+            served: self.served,
+            restarts: self.restarts,
+        };
+        scoreboard::encode(&h, &rows)
     }
 }
 

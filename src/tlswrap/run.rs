@@ -24,6 +24,7 @@ use super::config::{is_tls_var, Accounts, Options, TlsEnv};
 use super::relay::{self, Net, RelayEnd, TlsFail};
 use super::certs;
 use crate::die;
+use crate::statsfd::{Reporter, TlsReport, TlsVersion};
 
 pub const PROG: &str = "tls-wrap";
 /// Exit code when TLS failed (handshake, timeout) or a system call failed.
@@ -46,15 +47,31 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
         die::warn(PROG, w);
     }
     let cfg = certs::server_config(&tenv, opts.client_cert).unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, e));
+    // smtpd-supervise's report socket: tls-wrap reports each handshake; the
+    // fd and the variable stay for prog, which reports its session.
+    let reporter = Reporter::from_env(true).unwrap_or_else(|e| {
+        die::warn(PROG, format_args!("{e}; no handshake reports"));
+        None
+    });
     let sigfd = block_sigchld().unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to set up SIGCHLD: {e}")));
     if !wait_for_handoff() {
         return 0;
     }
     if opts.implicit {
-        implicit(&opts, &tenv, cfg, &sigfd)
+        implicit(&opts, &tenv, cfg, &sigfd, reporter.as_ref())
     } else {
-        ucspi(&opts, &tenv, cfg, &sigfd)
+        ucspi(&opts, &tenv, cfg, &sigfd, reporter.as_ref())
     }
+}
+
+/// Tell the supervisor how a handshake ended (tls-wrap(8), REPORTS): the
+/// version negotiated, when the handshake got that far.
+fn report(reporter: Option<&Reporter>, conn: &ServerConnection, ok: bool) {
+    let Some(r) = reporter else { return };
+    let version = conn
+        .protocol_version()
+        .map_or(TlsVersion::Unknown, |v| TlsVersion::from_name(&super::envblock::protocol_name(u16::from(v))));
+    r.send(&TlsReport { ok, version }.encode());
 }
 
 /// Users and groups from /etc/passwd and /etc/group (`crate::passwd`:
@@ -123,7 +140,7 @@ fn deadline(opts: &Options) -> Option<Instant> {
 
 /// UCSPI-TLS: prog starts at once with fd 0/1 on the network and the three
 /// fds in SSLCTLFD, SSLREADFD, SSLWRITEFD; TLS starts when it asks.
-fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd) -> i32 {
+fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd, reporter: Option<&Reporter>) -> i32 {
     let sys = |what: &str, e: nix::Error| -> ! { die::fatal(PROG, EXIT_TLS, format_args!("unable to {what}: {e}")) };
     let (ctl, ctl_app) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
         .unwrap_or_else(|e| sys("create the control socket", e));
@@ -191,8 +208,10 @@ fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd)
     };
     if let Err(e) = relay::handshake(&mut conn, net, deadline(opts)) {
         log_fail(pid, &e);
+        report(reporter, &conn, false);
         return fail_app(sigfd, pid, status, (ctl, to_app, from_app));
     }
+    report(reporter, &conn, true);
     let facts = certs::facts(&conn);
     if opts.verbosity >= 2 {
         die::info(PROG, format_args!("pid {pid}: {} {} from {}{}", facts.protocol, facts.cipher, remote(), sni_note(&facts.sni)));
@@ -215,7 +234,7 @@ fn ucspi(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd)
 /// network and drops to prog's uid at once (a launcher, waiting for the
 /// facts on a pipe); tls-wrap itself then drops to TLS_UID/TLS_GID, so that
 /// no byte of the handshake is parsed as root.
-fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd) -> i32 {
+fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &OwnedFd, reporter: Option<&Reporter>) -> i32 {
     let sys = |what: &str, e: nix::Error| -> ! { die::fatal(PROG, EXIT_TLS, format_args!("unable to {what}: {e}")) };
     let me = std::process::id();
     let (app_in, to_app) = pipe2(OFlag::O_CLOEXEC).unwrap_or_else(|e| sys("create a pipe", e));
@@ -237,11 +256,13 @@ fn implicit(opts: &Options, tenv: &TlsEnv, cfg: Arc<ServerConfig>, sigfd: &Owned
     let mut conn = ServerConnection::new(cfg).unwrap_or_else(|e| die::fatal(PROG, EXIT_TLS, format_args!("unable to start TLS: {e}")));
     if let Err(e) = relay::handshake(&mut conn, net, deadline(opts)) {
         log_fail(Pid::from_raw(me as i32), &e);
+        report(reporter, &conn, false);
         // EOF on the facts pipe: the launcher exits without running prog.
         drop((facts_wr, to_app, from_app));
         finish(sigfd, pid, None);
         return EXIT_TLS;
     }
+    report(reporter, &conn, true);
     let facts = certs::facts(&conn);
     if opts.verbosity >= 2 {
         die::info(PROG, format_args!("pid {me}: {} {} from {}{}", facts.protocol, facts.cipher, remote(), sni_note(&facts.sni)));

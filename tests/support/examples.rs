@@ -34,6 +34,8 @@ const PROGRAMS: &[&str] = &[
     env!("CARGO_BIN_EXE_queue-drop"),
     env!("CARGO_BIN_EXE_smtpd-checkpassword"),
     env!("CARGO_BIN_EXE_smtpd-passwd"),
+    env!("CARGO_BIN_EXE_metrics-http"),
+    env!("CARGO_BIN_EXE_smtpd-supervise-status"),
 ];
 
 /// The host name and domain of every example.
