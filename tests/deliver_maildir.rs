@@ -2,9 +2,12 @@
 //! extension rule, the loop check, privileges (as root: each write as the
 //! Maildir's owner; not root: only its own Maildirs), kill -9 at random
 //! moments (never a partial file in new/ or cur/), a full disk (a small
-//! tmpfs mounted here) and RLIMIT_FSIZE (temporary, nothing partial).
-//! Dovecot and Python's mailbox module read
+//! tmpfs mounted here) and RLIMIT_FSIZE (temporary, nothing partial), and
+//! queue-run's LOCAL_DOMAINS hook. Dovecot and Python's mailbox module read
 //! its Maildirs in tests/deliver_dovecot.rs.
+
+#[path = "support/queuerun.rs"]
+mod qr;
 
 use std::fs;
 use std::io::Write;
@@ -14,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maildir-deliver");
+const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
 const MSG: &[u8] = b"From: a@example.org\nSubject: test\n\nline 1\n.line with dot\n";
 
 fn run(map: &Path, args: &[&str], env: &[(&str, &str)], msg: &[u8]) -> String {
@@ -278,4 +282,39 @@ fn disk_full_and_file_size_limit_are_temporary() {
     assert!(r.starts_with("sUnable to write ") && r.contains("File too large (os error 27). (#4.3.0)"), "{r}");
     let (done, tmp) = files(&p.join("Maildir"));
     assert_eq!((done.len(), tmp.len()), (1, 0));
+}
+
+#[test]
+fn queue_run_sends_local_domains_to_maildir_deliver() {
+    let w = qr::World::new();
+    let p = w.dir.path();
+    open_to_nobody(p);
+    fs::write(p.join("locals"), "# ours\nExample.COM\n").unwrap();
+    fs::write(p.join("map"), format!("alice@example.com {}/alice/ {}\n", p.display(), me())).unwrap();
+    for i in 0..3 {
+        let body = format!("Subject: {i}\n\nbody {i}\n");
+        qr::write_queue_file(&w.queue(), &format!("70{i}.1.1"), qr::now(), "s@example.net", &["alice@example.com", "nosuch@example.com", "x@remote.test"], &[], body.as_bytes());
+    }
+    let looped = b"Delivered-To: alice@example.com\nSubject: loop\n\nbody\n";
+    qr::write_queue_file(&w.queue(), "710.1.1", qr::now(), "s@example.net", &["alice@example.com"], &[], looped);
+    // maildir-deliver is found next to queue-run (LOCAL_DELIVERY unset).
+    let mut c = w.command(QUEUE_RUN);
+    c.env("LOCAL_DOMAINS", p.join("locals")).env("MAILDIR_MAP", p.join("map"));
+    let kid = qr::Kid(c.spawn().unwrap());
+    qr::wait_for(30, "the queue to empty", || w.queued().is_empty());
+    let log = w.log_after(kid);
+    let (done, _) = files(&p.join("alice"));
+    let mut got: Vec<String> = done.iter().map(|f| fs::read_to_string(f).unwrap()).collect();
+    got.sort();
+    let want: Vec<String> = (0..3).map(|i| format!("Return-Path: <s@example.net>\nDelivered-To: alice@example.com\nSubject: {i}\n\nbody {i}\n")).collect();
+    assert_eq!(got, want, "{log}");
+    // The remote domain still went to SMTP_REMOTE (the fake), alone.
+    let remote: Vec<Vec<String>> = w.deliveries();
+    assert_eq!(remote.len(), 3, "{log}");
+    assert!(remote.iter().all(|a| a[0] == "remote.test" && a[2..] == ["x@remote.test".to_string()]));
+    // nosuch@ (3) and the loop (1) bounced, each once.
+    let dsns = w.bounces();
+    assert_eq!(dsns.len(), 4, "{log}");
+    assert_eq!(dsns.iter().filter(|(_, m)| m.contains("Sorry, no mailbox here by that name. (#5.1.1)")).count(), 3);
+    assert_eq!(dsns.iter().filter(|(_, m)| m.contains("This message is looping")).count(), 1);
 }
