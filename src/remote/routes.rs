@@ -193,7 +193,7 @@ fn check_lmtp(relay: Option<&str>, o: &Options) -> Result<(), &'static str> {
     }
 }
 
-/// `relay`, `relay:port`, `[v6]`, `[v6]:port`, `:port`, `/socket/path`
+/// `relay`, `relay:port`, `[v6]`, `[v6]:port`, `:port`, a socket path
 /// (whole, colons and all) or empty.
 fn split_relay(s: &str) -> Option<(Option<String>, Option<u16>)> {
     let s = s.trim();
