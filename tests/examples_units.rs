@@ -54,6 +54,15 @@ const EXERCISED: &[(&str, &str)] = &[
     ("dkim/signing", "examples_dkim::dkim_keys_table_and_records_as_shipped"),
     ("dkim/make-keys.sh", "examples_dkim::dkim_keys_table_and_records_as_shipped"),
     ("dkim/example.com.zone", "examples_dkim::zone_records_parse"),
+    ("lmtp-dovecot/README", "examples_units::readme_names_every_entry"),
+    ("lmtp-dovecot/queue-run.env", "examples_delivery::lmtp_to_dovecot_as_shipped"),
+    ("lmtp-dovecot/smtproutes", "examples_delivery::lmtp_to_dovecot_as_shipped"),
+    ("lmtp-dovecot/dovecot-smtpd-rs.conf", "examples_delivery::lmtp_to_dovecot_as_shipped"),
+    ("maildir/README", "examples_units::readme_names_every_entry"),
+    ("maildir/queue-run.env", "examples_delivery::maildir_as_shipped"),
+    ("maildir/locals", "examples_delivery::maildir_as_shipped"),
+    ("maildir/maildir-map", "examples_delivery::maildir_as_shipped"),
+    ("maildir/queue-run.service.d/maildir.conf", "examples_delivery::maildir_as_shipped"),
 ];
 
 fn conf_examples() -> Vec<String> {

@@ -7,6 +7,8 @@
 //! 452 for that recipient after the data. Messages are read back with
 //! `doveadm -c <conf> fetch`. Run as root (Dovecot starts as root and
 //! switches to the mail user). Stopped (master killed) when dropped.
+//! `start_with` runs a configuration of the caller's (a shipped example's)
+//! over the same base instead.
 #![allow(dead_code)]
 
 use std::fs;
@@ -40,15 +42,9 @@ impl Dovecot {
     /// `full`; `extra`: lines `user:maildir` of users whose mail is in a
     /// Maildir of the caller's (for reading what another program wrote).
     pub fn start(users: &[&str], extra: &[(&str, &Path)]) -> Dovecot {
-        assert!(Path::new(DOVECOT).exists() && Path::new("/usr/lib/dovecot/lmtp").exists(), "Dovecot is missing: apt-get install dovecot-core dovecot-lmtpd (tests/install-peers.sh)");
-        assert!(nix::unistd::geteuid().is_root(), "the Dovecot tests run as root (Dovecot switches to the mail user)");
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch();
         let d = dir.path();
-        // The mail user must reach its Maildirs below the scratch folder.
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
         let (uid, gid) = nobody();
-        fs::create_dir(d.join("mail")).unwrap();
-        nix::unistd::chown(&d.join("mail"), Some(uid.into()), Some(gid.into())).unwrap();
         let mut pw = String::new();
         for u in users.iter().chain(&["full"]) {
             pw.push_str(&format!("{u}@example.com:{{PLAIN}}pw:{uid}:{gid}::{}/mail/{u}\n", d.display()));
@@ -58,35 +54,12 @@ impl Dovecot {
         for (u, md) in extra {
             pw.push_str(&format!("{u}@example.com:{{PLAIN}}pw:{uid}:{gid}::{}::userdb_mail=maildir:{}\n", md.display(), md.display()));
         }
-        fs::write(d.join("users"), pw).unwrap();
         let port = free_port();
-        let conf = d.join("dovecot.conf");
-        fs::write(
-            &conf,
-            format!(
-                "base_dir = {d}/run
-state_dir = {d}/run/state
-instance_name = dovecot-test-{port}
-log_path = {d}/dovecot.log
-info_log_path = {d}/dovecot.log
-protocols = lmtp
-listen = 127.0.0.1
-ssl = no
-first_valid_uid = 1
-mail_location = maildir:~/Maildir
-mail_plugins = quota
+        let tail = format!(
+            "mail_plugins = quota
 quota_full_tempfail = yes
-lmtp_add_received_header = no
 plugin {{
   quota = maildir:User quota
-}}
-passdb {{
-  driver = passwd-file
-  args = {d}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = {d}/users
 }}
 service lmtp {{
   unix_listener lmtp {{
@@ -97,20 +70,19 @@ service lmtp {{
     port = {port}
   }}
 }}
-",
-                d = d.display()
-            ),
-        )
-        .unwrap();
-        let st = Command::new(DOVECOT).arg("-c").arg(&conf).status().expect("run dovecot");
-        assert!(st.success(), "dovecot did not start: {}", fs::read_to_string(d.join("dovecot.log")).unwrap_or_default());
-        let socket = d.join("run/lmtp");
-        let t = Instant::now();
-        while !(socket.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
-            assert!(t.elapsed() < Duration::from_secs(20), "dovecot did not listen: {}", fs::read_to_string(d.join("dovecot.log")).unwrap_or_default());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Dovecot { dir, conf, socket, port }
+"
+        );
+        launch(dir, &pw, &tail, Some(port))
+    }
+
+    /// An instance whose LMTP service is what `tail` (a configuration of
+    /// the caller's, e.g. a shipped example) makes of it, the socket only;
+    /// `logins` are the users' login names as they are (`alice`).
+    pub fn start_with(logins: &[&str], tail: &str) -> Dovecot {
+        let dir = scratch();
+        let (uid, gid) = nobody();
+        let pw: String = logins.iter().map(|u| format!("{u}:{{PLAIN}}pw:{uid}:{gid}::{}/mail/{u}\n", dir.path().display())).collect();
+        launch(dir, &pw, tail, None)
     }
 
     pub fn path(&self) -> &Path {
@@ -140,6 +112,64 @@ service lmtp {{
         assert!(out.status.success(), "doveadm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         out.stdout
     }
+}
+
+/// A scratch folder for an instance, with `mail/` for the mail user.
+fn scratch() -> tempfile::TempDir {
+    assert!(Path::new(DOVECOT).exists() && Path::new("/usr/lib/dovecot/lmtp").exists(), "Dovecot is missing: apt-get install dovecot-core dovecot-lmtpd (tests/install-peers.sh)");
+    assert!(nix::unistd::geteuid().is_root(), "the Dovecot tests run as root (Dovecot switches to the mail user)");
+    let dir = tempfile::tempdir().unwrap();
+    // The mail user must reach its Maildirs below the scratch folder.
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (uid, gid) = nobody();
+    fs::create_dir(dir.path().join("mail")).unwrap();
+    nix::unistd::chown(&dir.path().join("mail"), Some(uid.into()), Some(gid.into())).unwrap();
+    dir
+}
+
+/// Write the configuration (the base, then `tail`) and the users, start
+/// the master, wait for the socket (and the port).
+fn launch(dir: tempfile::TempDir, passwd: &str, tail: &str, port: Option<u16>) -> Dovecot {
+    let d = dir.path();
+    fs::write(d.join("users"), passwd).unwrap();
+    let conf = d.join("dovecot.conf");
+    let name = d.file_name().unwrap().to_string_lossy().trim_start_matches('.').to_string();
+    fs::write(
+        &conf,
+        format!(
+            "base_dir = {d}/run
+state_dir = {d}/run/state
+instance_name = dovecot-test-{name}
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+lmtp_add_received_header = no
+passdb {{
+  driver = passwd-file
+  args = {d}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {d}/users
+}}
+{tail}",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let st = Command::new(DOVECOT).arg("-c").arg(&conf).status().expect("run dovecot");
+    assert!(st.success(), "dovecot did not start: {}", fs::read_to_string(d.join("dovecot.log")).unwrap_or_default());
+    let socket = d.join("run/lmtp");
+    let t = Instant::now();
+    while !(socket.exists() && port.is_none_or(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())) {
+        assert!(t.elapsed() < Duration::from_secs(20), "dovecot did not listen: {}", fs::read_to_string(d.join("dovecot.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Dovecot { dir, conf, socket, port: port.unwrap_or(0) }
 }
 
 impl Drop for Dovecot {
