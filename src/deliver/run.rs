@@ -176,11 +176,11 @@ fn as_owner(md: &Path, uid: u32, gid: u32, sender: &[u8], rcpt: &[u8], msg: &mut
         Ok(c) => c,
         Err(e) => return Rcpt::Temp(format!("Unable to run as uid {uid}: {e}. (#4.3.0)")),
     };
-    let mut text = String::new();
-    if let Some(out) = child.stdout.take() {
-        let _ = out.take(MAX_CHILD_TEXT).read_to_string(&mut text);
+    let mut out = Vec::new();
+    if let Some(o) = child.stdout.take() {
+        let _ = o.take(MAX_CHILD_TEXT).read_to_end(&mut out);
     }
-    let text = text.trim_end().to_string();
+    let text = String::from_utf8_lossy(&out).trim_end().to_string();
     match child.wait().map(|s| s.code()) {
         Ok(Some(0)) => Rcpt::Delivered(text),
         Ok(Some(100)) => Rcpt::Perm(text),

@@ -3,7 +3,9 @@
 //! accepted; `h` refused permanently; `s` refused temporarily), then one
 //! record for the message (`K` accepted; `Z` temporary failure; `D` permanent
 //! failure), each a letter, human text and a NUL. Remote text follows
-//! `Remote host said: `. Pure: the bytes are built here and written by the main.
+//! `Remote host said: `. After LMTP every recipient's record is final on
+//! its own (`r` then carries the server's reply for it; doc/PROTOCOLS.md 6).
+//! Pure: the bytes are built here and written by the main.
 
 use super::reply::Reply;
 
