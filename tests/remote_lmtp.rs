@@ -218,3 +218,30 @@ fn tcp_route_with_starttls() {
     let log = f.log();
     assert_eq!(&log[..4], ["LHLO client.test", "STARTTLS", "TLS", "LHLO client.test"]);
 }
+
+#[test]
+fn full_listen_queue_times_out() {
+    use nix::sys::socket::{bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("lmtp");
+    // A server that never accepts, its queue filled by connections of ours.
+    let l = socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None).unwrap();
+    let addr = UnixAddr::new(&sock).unwrap();
+    bind(l.as_raw_fd(), &addr).unwrap();
+    listen(&l, Backlog::new(0).unwrap()).unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        let c = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).unwrap();
+        if connect(c.as_raw_fd(), &addr).is_err() {
+            break;
+        }
+        fillers.push(c);
+        assert!(fillers.len() < 100, "the listen queue never filled");
+    }
+    let rt = routes(dir.path(), &format!("example.com:{} proto=lmtp", sock.display()));
+    let t = std::time::Instant::now();
+    let r = go(&rt, &["x@example.com"], &[("TIMEOUTCONNECT", "1")]);
+    assert!(t.elapsed() >= std::time::Duration::from_millis(900) && t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(r.report, format!("ZSorry, I wasn't able to connect to the LMTP socket {}: its listen queue stayed full. (#4.4.1)\n|", sock.display()));
+}

@@ -76,10 +76,27 @@ impl Conn {
         Ok(Conn { stream: Stream::Plain(s), inbuf: Vec::new(), out: Vec::new(), timeout, limit: None })
     }
 
-    /// A Unix stream socket (an LMTP server on this host). Connecting is
-    /// local and immediate, or refused at once; only replies wait.
-    pub fn connect_unix(path: &str, timeout: Duration) -> io::Result<Conn> {
-        let s = UnixStream::connect(path)?;
+    /// A Unix stream socket (an LMTP server on this host). A blocking
+    /// connect would wait as long as the server's listen queue stays full:
+    /// non-blocking, that is EAGAIN, tried again until `connect_timeout`.
+    pub fn connect_unix(path: &str, connect_timeout: Duration, timeout: Duration) -> io::Result<Conn> {
+        use nix::errno::Errno;
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        use std::os::fd::AsRawFd;
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+        let addr = UnixAddr::new(path)?;
+        let deadline = Instant::now() + connect_timeout;
+        loop {
+            match connect(fd.as_raw_fd(), &addr) {
+                Ok(()) => break,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(Errno::EAGAIN) => return Err(io::Error::new(io::ErrorKind::TimedOut, "its listen queue stayed full")),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let s = UnixStream::from(fd);
+        s.set_nonblocking(false)?;
         s.set_write_timeout(Some(timeout))?;
         Ok(Conn { stream: Stream::Unix(s), inbuf: Vec::new(), out: Vec::new(), timeout, limit: None })
     }

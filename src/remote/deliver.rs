@@ -291,7 +291,7 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
 /// loop checks; one connection, and its result stands.
 fn unix_attempt(cfg: &Config, set: &Settings, host: &str, path: &str, msg: &mut Message<'_>, deadline: Instant) -> Delivery {
     let partner = super::report::safe(path);
-    let mut conn = match Conn::connect_unix(path, cfg.timeout) {
+    let mut conn = match Conn::connect_unix(path, cfg.connect_timeout, cfg.timeout) {
         Ok(c) => c,
         Err(e) => {
             let o = Outcome::temp(format!("Sorry, I wasn't able to connect to the LMTP socket {partner}: {e}. (#4.4.1)"));
