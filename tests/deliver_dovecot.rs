@@ -143,7 +143,7 @@ fn queue_run_to_dovecot_each_recipient_its_own_result() {
 fn maildir_deliver_read_by_dovecot_and_python() {
     // maildir-deliver (as root: each write in a child switched to nobody)
     // into a Maildir that Dovecot's user carol reads.
-    let dc = Dovecot::start(&[], &[("carol", &Path::new("/nonexistent"))]);
+    let dc = Dovecot::start(&[], &[("carol", Path::new("/nonexistent"))]);
     let home = dc.path().join("carol");
     fs::create_dir(&home).unwrap();
     let (uid, gid) = dovecot::nobody();
