@@ -245,3 +245,11 @@ fn full_listen_queue_times_out() {
     assert!(t.elapsed() >= std::time::Duration::from_millis(900) && t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());
     assert_eq!(r.report, format!("ZSorry, I wasn't able to connect to the LMTP socket {}: its listen queue stayed full. (#4.4.1)\n|", sock.display()));
 }
+
+#[test]
+fn tcp_route_refused_is_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = routes(dir.path(), &format!("example.com:127.0.0.1:{} proto=lmtp", free_port()));
+    let r = go(&rt, &["x@example.com"], &[]);
+    assert_eq!(r.report, "ZSorry, I wasn't able to establish an LMTP connection. (#4.4.1)\n|");
+}

@@ -282,7 +282,8 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
                 cfg.attempt_timeout.as_secs()
             )));
         }
-        none(Outcome::temp("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)"))
+        let proto = if lmtp { "LMTP" } else { "SMTP" };
+        none(Outcome::temp(format!("Sorry, I wasn't able to establish an {proto} connection. (#4.4.1)")))
     })
 }
 
@@ -291,7 +292,8 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
 /// loop checks; one connection, and its result stands.
 fn unix_attempt(cfg: &Config, set: &Settings, host: &str, path: &str, msg: &mut Message<'_>, deadline: Instant) -> Delivery {
     let partner = super::report::safe(path);
-    let mut conn = match Conn::connect_unix(path, cfg.connect_timeout, cfg.timeout) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut conn = match Conn::connect_unix(path, cfg.connect_timeout.min(left), cfg.timeout) {
         Ok(c) => c,
         Err(e) => {
             let o = Outcome::temp(format!("Sorry, I wasn't able to connect to the LMTP socket {partner}: {e}. (#4.4.1)"));
