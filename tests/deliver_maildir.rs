@@ -211,10 +211,15 @@ fn kill_9_never_leaves_a_partial_file() {
             .spawn()
             .unwrap()
     };
-    // How long one delivery takes here, to spread the kills over it.
-    let t = Instant::now();
-    assert!(spawn().wait().unwrap().success());
-    let span = t.elapsed().as_micros().max(1000) as u64 * 3 / 2;
+    // How long one delivery takes here (the fastest of three), to spread
+    // the kills over it.
+    let mut fastest = u64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        assert!(spawn().wait().unwrap().success());
+        fastest = fastest.min(t.elapsed().as_micros() as u64);
+    }
+    let span = fastest.max(1000) * 2;
     let seed = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64) | 1;
     let mut rng = Rng(seed);
     let (mut killed, mut finished) = (0, 0);
@@ -233,7 +238,8 @@ fn kill_9_never_leaves_a_partial_file() {
         let got = fs::read(f).unwrap();
         assert!(got == want, "seed {seed}: {} is {} bytes, not the whole message", f.display(), got.len());
     }
-    assert!(done.len() > finished, "seed {seed}: {} in new/, {finished} finished", done.len());
+    // Nothing finished is lost (3 timing runs, then those that ended).
+    assert!(done.len() >= finished + 3, "seed {seed}: {} in new/, {finished} finished", done.len());
     eprintln!("seed {seed}: span {span} us, {killed} killed, {finished} finished, {} in new/, {} left in tmp/", done.len(), tmp.len());
     assert!(killed >= 20, "seed {seed}: only {killed} of the runs were killed");
 }
