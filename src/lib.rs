@@ -6,6 +6,7 @@ pub mod authcheck;
 pub mod checkpw;
 pub mod date;
 pub mod der;
+pub mod deliver;
 pub mod die;
 pub mod dkim;
 pub mod dns;

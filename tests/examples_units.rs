@@ -60,6 +60,15 @@ const EXERCISED: &[(&str, &str)] = &[
     ("monitoring/prometheus.yml", "metrics_examples::promtool_checks_the_config_and_rules"),
     ("monitoring/alerts.yml", "metrics_examples::promtool_checks_the_config_and_rules, metrics_prometheus::*"),
     ("monitoring/grafana-dashboard.json", "metrics_examples::the_dashboard_is_grafana_json, metrics_prometheus::*"),
+    ("lmtp-dovecot/README", "examples_units::readme_names_every_entry"),
+    ("lmtp-dovecot/queue-run.env", "examples_delivery::lmtp_to_dovecot_as_shipped"),
+    ("lmtp-dovecot/smtproutes", "examples_delivery::lmtp_to_dovecot_as_shipped"),
+    ("lmtp-dovecot/dovecot-smtpd-rs.conf", "examples_delivery::lmtp_to_dovecot_as_shipped"),
+    ("maildir/README", "examples_units::readme_names_every_entry"),
+    ("maildir/queue-run.env", "examples_delivery::maildir_as_shipped"),
+    ("maildir/locals", "examples_delivery::maildir_as_shipped"),
+    ("maildir/maildir-map", "examples_delivery::maildir_as_shipped"),
+    ("maildir/queue-run.service.d/maildir.conf", "examples_delivery::maildir_as_shipped"),
 ];
 
 fn conf_examples() -> Vec<String> {

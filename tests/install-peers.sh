@@ -59,6 +59,9 @@ need prometheus       have prometheus  # tests/metrics_prometheus.rs: a private 
 need prometheus       have promtool    # promtool check metrics / check rules
 need make             have make
 need g++              have g++   # libfuzzer-sys compiles libFuzzer (make fuzz-short)
+need dovecot-core     have /usr/sbin/dovecot    # LMTP and Maildir peer: a private instance (tests/deliver_*.rs)
+need dovecot-core     have /usr/bin/doveadm
+need dovecot-lmtpd    have /usr/lib/dovecot/lmtp
 
 # cargo-fuzz (make fuzz-short, tests/fuzz.sh) is a cargo tool, not a Debian
 # package: built for this user once cargo is on PATH (about 1.5 min here).
@@ -73,7 +76,8 @@ if [ "$mode" = --ci ]; then
 	# plus what the build needs.
 	missing="ucspi-tcp swaks libnet-ssleay-perl libdigest-hmac-perl postfix python3 python3-aiosmtpd
 	  python3-yaml python3-authres publicsuffix python3-dkim python3-dnspython opendkim-tools opendkim openssl
-	  stunnel4 msmtp testssl.sh nmap time groff-base systemd procps runit s6 util-linux passwd prometheus make
+	  stunnel4 msmtp testssl.sh nmap time groff-base systemd procps runit s6 util-linux passwd prometheus
+	  dovecot-core dovecot-lmtpd make
 	  gcc g++ libc6-dev curl ca-certificates"
 elif [ -z "$missing" ]; then
 	exit 0

@@ -5,6 +5,7 @@
 
 use super::backoff::Schedule;
 use super::signtable::Unsignable;
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -58,6 +59,14 @@ pub struct Config {
     /// every program queue-run runs (the delivery program, the queue
     /// program), as they are in queue-run's own settings.
     pub env: Vec<(OsString, OsString)>,
+    /// `LOCAL_DELIVERY`: the delivery program for the domains of
+    /// `LOCAL_DOMAINS`; `None`: `maildir-deliver` next to queue-run, else from `PATH`.
+    pub local: Option<OsString>,
+    /// `LOCAL_DOMAINS`: a file of domains, one a line, delivered by
+    /// `LOCAL_DELIVERY` instead of `SMTP_REMOTE`; unset: none.
+    pub local_domains_file: Option<PathBuf>,
+    /// The domains of that file, lower case (filled by the caller, which reads it).
+    pub local_domains: BTreeSet<String>,
 }
 
 impl Config {
@@ -111,8 +120,24 @@ impl Config {
             attempt_timeout: num("ATTEMPT_TIMEOUT", 3600, 1, 86400)?,
             max_rcpt: num("REMOTE_MAXRCPT", 100, 1, 10000)? as usize,
             env: Vec::new(),
+            local: match (get("LOCAL_DELIVERY"), get("LOCAL_DOMAINS")) {
+                (Some(_), None) => return Err("LOCAL_DELIVERY without LOCAL_DOMAINS: no domain would use it".into()),
+                (l, _) => l.map(OsString::from),
+            },
+            local_domains_file: get("LOCAL_DOMAINS").map(PathBuf::from),
+            local_domains: BTreeSet::new(),
         })
     }
+}
+
+/// The domains of a `LOCAL_DOMAINS` file (as qmail's control/locals): one
+/// a line, blank lines and `#` lines skipped, lower case, no trailing dot.
+pub fn parse_domains(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end_matches('.').to_lowercase())
+        .collect()
 }
 
 #[cfg(test)]
@@ -161,5 +186,11 @@ mod tests {
         assert!(cfg(&[("DKIM_UNSIGNABLE", "never")]).is_err());
         assert!(cfg(&[("QMAILREMOTE", "/var/qmail/bin/qmail-remote")]).unwrap().remote_is_qmail);
         assert!(!cfg(&[("QMAILREMOTE", "/q"), ("SMTP_REMOTE", "/s")]).unwrap().remote_is_qmail);
+        let l = cfg(&[("LOCAL_DOMAINS", "/etc/locals"), ("LOCAL_DELIVERY", "/x/md")]).unwrap();
+        assert_eq!((l.local, l.local_domains_file), (Some("/x/md".into()), Some("/etc/locals".into())));
+        assert!(cfg(&[("LOCAL_DELIVERY", "/x/md")]).is_err());
+        assert_eq!(cfg(&[("LOCAL_DOMAINS", "/etc/locals")]).unwrap().local, None);
+        let d = parse_domains("# ours\nExample.COM.\n\n  example.org \n");
+        assert_eq!(d.into_iter().collect::<Vec<_>>(), ["example.com", "example.org"]);
     }
 }

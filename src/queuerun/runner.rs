@@ -68,6 +68,10 @@ pub fn load_config(env_file: Option<&Path>) -> Result<Config, String> {
     };
     let mut cfg = Config::from_lookup(get, &hostname())?;
     cfg.env = file.into_iter().map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v))).collect();
+    if let Some(p) = &cfg.local_domains_file {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("unable to read LOCAL_DOMAINS {}: {e}", p.display()))?;
+        cfg.local_domains = super::config::parse_domains(&text);
+    }
     Ok(cfg)
 }
 
@@ -129,6 +133,8 @@ pub struct Runner {
     env_file: Option<PathBuf>,
     q: Queue,
     remote: OsString,
+    /// The program for `LOCAL_DOMAINS` (maildir-deliver by default).
+    local: OsString,
     queue_prog: OsString,
     tx: Sender<Event>,
     rx: Receiver<Event>,
@@ -157,6 +163,7 @@ impl Runner {
             metrics,
             q: Queue::new(cfg.queue_dir.clone()),
             remote: program(cfg.remote.as_ref(), "smtp-remote"),
+            local: program(cfg.local.as_ref(), "maildir-deliver"),
             queue_prog: program(cfg.queue_prog.as_ref(), "queue-inject"),
             cfg,
             env_file,
@@ -317,6 +324,7 @@ impl Runner {
                         die::warn(PROG, "SIGHUP: QUEUE_DIR cannot change while running; kept");
                     }
                     self.remote = program(c.remote.as_ref(), "smtp-remote");
+                    self.local = program(c.local.as_ref(), "maildir-deliver");
                     self.queue_prog = program(c.queue_prog.as_ref(), "queue-inject");
                     self.cfg = Config { queue_dir: self.cfg.queue_dir.clone(), ..c };
                     die::info(PROG, "SIGHUP: configuration read again");
@@ -634,17 +642,25 @@ impl Runner {
         // DKIM (sign.rs): signed at the first run, the fields kept in the
         // state; they go as the PREPEND attribute, or before the message on
         // a pipe for a QMAILREMOTE. A key that cannot be used defers the run.
+        // LOCAL_DOMAINS go to the local delivery program, by the same
+        // interface, and unsigned: the mail does not leave this host.
+        let local = self.cfg.local_domains.contains(&dom);
         let open = || self.q.open_message(id);
-        let feed = match self.signing.prepare(id, &open, a.body_offset, &mut a.header, &mut a.state.dkim, self.cfg.remote_is_qmail, unix_now()) {
-            Ok(feed) => feed,
-            Err(why) => return self.defer_run(job, id, a, dom, idxs, &why),
+        let feed = if local {
+            None
+        } else {
+            match self.signing.prepare(id, &open, a.body_offset, &mut a.header, &mut a.state.dkim, self.cfg.remote_is_qmail, unix_now()) {
+                Ok(feed) => feed,
+                Err(why) => return self.defer_run(job, id, a, dom, idxs, &why),
+            }
         };
         let h = &a.header;
         let sender: &[u8] = if h.envelope.sender == plan::DOUBLE_BOUNCE_SENDER { b"" } else { &h.envelope.sender };
         let attrs = plan::attrs_for(&h.attrs, &idxs).encode();
+        let prog = if local { &self.local } else { &self.remote };
         let spawned = self.q.open_message(id).and_then(|mut f| {
             f.seek(SeekFrom::Start(a.body_offset))?;
-            let mut cmd = Command::new(&self.remote);
+            let mut cmd = Command::new(prog);
             cmd.arg(&dom).arg(OsStr::from_bytes(sender));
             for &i in &idxs {
                 cmd.arg(OsStr::from_bytes(h.envelope.recipients.get(i).map(Vec::as_slice).unwrap_or_default()));
@@ -695,7 +711,7 @@ impl Runner {
                 pid
             }
             Err(e) => {
-                die::warn(PROG, format_args!("{id}: unable to run {}: {e}", self.remote.to_string_lossy()));
+                die::warn(PROG, format_args!("{id}: unable to run {}: {e}", prog.to_string_lossy()));
                 // qmail-rspawn: a program that cannot run is a temporary failure.
                 let _ = self.tx.send(Event::Done { job, out: Vec::new(), exit: Exit::Code(111) });
                 0

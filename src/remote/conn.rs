@@ -1,4 +1,5 @@
-//! One SMTP connection, plain or after STARTTLS: buffered writes flushed
+//! One SMTP or LMTP connection: TCP, plain or after STARTTLS, or a Unix
+//! socket (LMTP to a local store). Buffered writes flushed
 //! before each read (so a pipelined batch leaves in one segment), replies
 //! read through `reply::Parser` under a deadline per reply, so a server that
 //! drips bytes or never answers costs at most the reply timeout.
@@ -9,6 +10,7 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,13 +42,15 @@ impl fmt::Display for Error {
 enum Stream {
     Plain(TcpStream),
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Unix(UnixStream),
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
+    fn set_read_timeout(&self, d: Duration) -> io::Result<()> {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(t) => &t.sock,
+            Stream::Plain(s) => s.set_read_timeout(Some(d)),
+            Stream::Tls(t) => t.sock.set_read_timeout(Some(d)),
+            Stream::Unix(u) => u.set_read_timeout(Some(d)),
         }
     }
 }
@@ -72,6 +76,31 @@ impl Conn {
         Ok(Conn { stream: Stream::Plain(s), inbuf: Vec::new(), out: Vec::new(), timeout, limit: None })
     }
 
+    /// A Unix stream socket (an LMTP server on this host). A blocking
+    /// connect would wait as long as the server's listen queue stays full:
+    /// non-blocking, that is EAGAIN, tried again until `connect_timeout`.
+    pub fn connect_unix(path: &str, connect_timeout: Duration, timeout: Duration) -> io::Result<Conn> {
+        use nix::errno::Errno;
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        use std::os::fd::AsRawFd;
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+        let addr = UnixAddr::new(path)?;
+        let deadline = Instant::now() + connect_timeout;
+        loop {
+            match connect(fd.as_raw_fd(), &addr) {
+                Ok(()) => break,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(Errno::EAGAIN) => return Err(io::Error::new(io::ErrorKind::TimedOut, "its listen queue stayed full")),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let s = UnixStream::from(fd);
+        s.set_nonblocking(false)?;
+        s.set_write_timeout(Some(timeout))?;
+        Ok(Conn { stream: Stream::Unix(s), inbuf: Vec::new(), out: Vec::new(), timeout, limit: None })
+    }
+
     /// Cut every wait at `limit` from now on (`None`: the reply timeout only).
     pub fn set_limit(&mut self, limit: Option<Instant>) {
         self.limit = limit;
@@ -95,7 +124,7 @@ impl Conn {
                 t.conn.protocol_version()?,
                 t.conn.negotiated_cipher_suite()?.suite()
             )),
-            Stream::Plain(_) => None,
+            Stream::Plain(_) | Stream::Unix(_) => None,
         }
     }
 
@@ -116,6 +145,7 @@ impl Conn {
         let r = match &mut self.stream {
             Stream::Plain(s) => s.write_all(&out).and_then(|_| s.flush()),
             Stream::Tls(t) => t.write_all(&out).and_then(|_| t.flush()),
+            Stream::Unix(u) => u.write_all(&out).and_then(|_| u.flush()),
         };
         self.out = out;
         self.out.clear();
@@ -148,7 +178,7 @@ impl Conn {
         }
         let deadline = self.deadline();
         let Stream::Plain(mut sock) = self.stream else {
-            return Err(Error::Tls("TLS already active".into()));
+            return Err(Error::Tls("TLS already active, or a Unix socket".into()));
         };
         let mut tls = ClientConnection::new(config, name).map_err(|e| Error::Tls(e.to_string()))?;
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
@@ -200,11 +230,12 @@ impl Conn {
             if left.is_zero() {
                 return Err(Error::Timeout);
             }
-            self.stream.tcp().set_read_timeout(Some(left)).map_err(Error::Io)?;
+            self.stream.set_read_timeout(left).map_err(Error::Io)?;
             let mut buf = [0u8; CHUNK];
             let n = match &mut self.stream {
                 Stream::Plain(s) => s.read(&mut buf),
                 Stream::Tls(t) => t.read(&mut buf),
+                Stream::Unix(u) => u.read(&mut buf),
             };
             match n {
                 Ok(0) => return Err(Error::Closed),

@@ -2,7 +2,8 @@
 //! options, address literal, MX per RFC 5321 section 5, null MX per RFC
 //! 7505), leave out this host (mail loops), try each address in turn within
 //! the attempt's bounds, and hold the SMTP dialogue with the first that
-//! answers. Returns what the report says; the main writes it.
+//! answers; or the LMTP dialogue (RFC 2033) of an LMTP route, over TCP or
+//! a Unix socket. Returns what the report says; the main writes it.
 
 use super::auth;
 use super::conn::{self, Conn};
@@ -216,9 +217,14 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
     };
     let route = cfg.routes.lookup(&host);
     let set = Settings::new(cfg, route);
+    let lmtp = route.is_some_and(Route::is_lmtp);
+    let mut msg = Message { job, bad, spool, rcpts: Vec::new() };
     // One bad destination (a tarpit, thousands of MX) must not hold a
     // delivery slot for long: everything before MAIL shares one deadline.
     let deadline = Instant::now() + cfg.attempt_timeout;
+    if let Some(path) = route.and_then(Route::socket) {
+        return unix_attempt(cfg, &set, &host, path, &mut msg, deadline);
+    }
     let targets = match targets(cfg, &host, route, dns, deadline) {
         Ok(t) => t,
         Err(o) => return none(o),
@@ -252,9 +258,10 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
             conn.set_limit(Some(deadline));
             let key = t.name.clone().unwrap_or_else(|| t.addr.ip().to_string());
             let creds = creds_text.as_deref().and_then(|text| auth::lookup(text, &key));
-            let mut s = Session { cfg, set: &set, job, bad, spool, partner: t.addr.ip().to_string(), tls, creds, rcpts: Vec::new() };
-            let end = s.run(conn);
-            let r = Delivery { partner: s.partner, rcpts: s.rcpts, outcome: end.outcome };
+            let link = Link { cfg, set: &set, host: &host, partner: t.addr.ip().to_string(), tls, creds, lmtp };
+            msg.rcpts.clear();
+            let end = link.run(conn, &mut msg);
+            let r = Delivery { partner: link.partner, rcpts: std::mem::take(&mut msg.rcpts), outcome: end.outcome };
             match end.next {
                 Next::Done => return r,
                 Next::PlaintextRetry if !plaintext_retry => {
@@ -275,16 +282,48 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
                 cfg.attempt_timeout.as_secs()
             )));
         }
-        none(Outcome::temp("Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)"))
+        let proto = if lmtp { "LMTP" } else { "SMTP" };
+        none(Outcome::temp(format!("Sorry, I wasn't able to establish an {proto} connection. (#4.4.1)")))
     })
+}
+
+/// LMTP over a Unix socket (routes.rs allows a path only with
+/// proto=lmtp): no DNS, no TLS, no AUTH (which goes only over TLS), no
+/// loop checks; one connection, and its result stands.
+fn unix_attempt(cfg: &Config, set: &Settings, host: &str, path: &str, msg: &mut Message<'_>, deadline: Instant) -> Delivery {
+    let partner = super::report::safe(path);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut conn = match Conn::connect_unix(path, cfg.connect_timeout.min(left), cfg.timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            let o = Outcome::temp(format!("Sorry, I wasn't able to connect to the LMTP socket {partner}: {e}. (#4.4.1)"));
+            return Delivery { partner, rcpts: Vec::new(), outcome: o };
+        }
+    };
+    conn.set_limit(Some(deadline));
+    let link = Link { cfg, set, host, partner, tls: TlsMode::off(), creds: None, lmtp: true };
+    let end = link.run(conn, msg);
+    Delivery { partner: link.partner, rcpts: std::mem::take(&mut msg.rcpts), outcome: end.outcome }
+}
+
+/// The port of a route's relay or exchangers: the route's own, else 24
+/// for LMTP (which must not use 25, RFC 2033 5), else `SMTP_PORT`.
+fn port_of(cfg: &Config, route: Option<&Route>) -> u16 {
+    match route {
+        Some(Route { port: Some(p), .. }) => *p,
+        Some(r) if r.is_lmtp() => super::routes::LMTP_PORT,
+        _ => cfg.port,
+    }
 }
 
 /// The addresses to try, in order; `Err` is the final outcome (DNS failure,
 /// no such domain, null MX).
 fn targets(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver, deadline: Instant) -> Result<Vec<Target>, Outcome> {
     let found = candidates(cfg, host, route, dns, deadline)?;
-    let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
-    if !cfg.own_ports.contains(&port) {
+    let port = port_of(cfg, route);
+    // LMTP goes to a mailbox store, never back into our queue (smtpd-rs
+    // speaks no LMTP): that store is often on this very host.
+    if !cfg.own_ports.contains(&port) || route.is_some_and(Route::is_lmtp) {
         // Another local service (a content filter, a test sink) is not us;
         // the greeting check still catches a loop through it.
         return Ok(found);
@@ -340,7 +379,7 @@ fn local_addrs() -> Vec<IpAddr> {
 /// name and `max_mx` exchangers: so at most 1 + 2 x `max_mx` DNS queries
 /// here (MX, then A and AAAA of each), whatever the answers hold.
 fn candidates(cfg: &Config, host: &str, route: Option<&Route>, dns: &Resolver, deadline: Instant) -> Result<Vec<Target>, Outcome> {
-    let port = route.and_then(|r| r.port).unwrap_or(cfg.port);
+    let port = port_of(cfg, route);
     if let Some(relay) = route.and_then(|r| r.relay.as_deref()) {
         // qmail: a relay is looked up by address only, never by MX.
         if let Some(ip) = literal(relay) {
@@ -519,6 +558,14 @@ struct TlsMode {
     name: ServerName<'static>,
 }
 
+impl TlsMode {
+    /// No STARTTLS at all (a Unix socket).
+    fn off() -> TlsMode {
+        let name = ServerName::IpAddress(IpAddr::from([127, 0, 0, 1]).into());
+        TlsMode { verifier: None, required: false, dane: false, verified: false, name }
+    }
+}
+
 fn tls_mode(cfg: &Config, set: &Settings, t: &Target, dns: &Resolver, plaintext: bool) -> Result<TlsMode, Outcome> {
     let name = match &t.name {
         Some(n) => ServerName::try_from(n.trim_end_matches('.').to_string()).unwrap_or_else(|_| ServerName::IpAddress(t.addr.ip().into())),
@@ -579,34 +626,80 @@ struct End {
     next: Next,
 }
 
-struct Session<'a> {
+/// How a transaction ended, and whether the connection is still in step
+/// with the server: then a QUIT follows (or, in a mode that keeps
+/// connections, RSET and the next message's transaction); else it is
+/// dropped as it is.
+struct Finished {
+    end: End,
+    usable: bool,
+}
+
+enum Opened {
+    /// Ready for MAIL, with what the server offers.
+    Ready(Conn, Extensions),
+    /// The outcome, and the connection when it is still in step (for QUIT).
+    Failed(End, Option<Conn>),
+}
+
+/// The connection's side of a delivery: who is at the other end and how
+/// to talk to it. What belongs to one message is in `Message`, so that one
+/// `Link` can carry several transactions.
+struct Link<'a> {
     cfg: &'a Config,
     set: &'a Settings,
+    /// The destination domain, for the texts.
+    host: &'a str,
+    partner: String,
+    tls: TlsMode,
+    creds: Option<auth::Credentials>,
+    /// RFC 2033: LHLO (no HELO fallback), no loop checks on names, and one
+    /// reply per accepted recipient after the data.
+    lmtp: bool,
+}
+
+/// One message's side: its envelope, its data, and what became of each
+/// recipient sent so far (in the order of the RCPT commands).
+struct Message<'a> {
     job: &'a Job,
     /// Per recipient of the job: refused before the dialogue (not sent).
     bad: &'a [Option<BadAddress>],
     spool: &'a mut Spool,
-    partner: String,
-    tls: TlsMode,
-    creds: Option<auth::Credentials>,
     rcpts: Vec<RcptResult>,
 }
 
-impl Session<'_> {
-    fn run(&mut self, conn: Conn) -> End {
-        let mut conn_slot = Some(conn);
-        let end = self.dialogue(&mut conn_slot);
-        if let Some(c) = conn_slot {
-            c.quit();
+impl Link<'_> {
+    /// One connection, one message: open, the transaction, QUIT.
+    fn run(&self, conn: Conn, msg: &mut Message<'_>) -> End {
+        let (mut conn, ext) = match self.open(conn) {
+            Opened::Ready(c, ext) => (c, ext),
+            Opened::Failed(end, conn) => {
+                if let Some(c) = conn {
+                    c.quit();
+                }
+                return end;
+            }
+        };
+        let f = self.transaction(&mut conn, &ext, msg);
+        if f.usable {
+            conn.quit();
         }
-        end
+        f.end
     }
 
     fn connected(&self, what: &str) -> String {
         format!("Connected to {} but {what}", self.partner)
     }
 
-    fn died(&self, e: &conn::Error, critical: bool) -> End {
+    /// The connection failed; `critical`: after the final dot (the message
+    /// may have arrived); `answered`: a recipient was answered already, so
+    /// the result stands (no next address).
+    fn died(&self, e: &conn::Error, critical: bool, answered: bool) -> End {
+        let next = if critical || answered { Next::Done } else { Next::Another };
+        End { outcome: Outcome::temp(self.lost(e, critical)), next }
+    }
+
+    fn lost(&self, e: &conn::Error, critical: bool) -> String {
         let dup = if critical { "Possible duplicate! " } else { "" };
         let why = match e {
             conn::Error::Closed | conn::Error::Io(_) => "connection died.".to_string(),
@@ -614,15 +707,14 @@ impl Session<'_> {
             conn::Error::Reply(r) => format!("it sent a bad reply ({r})."),
             conn::Error::Tls(t) => format!("TLS failed ({t})."),
         };
-        let next = if critical || !self.rcpts.is_empty() { Next::Done } else { Next::Another };
-        End { outcome: Outcome::temp(format!("{} {dup}(#4.4.2)", self.connected(&why))), next }
+        format!("{} {dup}(#4.4.2)", self.connected(&why))
     }
 
     /// The server calls itself by our name: it is this host (through a
     /// route, a port forward, a NAT), and the mail would circle. Permanent
     /// as Postfix's "mail for X loops back to myself" for the best MX.
     fn looped(&self, how: &str) -> End {
-        let host = super::report::safe(&self.job.host);
+        let host = super::report::safe(self.host);
         let what = format!("it {how} with my own name, {}: mail for {host} loops back to myself. (#5.4.6)", self.cfg.helo);
         End { outcome: Outcome::perm(self.connected(&what)), next: Next::Done }
     }
@@ -631,16 +723,22 @@ impl Session<'_> {
         End { outcome: Outcome::from_reply(reply, self.connected(what)), next }
     }
 
-    fn ehlo(&self, conn: &mut Conn) -> Result<Result<Extensions, End>, conn::Error> {
-        conn.send(format!("EHLO {}\r\n", self.cfg.helo).as_bytes());
+    /// EHLO (HELO when refused with 5xx), or LMTP's LHLO (RFC 2033 4.1),
+    /// which has no fallback.
+    fn hello(&self, conn: &mut Conn) -> Result<Result<Extensions, End>, conn::Error> {
+        let verb = if self.lmtp { "LHLO" } else { "EHLO" };
+        conn.send(format!("{verb} {}\r\n", self.cfg.helo).as_bytes());
         let r = conn.read_reply()?;
         if r.code == 250 {
-            if names_me(&r, &self.cfg.helo) {
+            // An LMTP server is a mailbox store on this side, often this
+            // very host under its own name: a delivery there never loops
+            // back into the queue.
+            if !self.lmtp && names_me(&r, &self.cfg.helo) {
                 return Ok(Err(self.looped("answered EHLO")));
             }
             return Ok(Ok(Extensions::parse(&r)));
         }
-        if r.code >= 500 {
+        if r.code >= 500 && !self.lmtp {
             // RFC 5321 3.2: an old server; HELO instead.
             conn.send(format!("HELO {}\r\n", self.cfg.helo).as_bytes());
             let r = conn.read_reply()?;
@@ -652,21 +750,20 @@ impl Session<'_> {
         Ok(Err(End { outcome: Outcome::temp_reply(&r, self.connected("my name was rejected.")), next: Next::Another }))
     }
 
-    fn dialogue(&mut self, slot: &mut Option<Conn>) -> End {
-        let Some(mut conn) = slot.take() else { return End { outcome: Outcome::temp("internal error"), next: Next::Done } };
+    /// Greeting, EHLO/LHLO, STARTTLS, XCLIENT, AUTH: the connection ready
+    /// for MAIL, with what the server offers.
+    fn open(&self, mut conn: Conn) -> Opened {
         macro_rules! io {
             ($e:expr) => {
                 match $e {
                     Ok(v) => v,
-                    Err(e) => return self.died(&e, false),
+                    Err(e) => return Opened::Failed(self.died(&e, false, false), None),
                 }
             };
         }
         macro_rules! keep {
             ($end:expr) => {{
-                let end = $end;
-                *slot = Some(conn);
-                return end;
+                return Opened::Failed($end, Some(conn));
             }};
         }
         let greeting = io!(conn.read_reply());
@@ -674,10 +771,10 @@ impl Session<'_> {
             // qmail-remote: a temporary failure whatever the code; try the next MX.
             keep!(End { outcome: Outcome::temp_reply(&greeting, self.connected("greeting failed.")), next: Next::Another });
         }
-        if names_me(&greeting, &self.cfg.helo) {
+        if !self.lmtp && names_me(&greeting, &self.cfg.helo) {
             keep!(self.looped("greeted me"));
         }
-        let mut ext = match io!(self.ehlo(&mut conn)) {
+        let mut ext = match io!(self.hello(&mut conn)) {
             Ok(e) => e,
             Err(end) => keep!(end),
         };
@@ -698,10 +795,10 @@ impl Session<'_> {
                             let why = format!("the TLS handshake failed ({e}).");
                             let next = if self.tls.required { Next::Another } else { Next::PlaintextRetry };
                             let code = if self.tls.dane { "(#4.7.5)" } else { "(#4.7.0)" };
-                            return End { outcome: Outcome::temp(format!("{} {code}", self.connected(&why))), next };
+                            return Opened::Failed(End { outcome: Outcome::temp(format!("{} {code}", self.connected(&why))), next }, None);
                         }
                     };
-                    ext = match io!(self.ehlo(&mut conn)) {
+                    ext = match io!(self.hello(&mut conn)) {
                         Ok(e) => e,
                         Err(end) => keep!(end),
                     };
@@ -731,7 +828,7 @@ impl Session<'_> {
                 }
             }
             if ok {
-                ext = match io!(self.ehlo(&mut conn)) {
+                ext = match io!(self.hello(&mut conn)) {
                     Ok(e) => e,
                     Err(end) => keep!(end),
                 };
@@ -768,7 +865,30 @@ impl Session<'_> {
                 keep!(End { outcome: Outcome::temp_reply(&r, self.connected("authentication failed.")), next: Next::Another });
             }
         }
+        Opened::Ready(conn, ext)
+    }
 
+    /// One mail transaction on an open connection: XFORWARD, MAIL, RCPT,
+    /// DATA, the message, and the reply to it (LMTP: the replies). Callable
+    /// again on the same connection after RSET for the next message.
+    fn transaction(&self, conn: &mut Conn, ext: &Extensions, msg: &mut Message<'_>) -> Finished {
+        // Whether the connection is in step for what follows (QUIT, RSET).
+        let mut usable = true;
+        macro_rules! io {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) => return Finished { end: self.died(&e, false, !msg.rcpts.is_empty()), usable: false },
+                }
+            };
+        }
+        macro_rules! keep {
+            ($end:expr) => {{
+                return Finished { end: $end, usable };
+            }};
+        }
+        let attrs = &self.cfg.attrs;
+        let forward = smtp::has_client_attrs(attrs);
         if let (Some(offered), true) = (ext.xforward.clone(), forward && self.set.xforward) {
             for c in smtp::xforward_commands(&offered, attrs) {
                 conn.send(&c);
@@ -778,7 +898,7 @@ impl Session<'_> {
         }
 
         // What the message needs against what the server offers.
-        let scan = self.spool.scan.prepended(&self.cfg.prepend);
+        let scan = msg.spool.scan.prepended(&self.cfg.prepend);
         if let Some(limit) = ext.size.filter(|&l| l > 0) {
             if scan.size > limit {
                 keep!(End {
@@ -791,10 +911,11 @@ impl Session<'_> {
             }
         }
         let header_utf8 = attrs.get("SMTPUTF8").is_some() && scan.header_eight_bit;
-        let mut sender = self.job.sender.clone();
-        let sent = |i: usize| self.bad.get(i).is_some_and(Option::is_none);
-        let mut rcpts: Vec<Vec<u8>> =
-            self.job.rcpts.iter().enumerate().filter(|(i, _)| sent(*i)).map(|(_, r)| r.clone()).collect();
+        let job = msg.job;
+        let mut sender = job.sender.clone();
+        let bad = msg.bad;
+        let sent = |i: usize| bad.get(i).is_some_and(Option::is_none);
+        let mut rcpts: Vec<Vec<u8>> = job.rcpts.iter().enumerate().filter(|(i, _)| sent(*i)).map(|(_, r)| r.clone()).collect();
         let mut wants_utf8 = header_utf8 || smtp::envelope_needs_utf8(&sender, &rcpts);
         if wants_utf8 && !ext.smtputf8 && !header_utf8 {
             // RFC 6531 3.2: only the domains are non-ASCII? Their A-labels
@@ -810,7 +931,7 @@ impl Session<'_> {
             });
         }
         let eight = scan.eight_bit || attrs.get("BODY").is_some_and(|b| b.eq_ignore_ascii_case(b"8BITMIME"));
-        let (ret, envid, rparams) = smtp::dsn_params(attrs, self.job.rcpts.len());
+        let (ret, envid, rparams) = smtp::dsn_params(attrs, job.rcpts.len());
         // RCPT.n.* count every recipient of the command line.
         let rparams: Vec<smtp::RcptParams> = rparams.into_iter().enumerate().filter(|(i, _)| sent(*i)).map(|(_, p)| p).collect();
         let mp = MailParams {
@@ -841,14 +962,21 @@ impl Session<'_> {
             let m = io!(conn.read_reply());
             for _ in &rcpt_cmds {
                 let r = io!(conn.read_reply());
-                self.record_rcpt(&r);
+                record_rcpt(&mut msg.rcpts, &r);
             }
             let d = io!(conn.read_reply());
-            if d.code == 354 && (!m.is_positive() || !self.any_accepted()) {
+            if d.code == 354 && (!m.is_positive() || !any_accepted(&msg.rcpts)) {
                 // RFC 2920 3.1: DATA accepted though nothing else was: an
-                // empty message ends it.
+                // empty message ends it. An LMTP server doing this breaks
+                // RFC 2033 4.2 (503 is due), and how many replies follow
+                // is anyone's guess: no QUIT then.
                 conn.send(b".\r\n");
-                let _ = io!(conn.read_reply());
+                if self.lmtp {
+                    io!(conn.flush());
+                    usable = false;
+                } else {
+                    let _ = io!(conn.read_reply());
+                }
             }
             (m, Some(d))
         } else {
@@ -858,19 +986,19 @@ impl Session<'_> {
                 for c in &rcpt_cmds {
                     conn.send(c);
                     let r = io!(conn.read_reply());
-                    self.record_rcpt(&r);
+                    record_rcpt(&mut msg.rcpts, &r);
                 }
             }
             (m, None)
         };
         if !mail_reply.is_positive() {
-            self.rcpts.clear();
+            msg.rcpts.clear();
             keep!(self.fail(&mail_reply, "sender was rejected.", Next::Done));
         }
-        if !self.any_accepted() {
-            let last = self.rcpts.iter().rev().find_map(|r| match r {
+        if !any_accepted(&msg.rcpts) {
+            let last = msg.rcpts.iter().rev().find_map(|r| match r {
                 RcptResult::Refused(r) => Some(r.clone()),
-                RcptResult::Accepted | RcptResult::Invalid(_) => None,
+                _ => None,
             });
             keep!(End {
                 outcome: Outcome { kind: Kind::Perm, text: format!("Giving up on {}.", self.partner), reply: last },
@@ -889,9 +1017,14 @@ impl Session<'_> {
             keep!(End { outcome: o, next: Next::Done });
         }
 
-        // The message itself.
-        if let Err(e) = self.spool.rewind() {
-            return End { outcome: Outcome::temp(format!("Unable to read message: {e}. (#4.3.0)")), next: Next::Done };
+        // The message itself. Dropping the connection without the final
+        // dot makes the server discard what it got.
+        let gone = |e: std::io::Error| Finished {
+            end: End { outcome: Outcome::temp(format!("Unable to read message: {e}. (#4.3.0)")), next: Next::Done },
+            usable: false,
+        };
+        if let Err(e) = msg.spool.rewind() {
+            return gone(e);
         }
         let mut enc = super::message::Encoder::new();
         let mut buf = vec![0u8; 65536];
@@ -900,11 +1033,9 @@ impl Session<'_> {
         enc.encode(&self.cfg.prepend, &mut out);
         conn.send(&out);
         loop {
-            let n = match self.spool.read(&mut buf) {
+            let n = match msg.spool.read(&mut buf) {
                 Ok(n) => n,
-                // Dropping the connection without the final dot makes the
-                // server discard what it got.
-                Err(e) => return End { outcome: Outcome::temp(format!("Unable to read message: {e}. (#4.3.0)")), next: Next::Done },
+                Err(e) => return gone(e),
             };
             out.clear();
             if n == 0 {
@@ -916,9 +1047,12 @@ impl Session<'_> {
             conn.send(&out);
             io!(conn.flush());
         }
+        if self.lmtp {
+            return self.lmtp_replies(conn, &mut msg.rcpts);
+        }
         let r = match conn.read_reply() {
             Ok(r) => r,
-            Err(e) => return self.died(&e, true),
+            Err(e) => return Finished { end: self.died(&e, true, true), usable: false },
         };
         let o = if r.is_positive() {
             Outcome { kind: Kind::Accepted, text: format!("{} accepted message.", self.partner), reply: Some(r) }
@@ -928,12 +1062,45 @@ impl Session<'_> {
         keep!(End { outcome: o, next: Next::Done })
     }
 
-    fn record_rcpt(&mut self, r: &Reply) {
-        self.rcpts.push(if r.is_positive() { RcptResult::Accepted } else { RcptResult::Refused(r.clone()) });
-    }
-
-    fn any_accepted(&self) -> bool {
-        self.rcpts.contains(&RcptResult::Accepted)
+    /// RFC 2033 4.2: after the final dot, one reply for each recipient
+    /// whose RCPT succeeded, in the order of the RCPT commands, each that
+    /// recipient's own result. The message record is `K` when any was
+    /// delivered (each refused one keeps its `h`/`s`), else `Z` or `D`.
+    fn lmtp_replies(&self, conn: &mut Conn, rcpts: &mut [RcptResult]) -> Finished {
+        let mut lost: Option<conn::Error> = None;
+        for r in rcpts.iter_mut().filter(|r| **r == RcptResult::Accepted) {
+            if let Some(e) = &lost {
+                *r = RcptResult::Deferred(self.lost(e, true));
+                continue;
+            }
+            match conn.read_reply() {
+                Ok(reply) if reply.is_positive() => *r = RcptResult::Delivered(reply),
+                Ok(reply) => *r = RcptResult::Failed(reply),
+                Err(e) => {
+                    *r = RcptResult::Deferred(self.lost(&e, true));
+                    lost = Some(e);
+                }
+            }
+        }
+        let delivered = rcpts.iter().filter(|r| matches!(r, RcptResult::Delivered(_))).count();
+        let temp = rcpts.iter().any(|r| match r {
+            RcptResult::Failed(reply) | RcptResult::Refused(reply) => reply.code < 500,
+            RcptResult::Deferred(_) => true,
+            _ => false,
+        });
+        let outcome = if delivered == rcpts.len() {
+            Outcome { kind: Kind::Accepted, text: format!("{} accepted message.", self.partner), reply: None }
+        } else if delivered > 0 {
+            let text = format!("{} accepted the message for {delivered} of {} recipients.", self.partner, rcpts.len());
+            Outcome { kind: Kind::Accepted, text, reply: None }
+        } else if let Some(e) = &lost {
+            Outcome::temp(self.lost(e, true))
+        } else if temp {
+            Outcome::temp(format!("{} failed after I sent the message.", self.partner))
+        } else {
+            Outcome::perm(format!("{} failed after I sent the message.", self.partner))
+        };
+        Finished { end: End { outcome, next: Next::Done }, usable: lost.is_none() }
     }
 
     fn authenticate(&self, conn: &mut Conn, mech: auth::Mechanism, c: &auth::Credentials) -> Result<Reply, conn::Error> {
@@ -972,6 +1139,14 @@ impl Session<'_> {
             }
         }
     }
+}
+
+fn record_rcpt(rcpts: &mut Vec<RcptResult>, r: &Reply) {
+    rcpts.push(if r.is_positive() { RcptResult::Accepted } else { RcptResult::Refused(r.clone()) });
+}
+
+fn any_accepted(rcpts: &[RcptResult]) -> bool {
+    rcpts.contains(&RcptResult::Accepted)
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! accepted; `h` refused permanently; `s` refused temporarily), then one
 //! record for the message (`K` accepted; `Z` temporary failure; `D` permanent
 //! failure), each a letter, human text and a NUL. Remote text follows
-//! `Remote host said: `. Pure: the bytes are built here and written by the main.
+//! `Remote host said: `. After LMTP every recipient's record is final on
+//! its own (`r` then carries the server's reply for it; doc/PROTOCOLS.md 8).
+//! Pure: the bytes are built here and written by the main.
 
 use super::reply::Reply;
 
@@ -54,13 +56,23 @@ impl Outcome {
     }
 }
 
-/// The per-recipient result of RCPT.
+/// The per-recipient result of RCPT (and, for LMTP, of the data).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptResult {
+    /// RCPT accepted: `r`, whose fate the message record decides.
     Accepted,
     Refused(Reply),
     /// Refused here, permanently, before any command (our text, one line).
     Invalid(String),
+    /// LMTP (RFC 2033 4.2): the reply after the data for this recipient
+    /// was positive: `r` with the reply, and the message record is `K`.
+    Delivered(Reply),
+    /// LMTP: the reply after the data for this recipient was negative:
+    /// `h`/`s` by its class, whatever the message record.
+    Failed(Reply),
+    /// LMTP: its reply after the data never came (connection lost): `s`
+    /// with our text, since it may have been delivered or not.
+    Deferred(String),
 }
 
 /// The whole report: recipient records (only when the conversation got as
@@ -76,10 +88,20 @@ pub fn encode(host: &str, rcpts: &[RcptResult], outcome: &Outcome) -> Vec<u8> {
                 out.extend_from_slice(b" does not like recipient.\n");
                 said(&mut out, reply);
             }
-            RcptResult::Invalid(text) => {
-                out.push(b'h');
+            RcptResult::Invalid(text) | RcptResult::Deferred(text) => {
+                out.push(if matches!(r, RcptResult::Invalid(_)) { b'h' } else { b's' });
                 out.extend_from_slice(safe(text).as_bytes());
                 out.push(b'\n');
+            }
+            RcptResult::Delivered(reply) => {
+                out.push(b'r');
+                said(&mut out, reply);
+            }
+            RcptResult::Failed(reply) => {
+                out.push(if reply.code >= 500 { b'h' } else { b's' });
+                out.extend_from_slice(safe(host).as_bytes());
+                out.extend_from_slice(b" failed after I sent the message.\n");
+                said(&mut out, reply);
             }
         }
         out.push(0);
@@ -132,5 +154,27 @@ K127.0.0.1 accepted message.\nRemote host said: 250 ok 123 qp 4\n\0"
         let d = Outcome::from_reply(&Reply::new(554, "no"), "Connected to 192.0.2.1 but sender was rejected.");
         assert_eq!(encode("", &[], &d), b"DConnected to 192.0.2.1 but sender was rejected.\nRemote host said: 554 no\n\0");
         assert_eq!(safe("a b\u{e9}\n"), "a b??");
+    }
+
+    #[test]
+    fn lmtp_records() {
+        // RFC 2033 4.2: one result per recipient after the data, each its own.
+        let rc = [
+            RcptResult::Delivered(Reply::new(250, "2.0.0 <a@x> Saved")),
+            RcptResult::Failed(Reply::new(452, "4.2.2 <b@x> Mailbox is full")),
+            RcptResult::Failed(Reply::new(552, "5.2.2 <c@x> Quota exceeded")),
+            RcptResult::Refused(Reply::new(550, "5.1.1 <d@x> User doesn't exist")),
+            RcptResult::Deferred("Connected to /run/lmtp but connection died. Possible duplicate! (#4.4.2)".into()),
+        ];
+        let o = Outcome { kind: Kind::Accepted, text: "/run/lmtp accepted the message for 1 of 5 recipients.".into(), reply: None };
+        assert_eq!(
+            encode("/run/lmtp", &rc, &o),
+            &b"rRemote host said: 250 2.0.0 <a@x> Saved\n\0\
+s/run/lmtp failed after I sent the message.\nRemote host said: 452 4.2.2 <b@x> Mailbox is full\n\0\
+h/run/lmtp failed after I sent the message.\nRemote host said: 552 5.2.2 <c@x> Quota exceeded\n\0\
+h/run/lmtp does not like recipient.\nRemote host said: 550 5.1.1 <d@x> User doesn't exist\n\0\
+sConnected to /run/lmtp but connection died. Possible duplicate! (#4.4.2)\n\0\
+K/run/lmtp accepted the message for 1 of 5 recipients.\n\0"[..]
+        );
     }
 }

@@ -9,8 +9,15 @@
 //! the deliveries that take it (`tls=verify pin=sha256:... xforward`), each
 //! overriding the variable of the same meaning. qmail's part never has
 //! white space in it, so a qmail file means here what it means to qmail.
-//! An unknown option is an error, not ignored: a later option (a delivery
-//! protocol, say) must never be half-understood by an older smtp-remote.
+//! An unknown option is an error, not ignored: a later option must never
+//! be half-understood by an older smtp-remote.
+//!
+//! LMTP (RFC 2033) routes: `proto=lmtp` with a relay `host[:port]` (TCP,
+//! port 24 unless given) or an absolute path, a Unix socket
+//! (`example.com:/var/run/dovecot/lmtp proto=lmtp`). A relay starting with
+//! `/` is taken whole, colons included, since a host name never starts with
+//! one; qmail would take it for a host name that cannot exist, so no qmail
+//! line changes meaning.
 
 use super::tls::{self, Pin, Policy};
 
@@ -26,15 +33,41 @@ pub struct Options {
     /// `xclient`, `xforward`: as `SMTP_XCLIENT`, `SMTP_XFORWARD`.
     pub xclient: Option<bool>,
     pub xforward: Option<bool>,
+    /// `proto=`: the protocol spoken to the relay.
+    pub proto: Proto,
 }
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Proto {
+    #[default]
+    Smtp,
+    /// RFC 2033: LHLO, and one reply per accepted recipient after the data.
+    Lmtp,
+}
+
+/// The port of an LMTP relay over TCP without one: 24, the port Dovecot's
+/// documentation and most set-ups use (RFC 2033 section 5 forbids 25).
+pub const LMTP_PORT: u16 = 24;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// The relay host: a name, an IP address, or `[address]`. `None`: look up
-    /// the MX of the domain (optionally on `port`).
+    /// The relay host: a name, an IP address, or `[address]`; or, for LMTP,
+    /// the absolute path of a Unix socket. `None`: look up the MX of the
+    /// domain (optionally on `port`).
     pub relay: Option<String>,
     pub port: Option<u16>,
     pub opts: Options,
+}
+
+impl Route {
+    /// The Unix socket of an LMTP route, if its relay is one.
+    pub fn socket(&self) -> Option<&str> {
+        self.relay.as_deref().filter(|r| r.starts_with('/'))
+    }
+
+    pub fn is_lmtp(&self) -> bool {
+        self.opts.proto == Proto::Lmtp
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,6 +103,7 @@ impl Routes {
             let (domain, rest) = route.split_once(':').ok_or(err("no colon"))?;
             let (relay, port) = split_relay(rest).ok_or(err("bad relay or port"))?;
             let opts = parse_options(opts).map_err(err)?;
+            check_lmtp(relay.as_deref(), &opts).map_err(err)?;
             let domain = domain.to_ascii_lowercase();
             entries.push((domain, Route { relay, port, opts }));
         }
@@ -99,6 +133,7 @@ impl Routes {
 /// `name` (a flag, on), `name=0`/`name=1`, or `name=value`.
 pub fn parse_options(text: &str) -> Result<Options, &'static str> {
     let mut o = Options::default();
+    let mut proto_seen = false;
     for word in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|w| !w.is_empty()) {
         let (name, value) = match word.split_once('=') {
             Some((n, v)) => (n, Some(v)),
@@ -126,15 +161,45 @@ pub fn parse_options(text: &str) -> Result<Options, &'static str> {
             "auth_unverified" => flag(&mut o.auth_unverified)?,
             "xclient" => flag(&mut o.xclient)?,
             "xforward" => flag(&mut o.xforward)?,
+            "proto" => {
+                if proto_seen {
+                    return Err("option given twice");
+                }
+                proto_seen = true;
+                o.proto = match value {
+                    Some("smtp") => Proto::Smtp,
+                    Some("lmtp") => Proto::Lmtp,
+                    _ => return Err("bad proto= (smtp or lmtp)"),
+                };
+            }
             _ => return Err("unknown option"),
         }
     }
     Ok(o)
 }
 
-/// `relay`, `relay:port`, `[v6]`, `[v6]:port`, `:port` or empty.
+/// What an LMTP route must and must not have. LMTP is for the final
+/// delivery to a known store: never by MX; a Unix socket has no TLS (nor
+/// AUTH, which needs TLS here), and only LMTP may use a socket.
+fn check_lmtp(relay: Option<&str>, o: &Options) -> Result<(), &'static str> {
+    let socket = relay.is_some_and(|r| r.starts_with('/'));
+    match o.proto {
+        Proto::Smtp if socket => Err("a Unix socket relay needs proto=lmtp"),
+        Proto::Lmtp if relay.is_none() => Err("proto=lmtp needs a relay (host or socket path)"),
+        Proto::Lmtp if socket && (o.tls.is_some() || !o.pins.is_empty() || o.auth_unverified.is_some()) => {
+            Err("no TLS over a Unix socket")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `relay`, `relay:port`, `[v6]`, `[v6]:port`, `:port`, a socket path
+/// (whole, colons and all) or empty.
 fn split_relay(s: &str) -> Option<(Option<String>, Option<u16>)> {
     let s = s.trim();
+    if s.starts_with('/') {
+        return Some((Some(s.to_string()), None));
+    }
     let (relay, port) = if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']')?;
         let relay = &s[..end + 2];
@@ -221,11 +286,48 @@ example.com: tls=dane xforward=1 xclient=0\n[192.0.2.1]:[::1]  \n"
             ("a:b xforward=yes", "a flag option takes 0 or 1"),
             ("a:b xforward xforward", "option given twice"),
             ("a:b lmtp", "unknown option"),
+            ("a:b proto=esmtp", "bad proto= (smtp or lmtp)"),
+            ("a:b proto", "bad proto= (smtp or lmtp)"),
+            ("a:b proto=lmtp proto=lmtp", "option given twice"),
+            ("a:/run/lmtp", "a Unix socket relay needs proto=lmtp"),
+            ("a:/run/lmtp proto=smtp", "a Unix socket relay needs proto=lmtp"),
+            ("a: proto=lmtp", "proto=lmtp needs a relay (host or socket path)"),
+            ("a::24 proto=lmtp", "proto=lmtp needs a relay (host or socket path)"),
+            ("a:/run/lmtp proto=lmtp tls=may", "no TLS over a Unix socket"),
+            ("a:/run/lmtp proto=lmtp auth_unverified", "no TLS over a Unix socket"),
             // qmail never has white space inside a route: an option now.
             ("a: relay.example", "unknown option"),
         ];
         for (line, what) in bad {
             assert_eq!(Routes::parse(line), Err(Error { line: 1, what }), "{line}");
         }
+    }
+
+    #[test]
+    fn lmtp_routes() {
+        let t = Routes::parse(
+            "example.com:/var/run/dovecot/lmtp proto=lmtp\n.example.com:/run/odd:name proto=lmtp xforward\nexample.org:mail.example.org proto=lmtp tls=verify\nexample.net:[192.0.2.9]:2424 proto=lmtp\nrelay.example:smart.example:587 proto=smtp\n",
+        )
+        .unwrap();
+        let lmtp = |o: Options| Options { proto: Proto::Lmtp, ..o };
+        let com = t.lookup("example.com").unwrap();
+        assert_eq!(com, &Route { relay: Some("/var/run/dovecot/lmtp".into()), port: None, opts: lmtp(Options::default()) });
+        assert_eq!(com.socket(), Some("/var/run/dovecot/lmtp"));
+        assert!(com.is_lmtp());
+        // A path is taken whole: its colons are no port.
+        let sub = t.lookup("a.example.com").unwrap();
+        assert_eq!((sub.socket(), sub.port), (Some("/run/odd:name"), None));
+        assert_eq!(sub.opts, lmtp(Options { xforward: Some(true), ..Options::default() }));
+        let org = t.lookup("example.org").unwrap();
+        assert_eq!((org.relay.as_deref(), org.socket(), org.port), (Some("mail.example.org"), None, None));
+        assert_eq!(org.opts, lmtp(Options { tls: Some(Policy::Verify), ..Options::default() }));
+        let net = t.lookup("example.net").unwrap();
+        assert_eq!((net.relay.as_deref(), net.port, net.is_lmtp()), (Some("[192.0.2.9]"), Some(2424), true));
+        let smtp = t.lookup("relay.example").unwrap();
+        assert_eq!((smtp.port, smtp.is_lmtp(), smtp.socket()), (Some(587), false, None));
+        // qmail's lines keep their meaning: no option, SMTP.
+        let q = Routes::parse("example.com:relay.example.net:2525\n:smart\n").unwrap();
+        assert!(!q.lookup("example.com").unwrap().is_lmtp());
+        assert_eq!(q.lookup("x.org").unwrap().opts, Options::default());
     }
 }

@@ -30,6 +30,7 @@ const PROGRAMS: &[&str] = &[
     env!("CARGO_BIN_EXE_smtpd-supervise"),
     env!("CARGO_BIN_EXE_queue-run"),
     env!("CARGO_BIN_EXE_smtp-remote"),
+    env!("CARGO_BIN_EXE_maildir-deliver"),
     env!("CARGO_BIN_EXE_sendmail"),
     env!("CARGO_BIN_EXE_queue-drop"),
     env!("CARGO_BIN_EXE_smtpd-checkpassword"),

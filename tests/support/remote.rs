@@ -123,7 +123,12 @@ pub fn fake_on(ip: &str, port: u16, ext: &[&str], tls: Option<Arc<rustls::Server
             match l.accept() {
                 Ok((s, _)) => {
                     let (log, data, ext, script, tls) = (log2.clone(), data2.clone(), ext.clone(), script.clone(), tls.clone());
-                    std::thread::spawn(move || session(s, &ext, tls, &script, &log, &data));
+                    std::thread::spawn(move || {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                        let tcp = s.try_clone().unwrap();
+                        session(Box::new(s), Some(tcp), &ext, tls, &script, &log, &data)
+                    });
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
@@ -136,21 +141,51 @@ pub fn fake(ext: &[&str], script: impl FnMut(&str) -> Act + Send + 'static) -> F
     fake_on("127.0.0.1", 0, ext, None, Box::new(script))
 }
 
+/// The same scripted server on a Unix socket at `path` (no STARTTLS): an
+/// LMTP server as Dovecot's `/var/run/dovecot/lmtp`. Its script answers
+/// `LHLO` by default as EHLO, and `DATA-END` with one line per recipient
+/// when the test says so.
+pub fn fake_unix(path: &Path, ext: &[&str], script: impl FnMut(&str) -> Act + Send + 'static) -> Fake {
+    let l = std::os::unix::net::UnixListener::bind(path).expect("bind fake unix socket");
+    l.set_nonblocking(true).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let data = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (log2, data2, stop2) = (log.clone(), data.clone(), stop.clone());
+    let ext: Vec<String> = ext.iter().map(|s| s.to_string()).collect();
+    let script: Arc<Mutex<Script>> = Arc::new(Mutex::new(Box::new(script)));
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline {
+            match l.accept() {
+                Ok((s, _)) => {
+                    let (log, data, ext, script) = (log2.clone(), data2.clone(), ext.clone(), script.clone());
+                    std::thread::spawn(move || {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                        session(Box::new(s), None, &ext, None, &script, &log, &data)
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    Fake { addr: "0.0.0.0:0".parse().unwrap(), log, data, stop }
+}
+
 trait Rw: Read + Write + Send {}
 impl<T: Read + Write + Send> Rw for T {}
 
 fn session(
-    s: TcpStream,
+    s: Box<dyn Rw>,
+    tcp: Option<TcpStream>,
     ext: &[String],
     tls: Option<Arc<rustls::ServerConfig>>,
     script: &Mutex<Script>,
     log: &Mutex<Vec<String>>,
     data: &Mutex<Vec<Vec<u8>>>,
 ) {
-    s.set_nonblocking(false).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let tcp = s.try_clone().unwrap();
-    let mut io: BufReader<Box<dyn Rw>> = BufReader::new(Box::new(s));
+    let mut io: BufReader<Box<dyn Rw>> = BufReader::new(s);
     let mut in_tls = false;
     let act = |ev: &str| (script.lock().unwrap())(ev);
     // Returns false when the connection must end.
@@ -181,7 +216,7 @@ fn session(
         log.lock().unwrap().push(cmd.clone());
         let verb = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
         let default = match verb.as_str() {
-            "EHLO" => {
+            "EHLO" | "LHLO" => {
                 let mut kw: Vec<String> = ext.to_vec();
                 if tls.is_some() && !in_tls {
                     kw.push("STARTTLS".into());
@@ -215,7 +250,7 @@ fn session(
             return;
         }
         if starting_tls {
-            let Some(cfg) = tls.clone() else { return };
+            let (Some(cfg), Some(tcp)) = (tls.clone(), tcp.as_ref()) else { return };
             let conn = rustls::ServerConnection::new(cfg).unwrap();
             let sock = tcp.try_clone().unwrap();
             let mut stream = rustls::StreamOwned::new(conn, sock);
