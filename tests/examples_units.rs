@@ -15,7 +15,7 @@ use examples::*;
 const EXERCISED: &[(&str, &str)] = &[
     ("README", "examples_units::readme_names_every_entry"),
     ("setup-accounts.sh", "examples_accounts::*"),
-    ("smtpd.env", "examples_mx::*"),
+    ("smtpd.env", "examples_mx::*, examples_authcheck::*"),
     ("tls.env", "examples_mx::*, examples_submission::*"),
     ("submission.env", "examples_submission::*"),
     ("rcpthosts", "examples_mx::*, examples_local::*"),
@@ -30,13 +30,19 @@ const EXERCISED: &[(&str, &str)] = &[
     ("smtpd-supervise/s6/smtpd/finish", "examples_mx::smtpd_supervise_under_s6"),
     ("smtpd-supervise/s6/smtpd/type", "examples_mx::smtpd_supervise_under_s6"),
     ("smtpd-supervise/s6/smtpd/log/run", "examples_mx::smtpd_supervise_under_s6"),
-    ("smtpd-supervise/systemd/smtpd-supervise.service", "examples_mx::smtpd_supervise_systemd_service"),
+    ("smtpd-supervise/systemd/smtpd-supervise.service", "examples_mx::smtpd_supervise_systemd_service, examples_authcheck::smtpd_supervise_with_auth_check_env"),
     ("smtpd-supervise/systemd/smtpd-supervise-activated.socket", "examples_mx::smtpd_supervise_systemd_socket_activated"),
     ("smtpd-supervise/systemd/smtpd-supervise-activated.service", "examples_mx::smtpd_supervise_systemd_socket_activated"),
     ("tcpserver/run", "examples_mx::tcpserver_run_with_tcp_smtp"),
     ("tcpserver/tcp.smtp", "examples_mx::tcpserver_run_with_tcp_smtp"),
     ("systemd/smtpd-rs.socket", "examples_mx::systemd_accept_units_*"),
-    ("systemd/smtpd-rs@.service", "examples_mx::systemd_accept_units_*"),
+    ("systemd/smtpd-rs@.service", "examples_mx::systemd_accept_units_*, examples_authcheck::systemd_accept_units_with_the_drop_in"),
+    ("auth-check/README", "examples_units::readme_names_every_entry"),
+    ("auth-check/auth-check.env", "examples_authcheck::*"),
+    ("auth-check/tcpserver.run", "examples_authcheck::tcpserver_run_with_its_tcp_smtp"),
+    ("auth-check/tcp.smtp", "examples_authcheck::tcpserver_run_with_its_tcp_smtp"),
+    ("auth-check/systemd/smtpd-rs@.service.d/auth-check.conf", "examples_authcheck::systemd_accept_units_with_the_drop_in, examples_units::systemd_analyze_verify_every_unit"),
+    ("auth-check/qmail.tcp.smtp", "examples_authcheck::qmail_tcp_smtp_in_front_of_a_qmail_queue"),
     ("submission/run", "examples_submission::submission_run_under_tcpserver"),
     ("submission/smtpd-submission.socket", "examples_submission::submission_systemd_units"),
     ("submission/smtpd-submission@.service", "examples_submission::submission_systemd_units"),
@@ -68,7 +74,7 @@ const EXERCISED: &[(&str, &str)] = &[
     ("maildir/queue-run.env", "examples_delivery::maildir_as_shipped"),
     ("maildir/locals", "examples_delivery::maildir_as_shipped"),
     ("maildir/maildir-map", "examples_delivery::maildir_as_shipped"),
-    ("maildir/queue-run.service.d/maildir.conf", "examples_delivery::maildir_as_shipped"),
+    ("maildir/queue-run.service.d/maildir.conf", "examples_delivery::maildir_as_shipped, examples_units::systemd_analyze_verify_every_unit"),
 ];
 
 fn conf_examples() -> Vec<String> {
@@ -158,9 +164,78 @@ fn systemd_analyze_verify_every_unit() {
             .collect();
         verify(&files, &g.join(" "));
     }
+    // Each drop-in (a folder UNIT.d/) beside its unit, found by name among
+    // the examples; systemd-analyze reads the drop-ins next to a unit file.
+    let dropins: Vec<String> = conf_examples().into_iter().filter(|f| f.ends_with(".conf") && f.contains(".service.d/")).collect();
+    assert!(dropins.len() >= 2, "{dropins:?}");
+    for d in &dropins {
+        let (dir, conf) = d.rsplit_once(".service.d/").expect("drop-in");
+        let name = format!("{}.service", dir.rsplit('/').next().expect("unit name"));
+        let unit = units.iter().find(|u| u.rsplit('/').next() == Some(name.as_str())).unwrap_or_else(|| panic!("{d}: no unit {name} in conf-examples"));
+        let folder = unit.rsplit_once('/').map_or("", |(f, _)| f);
+        let dest = format!("/srv/dropins/{}", d.replace('/', "-"));
+        let mut files = vec![s.install(unit, &format!("{dest}/{name}"), None)];
+        s.install(d, &format!("{dest}/{name}.d/{conf}"), None);
+        // A template's socket comes along.
+        for sock in units.iter().filter(|u| u.ends_with(".socket") && u.rsplit_once('/').map_or("", |(f, _)| f) == folder) {
+            files.push(s.install(sock, &format!("{dest}/{}", sock.rsplit('/').next().expect("name")), None));
+        }
+        verify(&files, &format!("{unit} with {d}"));
+    }
     // The TLS lines of smtpd-rs@.service, taken in as its comment says.
     let dir = s.p("/srv/units/systemd");
     let text = std::fs::read_to_string(dir.join("smtpd-rs@.service")).expect("unit");
     std::fs::write(dir.join("smtpd-rs@.service"), tls_variant(&text)).expect("write");
     verify(&[dir.join("smtpd-rs.socket"), dir.join("smtpd-rs@.service")], "smtpd-rs@.service with its TLS lines");
+}
+
+/// Where the examples may point: the suite's one layout (programs in
+/// /usr/local/sbin and /usr/local/lib/smtpd-rs, settings in /etc/smtpd-rs,
+/// the queue in /var/spool/smtpd-rs, logs, metrics, Maildirs) and the
+/// system's and the peers' own files.
+const LAYOUT: &[&str] = &[
+    "/usr/local/sbin/", "/usr/local/sbin", "/usr/local/lib/smtpd-rs", "/etc/smtpd-rs", "/var/spool/smtpd-rs",
+    "/var/log/smtpd-rs", "/var/log/queue-run", "/var/log/", "/var/lib/smtpd-rs", "/var/mail/",
+    // Where the units and services are installed.
+    "/etc/systemd/system", "/etc/service/", "/etc/sv/", "/etc/cron.d/",
+    // Peers' and the system's files.
+    "/run/dovecot/lmtp", "/etc/dovecot/", "/etc/prometheus/", "/usr/share/publicsuffix/", "/etc/resolv.conf",
+    "/var/qmail/bin/", "/etc/tcp.smtp", "/bin/kill", "/usr/sbin/nologin", "/nonexistent", "/tmp",
+    // setup-accounts.sh's example prefix; metrics-http's URL path.
+    "/mnt/image", "/metrics",
+];
+
+/// Every absolute path in the examples is in the layout; no example names
+/// another place for the programs or settings, another domain for our own,
+/// or an account by number.
+#[test]
+fn every_example_keeps_to_one_layout() {
+    let mut bad = Vec::new();
+    for f in conf_examples() {
+        let text = std::fs::read_to_string(format!("{TOP}/conf-examples/{f}")).expect("read");
+        for (n, line) in text.lines().enumerate() {
+            let at = |what: &str| format!("{f}:{}: {what}: {}", n + 1, line.trim());
+            for (i, _) in line.match_indices('/') {
+                let before = if i == 0 { b' ' } else { line.as_bytes()[i - 1] };
+                let after = line.as_bytes().get(i + 1).copied().unwrap_or(b' ');
+                if !b" \t\"'=:(,<".contains(&before) || !after.is_ascii_lowercase() {
+                    continue;
+                }
+                let path = &line[i..];
+                if !LAYOUT.iter().any(|p| path.starts_with(p)) {
+                    bad.push(at("a path outside the layout"));
+                }
+            }
+            for word in ["example.org", "/usr/local/bin", "/etc/smtpd/", "smtpd-supervise/env"] {
+                if line.contains(word) {
+                    bad.push(at(word));
+                }
+            }
+            let numeric = |key: &str| line.split(key).skip(1).any(|r| r.trim_start_matches(['"', '\'']).starts_with(|c: char| c.is_ascii_digit()));
+            if ["User=", "Group=", "TLS_UID=", "TLS_GID=", " -u ", " -g ", "--reuid=", "--regid="].iter().any(|k| numeric(k)) {
+                bad.push(at("an account by number"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "conf-examples leave the layout of conf-examples/README:\n{}", bad.join("\n"));
 }

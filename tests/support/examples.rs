@@ -37,6 +37,7 @@ const PROGRAMS: &[&str] = &[
     env!("CARGO_BIN_EXE_smtpd-passwd"),
     env!("CARGO_BIN_EXE_metrics-http"),
     env!("CARGO_BIN_EXE_smtpd-supervise-status"),
+    env!("CARGO_BIN_EXE_auth-check"),
 ];
 
 /// The host name and domain of every example.
@@ -172,8 +173,8 @@ impl Site {
     pub fn subst(&self, text: &str, port: Option<u16>) -> String {
         let root = self.root().display().to_string();
         let mut t = text
-            .replace("/usr/local/bin/", &format!("{root}/bin/"))
             .replace("/usr/local/sbin/", &format!("{root}/bin/"))
+            .replace("/usr/local/lib/smtpd-rs/", &format!("{root}/bin/"))
             .replace("/etc/smtpd-rs/", &format!("{root}/etc/smtpd-rs/"))
             .replace("/var/spool/smtpd-rs", &format!("{root}/var/spool/smtpd-rs"))
             .replace("/var/log/", &format!("{root}/var/log/"));
@@ -429,8 +430,14 @@ pub fn s6_svscan(scandir: &Path, extra_env: &[(&str, &str)]) -> Service {
 /// A run script started as daemontools, runit and s6 start one: in its
 /// folder, with their environment.
 pub fn run_script(script: &Path) -> Service {
+    run_script_env(script, &[])
+}
+
+/// The same with what the supervisor's environment adds (e.g. DNS_SERVER).
+pub fn run_script_env(script: &Path, extra_env: &[(&str, &str)]) -> Service {
     let mut c = Command::new(script);
     service_env(&mut c);
+    c.envs(extra_env.iter().copied());
     c.current_dir(script.parent().expect("folder"));
     Service::spawn(&script.display().to_string(), c, Vec::new())
 }
@@ -469,6 +476,18 @@ impl Unit {
             keys.entry(section.clone()).or_default().push((k.trim().to_owned(), v.trim().to_owned()));
         }
         Unit { path: path.to_owned(), keys }
+    }
+
+    /// The unit with a drop-in (`NAME.d/*.conf`) applied as systemd applies
+    /// one: its assignments after the unit's own, so that a list setting
+    /// (EnvironmentFile=, Documentation=) grows and a single one is
+    /// replaced by the later value.
+    pub fn with_dropin(mut self, dropin: &Path) -> Unit {
+        let d = Unit::read(dropin);
+        for (section, kv) in d.keys {
+            self.keys.entry(section).or_default().extend(kv);
+        }
+        self
     }
 
     pub fn all(&self, section: &str, key: &str) -> Vec<String> {
