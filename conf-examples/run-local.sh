@@ -7,6 +7,9 @@
 #                        localhost, example.com); edit it, no restart needed
 #   var/local.rules.cdb  tcprules compiled from conf-examples/local.rules
 #                        (smtpd-supervise reads the same .cdb)
+#   var/scoreboard       smtpd-supervise's workers and sessions (-L):
+#                        bin/smtpd-supervise-status var/scoreboard
+#   var/metrics.prom     its figures, Prometheus text (-M); not under tcpserver
 # Try it:  swaks --server 127.0.0.1:2525 --to user@example.com
 set -eu
 cd "$(dirname "$0")/.."
@@ -46,5 +49,7 @@ fi
 echo "run-local: smtpd-rs under smtpd-supervise on 127.0.0.1:$port, queue $QUEUE_DIR, Ctrl-C to stop" >&2
 # -W hand-off workers (each already smtpd-rs with its queue-inject started),
 # -m 100 sessions per worker (see smtpd-supervise(8) for the trade-off),
-# -x per-address rules; one log line per event on stderr.
-exec bin/smtpd-supervise -W -m 100 -x var/local.rules.cdb 127.0.0.1 "$port" "$top/bin/smtpd-rs"
+# -x per-address rules, -L the scoreboard, -M the metrics; one log line per
+# event on stderr.
+exec bin/smtpd-supervise -W -m 100 -x var/local.rules.cdb -L var/scoreboard -M var/metrics.prom \
+	127.0.0.1 "$port" "$top/bin/smtpd-rs"
