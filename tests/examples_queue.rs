@@ -4,7 +4,8 @@
 //! by a loopback one), sending a message that sendmail queued to a smarthost
 //! that requires TLS and AUTH (Python's aiosmtpd, with a certificate from
 //! the test CA, which the tests add as TLS_CAFILE: the one variable that is
-//! not in the shipped files). And the cron job that cleans the queue's tmp/.
+//! not in the shipped files); with the README's DKIM step, signed with the
+//! keys of dkim/make-keys.sh. And the cron job that cleans the queue's tmp/.
 #[path = "support/examples.rs"]
 mod examples;
 
@@ -81,7 +82,7 @@ fn site() -> (Site, Smarthost) {
         .args(["--reuid=smtpd", "--regid=smtpd", "--init-groups", "--"])
         .arg(s.p("/bin/sendmail"))
         .args(["-f", "alice@example.com", "friend@example.net"]);
-    let o = run(&mut c, b"Subject: through the smarthost\n\nhello\n", Duration::from_secs(30));
+    let o = run(&mut c, b"From: Alice <alice@example.com>\nSubject: through the smarthost\n\nhello\n", Duration::from_secs(30));
     assert_ok(&o, "sendmail as smtpd");
     // sendmail leaves it in the queue's maildrop/ (queue-drop(8)); queue-run
     // takes it from there into new/.
@@ -118,6 +119,38 @@ fn queue_run_systemd_unit_to_the_smarthost() {
     let svc = unit_direct(&unit, &[("TLS_CAFILE", &ca)]);
     check_delivered(&s, &sink, &svc);
     assert!(svc.log_text().contains("delivered"), "{}", svc.log_text());
+}
+
+/// The README's DKIM step: signing and make-keys.sh in /etc/smtpd-rs/dkim,
+/// make-keys.sh run there, the DKIM_SIGN line of queue-run.env taken in
+/// from its comment; what queue-run.service sends to the smarthost carries
+/// both signatures (tests/examples_dkim.rs verifies them with dkimpy).
+#[test]
+fn queue_run_signs_with_dkim_as_the_readme_says() {
+    let (s, sink) = site();
+    let dir = s.p("/etc/smtpd-rs/dkim");
+    for f in ["signing", "make-keys.sh"] {
+        s.install(&format!("dkim/{f}"), &format!("/etc/smtpd-rs/dkim/{f}"), None);
+    }
+    let mut c = Command::new("sh");
+    c.env_clear().env("PATH", SERVICE_PATH).arg("make-keys.sh").current_dir(&dir);
+    let o = run(&mut c, b"", Duration::from_secs(60));
+    assert_ok(&o, "sh make-keys.sh");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ed2026._domainkey.example.com."), "{}", o.text());
+    let env = s.p("/etc/smtpd-rs/queue-run.env");
+    let text = std::fs::read_to_string(&env).expect("read");
+    assert!(text.contains("\n#DKIM_SIGN=/etc/smtpd-rs/dkim/signing\n") || text.contains(&format!("\n#DKIM_SIGN={}\n", dir.join("signing").display())), "{text}");
+    std::fs::write(&env, text.replace("\n#DKIM_SIGN=", "\nDKIM_SIGN=")).expect("write");
+    let unit = Unit::read(&s.install("queue-run/queue-run.service", "/etc/systemd/system/queue-run.service", None));
+    let ca = test_ca(&s);
+    let svc = unit_direct(&unit, &[("TLS_CAFILE", &ca)]);
+    check_delivered(&s, &sink, &svc);
+    let msg = std::fs::read_to_string(sink.out.join("1.msg")).expect("1.msg");
+    let sigs: Vec<&str> = msg.lines().filter(|l| l.starts_with("DKIM-Signature: ")).collect();
+    assert_eq!(sigs.len(), 2, "{msg}");
+    assert!(sigs[0].contains("a=ed25519-sha256;") && sigs[1].contains("a=rsa-sha256;"), "{msg}");
+    let log = svc.log_text();
+    assert!(log.contains("DKIM signed: d=example.com s=ed2026 a=ed25519-sha256, d=example.com s=rsa2026 a=rsa-sha256"), "{log}");
 }
 
 #[test]
