@@ -67,7 +67,8 @@ install-sendmail:
 	ln -sfn $(LIBEXEC)/sendmail $(DESTDIR)$(SENDMAIL_LINK)
 
 # conf-examples/run-local.sh: smtpd-rs as hand-off workers of smtpd-supervise
-# (-W -m 100) on 127.0.0.1:2525 (PORT=n to change it), queue in ./var/queue,
+# (-W -m 100; the scoreboard in var/scoreboard for bin/smtpd-supervise-status,
+# the metrics in var/metrics.prom) on 127.0.0.1:2525 (PORT=n to change it), queue in ./var/queue,
 # loopback only (conf-examples/local.rules); RUN_UNDER=tcpserver runs it under
 # tcpserver instead.
 run: build
