@@ -376,9 +376,16 @@ impl Zone {
 }
 
 pub fn fake_dns(zone: Zone) -> FakeDns {
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).unwrap();
+    // UDP and TCP on one port number: a port free for UDP may be taken for
+    // TCP by another test on a busy machine, so try again with another.
+    let (udp, tcp, addr) = (0..100)
+        .find_map(|_| {
+            let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+            let addr = udp.local_addr().ok()?;
+            let tcp = TcpListener::bind(addr).ok()?;
+            Some((udp, tcp, addr))
+        })
+        .expect("a loopback port free for both UDP and TCP");
     tcp.set_nonblocking(true).unwrap();
     udp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let queries = Arc::new(Mutex::new(Vec::new()));
