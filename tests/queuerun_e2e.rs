@@ -158,7 +158,46 @@ fn thousand_messages_none_lost_or_duplicated() {
         .map(|(_, m)| String::from_utf8_lossy(m).lines().find(|l| l.starts_with("Message-ID:")).unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), N);
-    eprintln!("1000 messages through queue-inject, queue-run, smtp-remote in {:?}", t.elapsed());
+    // Kept connections: far fewer than messages (at most CONCURRENCY at a
+    // time, each for up to CONNECTION_REUSE_COUNT messages).
+    assert!(sink.connections() < N / 5, "{} connections for {N} messages", sink.connections());
+    eprintln!("1000 messages through queue-inject, queue-run, smtp-remote in {:?}, {} connections", t.elapsed(), sink.connections());
+}
+
+/// 60 messages to three domains waiting when queue-run starts: with kept
+/// connections (the default) a few connections carry them all, each message
+/// once and whole; with CONNECTION_REUSE_COUNT=0 one connection (and one
+/// smtp-remote) per message, as before.
+#[test]
+fn kept_connections_carry_many_messages_each() {
+    const N: usize = 60;
+    for (reuse, at_most) in [("100", 8), ("0", N)] {
+        let w = World::new();
+        let sink = Sink::start(&w);
+        for i in 0..N {
+            let body = format!("Subject: k{i}\nMessage-ID: <k{i}@app.test>\n\nbody {i}\n");
+            write_queue_file(&w.queue(), &format!("{}.1.{}", now(), i + 1), now(), "app@app.test", &[&format!("r{i}@dest{}.test", i % 3)], &[], body.as_bytes());
+        }
+        let qr = queue_run(&w, &[("CONCURRENCY", "4"), ("CONCURRENCY_DOMAIN", "2"), ("CONNECTION_REUSE_COUNT", reuse)]);
+        wait_for(120, "60 messages at the sink", || sink.received().len() >= N && w.queued().is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let got = sink.received();
+        assert_eq!(got.len(), N, "reuse {reuse}: duplicates");
+        let ids: HashSet<String> = got.iter().map(|(_, m)| String::from_utf8_lossy(m).lines().find(|l| l.starts_with("Message-ID:")).unwrap().to_string()).collect();
+        assert_eq!(ids.len(), N, "reuse {reuse}");
+        for (e, m) in &got {
+            let i: usize = e[1].trim_start_matches('r').split('@').next().unwrap().parse().unwrap();
+            assert_eq!(m, &crlf(format!("Subject: k{i}\nMessage-ID: <k{i}@app.test>\n\nbody {i}\n").as_bytes()));
+        }
+        let conns = sink.connections();
+        if reuse == "0" {
+            assert_eq!(conns, N, "one connection per message without reuse");
+        } else {
+            assert!(conns <= at_most, "{conns} connections for {N} messages");
+        }
+        let log = w.log_after(qr);
+        assert!(!log.contains("warning"), "{log}");
+    }
 }
 
 /// queue-inject by the qmail-queue protocol: message on fd 0, envelope on fd 1.
