@@ -44,7 +44,7 @@ fn several_messages_over_one_connection_with_rset_between() {
         let log = f.log();
         assert_eq!((count(&log, "EHLO"), count(&log, "RSET"), count(&log, "MAIL")), (1, 4, 5), "{ext:?}: {log:?}");
         // Each RSET right before its MAIL; QUIT at EOF.
-        for (i, l) in log.iter().enumerate().filter(|(_, l)| *l == "RSET") {
+        for (i, _) in log.iter().enumerate().filter(|(_, l)| *l == "RSET") {
             assert!(log[i + 1].starts_with("MAIL FROM:<s@example.org>"), "{log:?}");
         }
         assert_eq!(log.last().map(String::as_str), Some("QUIT"), "{ext:?}: {log:?}");
