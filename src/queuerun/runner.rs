@@ -253,11 +253,19 @@ impl Runner {
         die::info(
             PROG,
             format_args!(
-                "started: queue {}, delivery program {}, concurrency {} ({} per domain)",
+                "started: queue {}, delivery program {}, concurrency {} ({} per domain), {}",
                 self.q.dir.display(),
                 self.remote.to_string_lossy(),
                 self.cfg.concurrency,
-                self.cfg.per_domain
+                self.cfg.per_domain,
+                if self.keeps_connections() {
+                    format!(
+                        "kept connections ({} messages, {} s each, closed after {} s idle)",
+                        self.cfg.reuse_count, self.cfg.reuse_time, self.cfg.idle_time
+                    )
+                } else {
+                    "one run per delivery".into()
+                }
             ),
         );
         let mut next_scan = Instant::now();
