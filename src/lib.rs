@@ -20,6 +20,7 @@ pub mod passwd;
 pub mod proxy;
 pub mod scoreboard;
 pub mod queue;
+pub mod remotejob;
 pub mod remote;
 pub mod smtp;
 pub mod statsfd;

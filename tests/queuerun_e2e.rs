@@ -158,7 +158,46 @@ fn thousand_messages_none_lost_or_duplicated() {
         .map(|(_, m)| String::from_utf8_lossy(m).lines().find(|l| l.starts_with("Message-ID:")).unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), N);
-    eprintln!("1000 messages through queue-inject, queue-run, smtp-remote in {:?}", t.elapsed());
+    // Kept connections: far fewer than messages (at most CONCURRENCY at a
+    // time, each for up to CONNECTION_REUSE_COUNT messages).
+    assert!(sink.connections() < N / 5, "{} connections for {N} messages", sink.connections());
+    eprintln!("1000 messages through queue-inject, queue-run, smtp-remote in {:?}, {} connections", t.elapsed(), sink.connections());
+}
+
+/// 60 messages to three domains waiting when queue-run starts: with kept
+/// connections (the default) a few connections carry them all, each message
+/// once and whole; with CONNECTION_REUSE_COUNT=0 one connection (and one
+/// smtp-remote) per message, as before.
+#[test]
+fn kept_connections_carry_many_messages_each() {
+    const N: usize = 60;
+    for (reuse, at_most) in [("100", 8), ("0", N)] {
+        let w = World::new();
+        let sink = Sink::start(&w);
+        for i in 0..N {
+            let body = format!("Subject: k{i}\nMessage-ID: <k{i}@app.test>\n\nbody {i}\n");
+            write_queue_file(&w.queue(), &format!("{}.1.{}", now(), i + 1), now(), "app@app.test", &[&format!("r{i}@dest{}.test", i % 3)], &[], body.as_bytes());
+        }
+        let qr = queue_run(&w, &[("CONCURRENCY", "4"), ("CONCURRENCY_DOMAIN", "2"), ("CONNECTION_REUSE_COUNT", reuse)]);
+        wait_for(120, "60 messages at the sink", || sink.received().len() >= N && w.queued().is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let got = sink.received();
+        assert_eq!(got.len(), N, "reuse {reuse}: duplicates");
+        let ids: HashSet<String> = got.iter().map(|(_, m)| String::from_utf8_lossy(m).lines().find(|l| l.starts_with("Message-ID:")).unwrap().to_string()).collect();
+        assert_eq!(ids.len(), N, "reuse {reuse}");
+        for (e, m) in &got {
+            let i: usize = e[1].trim_start_matches('r').split('@').next().unwrap().parse().unwrap();
+            assert_eq!(m, &crlf(format!("Subject: k{i}\nMessage-ID: <k{i}@app.test>\n\nbody {i}\n").as_bytes()));
+        }
+        let conns = sink.connections();
+        if reuse == "0" {
+            assert_eq!(conns, N, "one connection per message without reuse");
+        } else {
+            assert!(conns <= at_most, "{conns} connections for {N} messages");
+        }
+        let log = w.log_after(qr);
+        assert!(!log.contains("warning"), "{log}");
+    }
 }
 
 /// queue-inject by the qmail-queue protocol: message on fd 0, envelope on fd 1.
@@ -228,4 +267,56 @@ fn swaks_to_smtpd_supervise_whole_chain() {
         let n = env[1].trim_start_matches('u').trim_end_matches("@dest.test");
         assert!(t.contains(&format!("Subject: chain {n}\r\n")) && t.contains(&format!("body {n}\r\n.dot\r\n")), "{t}");
     }
+}
+
+/// The kept `smtp-remote -m` processes of queue-run `pid` (its children
+/// named smtp-remote).
+fn kept_remotes(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let ppid: i32 = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == pid && head.ends_with("(smtp-remote") {
+            v.push(head.split(' ').next().unwrap().parse().unwrap());
+        }
+    }
+    v
+}
+
+/// kill -9 of a kept smtp-remote, idle and then in the middle of a
+/// delivery: nothing is lost (the one in flight is retried, at least once),
+/// and the deliveries after it go on through other processes.
+#[test]
+fn kill_9_of_a_kept_smtp_remote() {
+    let w = World::new();
+    let sink = Sink::start(&w);
+    let qr = queue_run(&w, &[("RETRY_SCHEDULE", "1"), ("CONNECTION_IDLE_TIME", "60"), ("CONCURRENCY", "1")]);
+    queue_one(&w, "Subject: one\n\nbody\n", "a1@dest.test");
+    wait_for(30, "the first delivered", || sink.received().len() == 1 && w.queued().is_empty());
+    // Idle, its connection open: killed.
+    let kept = kept_remotes(qr.pid());
+    assert_eq!(kept.len(), 1, "one kept process, idle");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(kept[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    queue_one(&w, "Subject: two\n\nbody\n", "a2@dest.test");
+    wait_for(30, "the second delivered", || sink.received().len() == 2 && w.queued().is_empty());
+    // Busy: the sink answers the data of slow... 3 s late; killed meanwhile.
+    queue_one(&w, "Subject: three\n\nbody\n", "slow3@dest.test");
+    wait_for(20, "the slow delivery in flight", || !w.queued().is_empty() && kept_remotes(qr.pid()).len() == 1);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    for p in kept_remotes(qr.pid()) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+    wait_for(40, "the slow one delivered after a retry", || w.queued().is_empty());
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let got = sink.received();
+    let to = |r: &str| got.iter().filter(|(e, _)| e.iter().skip(1).any(|x| x == r)).count();
+    assert_eq!((to("a1@dest.test"), to("a2@dest.test")), (1, 1));
+    // At least once: the killed attempt may have reached the sink too.
+    assert!((1..=2).contains(&to("slow3@dest.test")), "{got:?}");
+    let log = w.log_after(qr);
+    assert!(log.contains("<slow3@dest.test> deferred: smtp-remote crashed (signal 9)"), "{log}");
+    assert!(log.contains("<slow3@dest.test> delivered:"), "{log}");
 }

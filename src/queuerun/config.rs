@@ -55,6 +55,18 @@ pub struct Config {
     pub attempt_timeout: u64,
     /// `REMOTE_MAXRCPT`: most recipients in one smtp-remote run (default 100).
     pub max_rcpt: usize,
+    /// `CONNECTION_REUSE_COUNT`: most messages over one kept connection
+    /// (default 100, as Postfix's smtp_connection_reuse_count_limit caps
+    /// it); 0: no kept connections, one delivery program run per delivery.
+    pub reuse_count: u32,
+    /// `CONNECTION_REUSE_TIME`: seconds during which a connection takes
+    /// new messages, from its start (default 300, Postfix's
+    /// smtp_connection_reuse_time_limit).
+    pub reuse_time: u64,
+    /// `CONNECTION_IDLE_TIME`: seconds a kept connection waits for another
+    /// message before it is closed (default 2, Postfix's
+    /// smtp_connection_cache_time_limit).
+    pub idle_time: u64,
     /// The `-e` file's assignments, in file order: set in the environment of
     /// every program queue-run runs (the delivery program, the queue
     /// program), as they are in queue-run's own settings.
@@ -119,6 +131,9 @@ impl Config {
             term_grace: num("TERM_GRACE", 10, 0, 3600)?,
             attempt_timeout: num("ATTEMPT_TIMEOUT", 3600, 1, 86400)?,
             max_rcpt: num("REMOTE_MAXRCPT", 100, 1, 10000)? as usize,
+            reuse_count: num("CONNECTION_REUSE_COUNT", 100, 0, 1_000_000)? as u32,
+            reuse_time: num("CONNECTION_REUSE_TIME", 300, 1, 86400)?,
+            idle_time: num("CONNECTION_IDLE_TIME", 2, 0, 3600)?,
             env: Vec::new(),
             local: match (get("LOCAL_DELIVERY"), get("LOCAL_DOMAINS")) {
                 (Some(_), None) => return Err("LOCAL_DELIVERY without LOCAL_DOMAINS: no domain would use it".into()),
@@ -159,6 +174,7 @@ mod tests {
         assert_eq!(c.host, "box.example");
         assert_eq!(c.remote, None);
         assert_eq!(c.doublebounceto, None);
+        assert_eq!((c.reuse_count, c.reuse_time, c.idle_time), (100, 300, 2));
     }
 
     #[test]
@@ -175,6 +191,10 @@ mod tests {
         assert!(cfg(&[("BOUNCE_HOST", "bad host")]).is_err());
         assert!(cfg(&[("DOUBLEBOUNCETO", "pm@x\nRSET")]).is_err());
         assert_eq!(cfg(&[("CONCURRENCY", "")]).unwrap().concurrency, 20);
+        let r = cfg(&[("CONNECTION_REUSE_COUNT", "0"), ("CONNECTION_REUSE_TIME", "60"), ("CONNECTION_IDLE_TIME", "0")]).unwrap();
+        assert_eq!((r.reuse_count, r.reuse_time, r.idle_time), (0, 60, 0));
+        assert!(cfg(&[("CONNECTION_REUSE_TIME", "0")]).is_err());
+        assert!(cfg(&[("CONNECTION_IDLE_TIME", "x")]).is_err());
         // The per-domain default stays well below the total.
         assert_eq!(cfg(&[]).unwrap().per_domain, 5);
         assert_eq!(cfg(&[("CONCURRENCY", "2")]).unwrap().per_domain, 1);

@@ -13,6 +13,8 @@ pub mod metrics;
 pub mod mailmsg;
 pub mod pickup;
 pub mod plan;
+// Kept smtp-remote -m processes (connections kept per destination).
+pub mod pool;
 pub mod report;
 pub mod runner;
 pub mod sendmail;

@@ -1,7 +1,8 @@
 //! The queue-run daemon: watches `new/` (inotify plus a periodic scan), runs
 //! the delivery program per destination domain within the concurrency limits,
 //! records every outcome durably before acting on it, queues DSNs, removes
-//! finished messages. One thread owns all state; helper threads only turn
+//! finished messages. With kept connections (pool.rs) the program is
+//! `smtp-remote -m`, fed one job at a time. One thread owns all state; helper threads only turn
 //! signals, inotify events and finished deliveries into events on a channel.
 
 use super::config::Config;
@@ -10,6 +11,7 @@ use super::inject::{Injection, Refused};
 use super::metrics::QueueMetrics;
 use super::pickup;
 use super::plan::{self, BounceTo, Policy};
+use super::pool::{self, Pool, Room};
 use crate::queue::format::Header;
 use super::report::{self, Exit, Outcome};
 use super::sign;
@@ -18,6 +20,7 @@ use super::store::{LoadError, PrepareError, Queue};
 use crate::die;
 use crate::envelope::{Attrs, Envelope};
 use crate::queue::printable_address;
+use crate::remotejob;
 use nix::sys::signal::{SigSet, Signal};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
@@ -105,6 +108,8 @@ enum Event {
     Rescan,
     Signal(Signal),
     Done { job: u64, out: Vec<u8>, exit: Exit },
+    /// A kept delivery process answered or exited.
+    Pool(pool::Event),
 }
 
 /// A message with deliveries in flight (or being looked at).
@@ -153,6 +158,8 @@ pub struct Runner {
     signing: sign::Signing,
     /// The figures for Prometheus (METRICS_FILE), fed by small hooks below.
     metrics: QueueMetrics,
+    /// Kept `smtp-remote -m` processes (CONNECTION_REUSE_COUNT above 0).
+    pool: Pool,
 }
 
 impl Runner {
@@ -181,6 +188,7 @@ impl Runner {
             stop_at: None,
             killed: false,
             signing: sign::Signing::off(),
+            pool: Pool::default(),
         }
     }
 
@@ -245,11 +253,19 @@ impl Runner {
         die::info(
             PROG,
             format_args!(
-                "started: queue {}, delivery program {}, concurrency {} ({} per domain)",
+                "started: queue {}, delivery program {}, concurrency {} ({} per domain), {}",
                 self.q.dir.display(),
                 self.remote.to_string_lossy(),
                 self.cfg.concurrency,
-                self.cfg.per_domain
+                self.cfg.per_domain,
+                if self.keeps_connections() {
+                    format!(
+                        "kept connections ({} messages, {} s each, closed after {} s idle)",
+                        self.cfg.reuse_count, self.cfg.reuse_time, self.cfg.idle_time
+                    )
+                } else {
+                    "one run per delivery".into()
+                }
             ),
         );
         let mut next_scan = Instant::now();
@@ -268,8 +284,11 @@ impl Runner {
                 next_scan = Instant::now() + Duration::from_secs(self.cfg.scan_interval);
             }
             self.watchdog();
+            self.pool.expire(Duration::from_secs(self.cfg.idle_time));
             if let Some(at) = self.stop_at {
                 if self.jobs.is_empty() {
+                    // Idle kept processes see EOF: QUIT, exit.
+                    self.pool = Pool::default();
                     self.metrics.tick(0, true);
                     die::info(PROG, "stopped");
                     return 0;
@@ -286,6 +305,9 @@ impl Runner {
                 wait = wait.min(Duration::from_secs(1));
             }
             if let Some(t) = self.metrics.next_due() {
+                wait = wait.min(t.saturating_duration_since(Instant::now()));
+            }
+            if let Some(t) = self.pool.next_expiry(Duration::from_secs(self.cfg.idle_time)) {
                 wait = wait.min(t.saturating_duration_since(Instant::now()));
             }
             match self.rx.recv_timeout(wait) {
@@ -317,6 +339,19 @@ impl Runner {
             }
             Event::Rescan => self.scan(),
             Event::Done { job, out, exit } => self.done(job, out, exit),
+            Event::Pool(pool::Event::Answer { proc, report }) => {
+                if let Some(job) = self.pool.answered(proc) {
+                    if self.stop_at.is_some() {
+                        self.pool.close(proc);
+                    }
+                    self.done(job, report, Exit::Code(0));
+                }
+            }
+            Event::Pool(pool::Event::Gone { proc, report, exit }) => {
+                if let Some(job) = self.pool.gone(proc) {
+                    self.done(job, report, exit);
+                }
+            }
             Event::Signal(Signal::SIGHUP) => match load_config(self.env_file.as_deref()).and_then(|c| Ok((sign::Signing::load(&c)?, c))) {
                 Ok((signing, c)) => {
                     self.signing = signing;
@@ -327,6 +362,8 @@ impl Runner {
                     self.local = program(c.local.as_ref(), "maildir-deliver");
                     self.queue_prog = program(c.queue_prog.as_ref(), "queue-inject");
                     self.cfg = Config { queue_dir: self.cfg.queue_dir.clone(), ..c };
+                    // Kept processes read the old settings: new ones from now on.
+                    self.pool.retire_all();
                     die::info(PROG, "SIGHUP: configuration read again");
                 }
                 Err(e) => die::warn(PROG, format_args!("SIGHUP: {e}; old configuration kept")),
@@ -344,6 +381,7 @@ impl Runner {
                 if self.stop_at.is_none() {
                     die::info(PROG, format_args!("stopping: waiting up to {} s for {} deliveries", self.cfg.term_grace, self.jobs.len()));
                     self.stop_at = Some(Instant::now() + Duration::from_secs(self.cfg.term_grace));
+                    self.pool.retire_all();
                 }
             }
         }
@@ -590,14 +628,16 @@ impl Runner {
         if self.stop_at.is_none() {
             for (dom, idxs) in groups {
                 let Some(dom) = dom else { continue };
-                if self.jobs.len() >= self.cfg.concurrency {
-                    blocked.extend(&idxs);
-                    self.wait(id, None);
-                } else if self.per_domain.get(&dom).copied().unwrap_or(0) >= self.cfg.per_domain {
-                    blocked.extend(&idxs);
-                    self.wait(id, Some(&dom));
-                } else {
-                    self.start(id, &mut a, dom, idxs);
+                match self.room(&dom) {
+                    Room::WaitAny => {
+                        blocked.extend(&idxs);
+                        self.wait(id, None);
+                    }
+                    Room::WaitDomain => {
+                        blocked.extend(&idxs);
+                        self.wait(id, Some(&dom));
+                    }
+                    Room::Start => self.start(id, &mut a, dom, idxs),
                 }
             }
         }
@@ -623,6 +663,18 @@ impl Runner {
         if a.jobs > 0 {
             self.active.insert(id.to_owned(), a);
         }
+    }
+
+    /// Whether a delivery to `dom` may start now (pool.rs: a kept process
+    /// counts as a running delivery).
+    fn room(&self, dom: &str) -> Room {
+        let counts = pool::Counts {
+            busy: self.jobs.len(),
+            busy_dom: self.per_domain.get(dom).copied().unwrap_or(0),
+            idle: self.pool.idle(),
+            idle_dom: self.pool.idle_for(dom),
+        };
+        pool::room(counts, self.cfg.concurrency, self.cfg.per_domain)
     }
 
     fn wait(&mut self, id: &str, dom: Option<&str>) {
@@ -657,6 +709,14 @@ impl Runner {
         let h = &a.header;
         let sender: &[u8] = if h.envelope.sender == plan::DOUBLE_BOUNCE_SENDER { b"" } else { &h.envelope.sender };
         let attrs = plan::attrs_for(&h.attrs, &idxs).encode();
+        // Kept connections (pool.rs): the job goes to an `smtp-remote -m`.
+        if !local && feed.is_none() && self.keeps_connections() {
+            let rcpts: Vec<&[u8]> = idxs.iter().map(|&i| h.envelope.recipients.get(i).map(Vec::as_slice).unwrap_or_default()).collect();
+            let frame = remotejob::encode_job(dom.as_bytes(), sender, attrs.as_bytes(), id.as_bytes(), &rcpts);
+            if let Some(pid) = self.send_pooled(job, id, &dom, &frame, a.body_offset) {
+                return self.track(job, id, a, dom, idxs, pid);
+            }
+        }
         let prog = if local { &self.local } else { &self.remote };
         let spawned = self.q.open_message(id).and_then(|mut f| {
             f.seek(SeekFrom::Start(a.body_offset))?;
@@ -717,20 +777,66 @@ impl Runner {
                 0
             }
         };
+        self.track(job, id, a, dom, idxs, pid);
+    }
+
+    /// Whether deliveries go to kept `smtp-remote -m` processes: when
+    /// `CONNECTION_REUSE_COUNT` is above 0 and the delivery program is this
+    /// suite's smtp-remote (by its file name: `-m` is our own interface),
+    /// not a `QMAILREMOTE`. Any other program is run once per delivery.
+    fn keeps_connections(&self) -> bool {
+        self.cfg.reuse_count > 0 && !self.cfg.remote_is_qmail && Path::new(&self.remote).file_name() == Some(OsStr::new("smtp-remote"))
+    }
+
+    /// A run has started (`pid`, 0 for none): count it until its `done`.
+    fn track(&mut self, job: u64, id: &str, a: &mut Active, dom: String, idxs: Vec<usize>, pid: u32) {
         *self.per_domain.entry(dom.clone()).or_default() += 1;
         a.jobs += 1;
         a.in_flight.extend(&idxs);
         self.jobs.insert(job, Job { id: id.to_owned(), domain: dom, idxs, pid, started: Instant::now(), abandoned: false, timed_out: false });
     }
 
+    /// Hand a job to a kept `smtp-remote -m` (pool.rs): the idle one
+    /// `Pool::pick` chooses, else a new one. Its pid; `None` when no kept
+    /// process could take it (a frame too large, a program that does not
+    /// start): the caller runs the program for this one delivery instead.
+    fn send_pooled(&mut self, job: u64, id: &str, dom: &str, frame: &[u8], offset: u64) -> Option<u32> {
+        if frame.len() > remotejob::MAX_JOB {
+            return None;
+        }
+        let mut f = self.q.open_message(id).ok()?;
+        f.seek(SeekFrom::Start(offset)).ok()?;
+        // A process that died while idle shows here: then once more, anew.
+        for _ in 0..2 {
+            let proc = match self.pool.pick(dom) {
+                Some(p) => p,
+                None => {
+                    let mut env = self.child_env();
+                    env.push(("CONNECTION_REUSE_COUNT".into(), self.cfg.reuse_count.to_string().into()));
+                    env.push(("CONNECTION_REUSE_TIME".into(), self.cfg.reuse_time.to_string().into()));
+                    let tx = self.tx.clone();
+                    match self.pool.spawn(&self.remote, &env, move |e| tx.send(Event::Pool(e)).is_ok()) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            die::warn(PROG, format_args!("{id}: unable to run {} -m: {e}", self.remote.to_string_lossy()));
+                            return None;
+                        }
+                    }
+                }
+            };
+            match self.pool.send(proc, job, dom, frame, &f) {
+                Ok(pid) => return Some(pid),
+                Err(e) => die::warn(PROG, format_args!("{id}: unable to hand the delivery to {dom} to a kept smtp-remote: {e}")),
+            }
+        }
+        None
+    }
+
     /// A run that cannot start (DKIM: see `sign::Signing::prepare`): its
     /// recipients get `why` as a temporary failure, recorded as any run's.
     fn defer_run(&mut self, job: u64, id: &str, a: &mut Active, dom: String, idxs: Vec<usize>, why: &str) {
         let _ = self.tx.send(Event::Done { job, out: format!("Z{why}\0").into_bytes(), exit: Exit::Code(0) });
-        *self.per_domain.entry(dom.clone()).or_default() += 1;
-        a.jobs += 1;
-        a.in_flight.extend(&idxs);
-        self.jobs.insert(job, Job { id: id.to_owned(), domain: dom, idxs, pid: 0, started: Instant::now(), abandoned: false, timed_out: false });
+        self.track(job, id, a, dom, idxs, 0);
     }
 
     /// A delivery program ended: record its outcomes, then look again.
@@ -797,7 +903,7 @@ impl Runner {
         while tries > 0 && self.jobs.len() < self.cfg.concurrency {
             tries -= 1;
             let next = match self.wait_dom.get_mut(dom).and_then(VecDeque::pop_front) {
-                Some(id) if self.per_domain.get(dom).copied().unwrap_or(0) < self.cfg.per_domain => Some(id),
+                Some(id) if self.room(dom) == Room::Start => Some(id),
                 Some(id) => {
                     self.wait_dom.entry(dom.to_owned()).or_default().push_front(id);
                     self.wait_any.pop_front()
@@ -826,6 +932,7 @@ impl Runner {
 
     fn kill_all(&mut self, why: &str) {
         self.killed = true;
+        self.pool.retire_all();
         for j in self.jobs.values_mut() {
             j.abandoned = true;
             if j.pid != 0 {

@@ -4,6 +4,8 @@
 //! the attempt's bounds, and hold the SMTP dialogue with the first that
 //! answers; or the LMTP dialogue (RFC 2033) of an LMTP route, over TCP or
 //! a Unix socket. Returns what the report says; the main writes it.
+//! A `Session` (`smtp-remote -m`) keeps the connection after a transaction
+//! and uses it again, after RSET, for the next message to the same next hop.
 
 use super::auth;
 use super::conn::{self, Conn};
@@ -21,12 +23,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long a kept connection's RSET may take to be answered (Postfix's
+/// smtp_rset_timeout): a server that dropped the connection without a word
+/// is found out within this, not within TIMEOUTREMOTE.
+const RSET_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Everything read from the environment, once.
 pub struct Config {
     pub helo: String,
-    /// Header fields to send on top of the message (the `PREPEND` attribute
-    /// of `QUEUE_ATTRS`: queue-run's DKIM signatures), LF form; usually empty.
-    pub prepend: Vec<u8>,
     pub routes: Routes,
     pub policy: Policy,
     /// The WebPKI verifier (roots plus `TLS_CAFILE`), built once for `verify`.
@@ -35,7 +39,6 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub port: u16,
-    pub attrs: Attrs,
     /// `SMTP_XCLIENT`, `SMTP_XFORWARD`: pass the original client's facts
     /// on (off unless told: they are the client's, not the next hop's).
     pub xclient: bool,
@@ -97,10 +100,6 @@ impl Config {
         };
         let policy = var("SMTP_TLS").unwrap_or_default();
         let policy = Policy::parse(policy.trim()).ok_or(format!("bad SMTP_TLS: {policy:?}"))?;
-        let attrs = match std::env::var_os("QUEUE_ATTRS") {
-            None => Attrs::default(),
-            Some(v) => Attrs::parse(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())).ok_or("bad QUEUE_ATTRS")?,
-        };
         let port = num("SMTP_PORT", 25)?;
         // Built once when any delivery may need it (SMTP_TLS or a route's tls=).
         let webpki = match (policy, routes.any_tls(Policy::Verify)) {
@@ -112,7 +111,6 @@ impl Config {
         };
         Ok(Config {
             helo,
-            prepend: super::message::prepend(&attrs).map_err(|e| format!("bad QUEUE_ATTRS: {e}"))?,
             routes,
             policy,
             webpki,
@@ -120,7 +118,6 @@ impl Config {
             connect_timeout: Duration::from_secs(num("TIMEOUTCONNECT", 60)?),
             timeout: Duration::from_secs(num("TIMEOUTREMOTE", 1200)?),
             port: u16::try_from(port).map_err(|_| "bad SMTP_PORT")?,
-            attrs,
             xclient: flag("SMTP_XCLIENT")?,
             xforward: flag("SMTP_XFORWARD")?,
             auth_unverified: flag("AUTH_UNVERIFIED")?,
@@ -143,10 +140,32 @@ impl Config {
     }
 }
 
+/// The attribute block of the one-message mode: `QUEUE_ATTRS`.
+pub fn attrs_from_env() -> Result<Attrs, String> {
+    match std::env::var_os("QUEUE_ATTRS") {
+        None => Ok(Attrs::default()),
+        Some(v) => Attrs::parse(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())).ok_or_else(|| "bad QUEUE_ATTRS".into()),
+    }
+}
+
+/// One message to deliver: the envelope and its attributes.
 pub struct Job {
     pub host: String,
     pub sender: Vec<u8>,
     pub rcpts: Vec<Vec<u8>>,
+    /// The attribute block (`QUEUE_ATTRS`, or the job frame's in `-m` mode).
+    pub attrs: Attrs,
+    /// Header fields to send on top of the message (the `PREPEND`
+    /// attribute: queue-run's DKIM signatures), LF form; usually empty.
+    pub prepend: Vec<u8>,
+}
+
+impl Job {
+    /// `Err`: a `PREPEND` that `message::prepend` refuses.
+    pub fn new(host: String, sender: Vec<u8>, rcpts: Vec<Vec<u8>>, attrs: Attrs) -> Result<Job, &'static str> {
+        let prepend = super::message::prepend(&attrs)?;
+        Ok(Job { host, sender, rcpts, attrs, prepend })
+    }
 }
 
 /// What goes into the report: the partner shown in the records, the
@@ -170,28 +189,190 @@ struct Target {
     pref: u16,
 }
 
+/// One message, one connection (the qmail-remote interface): the
+/// connection is closed with QUIT after the transaction.
 pub fn deliver(cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> Delivery {
-    // Every address is checked before anything is sent: CR LF in an
-    // address would end the command and smuggle others into the session
-    // (issue 16.6); such an address is refused here, permanently.
-    if let Err(e) = smtp::check_address(&job.sender) {
-        let o = Outcome::perm(format!("Sorry, the sender address {}. (#5.1.7)", e.what()));
-        return Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
+    Session { kept: None, reuse: None }.deliver(cfg, job, spool, dns)
+}
+
+/// The limits on one kept connection, as Postfix's
+/// smtp_connection_reuse_count_limit and smtp_connection_reuse_time_limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reuse {
+    /// Most transactions over one connection.
+    pub max_messages: u32,
+    /// How long after it was opened a connection may start a transaction.
+    pub max_age: Duration,
+}
+
+impl Reuse {
+    pub const DEFAULT: Reuse = Reuse { max_messages: 100, max_age: Duration::from_secs(300) };
+
+    /// `CONNECTION_REUSE_COUNT` and `CONNECTION_REUSE_TIME` (queue-run sets
+    /// both for `smtp-remote -m`), each a positive number; unset: the default.
+    pub fn from_env() -> Result<Reuse, String> {
+        let num = |n: &str, d: u64| -> Result<u64, String> {
+            match std::env::var(n) {
+                Err(_) => Ok(d),
+                Ok(v) if v.trim().is_empty() => Ok(d),
+                Ok(v) => v.trim().parse::<u64>().ok().filter(|&x| x > 0).ok_or(format!("bad {n}: {v:?}")),
+            }
+        };
+        let n = num("CONNECTION_REUSE_COUNT", u64::from(Reuse::DEFAULT.max_messages))?;
+        Ok(Reuse {
+            max_messages: u32::try_from(n).map_err(|_| "bad CONNECTION_REUSE_COUNT")?,
+            max_age: Duration::from_secs(num("CONNECTION_REUSE_TIME", Reuse::DEFAULT.max_age.as_secs())?),
+        })
     }
-    let bad: Vec<Option<BadAddress>> = job
-        .rcpts
-        .iter()
-        .map(|r| if r.is_empty() { Some(BadAddress::NotAnAddress) } else { smtp::check_address(r).err() })
-        .collect();
-    if bad.iter().all(Option::is_some) {
-        let o = Outcome::perm("Sorry, no recipient address is valid. (#5.1.3)");
-        return Delivery { partner: String::new(), rcpts: merge(&bad, Vec::new()), outcome: o };
+}
+
+/// Deliveries in turn over kept connections (`smtp-remote -m`). A message
+/// goes over the connection the one before it used when both take the same
+/// route (`Key`), after RSET, within the `Reuse` limits; otherwise, or when
+/// that connection turns out to be stale, by a fresh attempt exactly as in
+/// one-message mode. At most one connection is kept, and none without `reuse`.
+pub struct Session {
+    kept: Option<Kept>,
+    reuse: Option<Reuse>,
+}
+
+impl Session {
+    pub fn new(reuse: Reuse) -> Session {
+        Session { kept: None, reuse: Some(reuse) }
     }
-    let mut d = attempt(cfg, job, &bad, spool, dns);
-    if bad.iter().any(Option::is_some) {
-        d.rcpts = merge(&bad, d.rcpts);
+
+    /// Whether a connection is kept open now.
+    pub fn holds_connection(&self) -> bool {
+        self.kept.is_some()
     }
-    d
+
+    /// QUIT the kept connection, if any.
+    pub fn close(&mut self) {
+        if let Some(k) = self.kept.take() {
+            k.conn.quit();
+        }
+    }
+
+    pub fn deliver(&mut self, cfg: &Config, job: &Job, spool: &mut Spool, dns: &Resolver) -> Delivery {
+        // Every address is checked before anything is sent: CR LF in an
+        // address would end the command and smuggle others into the session
+        // (issue 16.6); such an address is refused here, permanently.
+        if let Err(e) = smtp::check_address(&job.sender) {
+            let o = Outcome::perm(format!("Sorry, the sender address {}. (#5.1.7)", e.what()));
+            return Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
+        }
+        let bad: Vec<Option<BadAddress>> = job
+            .rcpts
+            .iter()
+            .map(|r| if r.is_empty() { Some(BadAddress::NotAnAddress) } else { smtp::check_address(r).err() })
+            .collect();
+        if bad.iter().all(Option::is_some) {
+            let o = Outcome::perm("Sorry, no recipient address is valid. (#5.1.3)");
+            return Delivery { partner: String::new(), rcpts: merge(&bad, Vec::new()), outcome: o };
+        }
+        let mut d = self.attempt(cfg, job, &bad, spool, dns);
+        if bad.iter().any(Option::is_some) {
+            d.rcpts = merge(&bad, d.rcpts);
+        }
+        d
+    }
+
+    /// The kept connection when it suits this message, else a fresh attempt.
+    fn attempt(&mut self, cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spool, dns: &Resolver) -> Delivery {
+        let host = match ascii_host(&job.host) {
+            Ok(h) => h,
+            Err(o) => return Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o },
+        };
+        let route = cfg.routes.lookup(&host);
+        if let (Some(k), Some(reuse)) = (self.kept.take(), self.reuse) {
+            if k.key == Key::of(&host, route) && k.opened.elapsed() < reuse.max_age && !k.conn.has_buffered_input() {
+                if let Some((d, kept)) = k.reuse(cfg, job, bad, spool, reuse) {
+                    self.kept = kept;
+                    return d;
+                }
+                // Stale: nothing of the message went out; a fresh attempt.
+            } else {
+                k.conn.quit();
+            }
+        }
+        let (d, kept) = attempt(cfg, &host, route, job, bad, spool, dns, self.reuse);
+        self.kept = kept;
+        d
+    }
+}
+
+/// What two deliveries must have in common to share a connection: the
+/// same route (relay, port, protocol and options, hence the same TLS
+/// policy, pins, XCLIENT/XFORWARD settings and AUTH credentials), and,
+/// for a destination found by MX, the same domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Relay(Route),
+    Mx(String, Option<Route>),
+}
+
+impl Key {
+    fn of(host: &str, route: Option<&Route>) -> Key {
+        match route {
+            Some(r) if r.relay.is_some() => Key::Relay(r.clone()),
+            r => Key::Mx(host.to_string(), r.cloned()),
+        }
+    }
+}
+
+/// A connection kept after a transaction, with what its `Link` knew.
+struct Kept {
+    conn: Conn,
+    ext: Extensions,
+    key: Key,
+    set: Settings,
+    /// The domain it was opened for (texts).
+    host: String,
+    partner: String,
+    tls: TlsMode,
+    creds: Option<auth::Credentials>,
+    lmtp: bool,
+    opened: Instant,
+    /// Transactions so far.
+    used: u32,
+}
+
+impl Kept {
+    /// The connection after a transaction, if `reuse` allows one more.
+    #[allow(clippy::too_many_arguments)]
+    fn after(conn: Option<(Conn, Extensions)>, key: Key, set: &Settings, host: &str, link: (String, TlsMode, Option<auth::Credentials>, bool), opened: Instant, used: u32, reuse: Reuse) -> Option<Kept> {
+        let (conn, ext) = conn?;
+        if used >= reuse.max_messages || opened.elapsed() >= reuse.max_age {
+            conn.quit();
+            return None;
+        }
+        let (partner, tls, creds, lmtp) = link;
+        Some(Kept { conn, ext, key, set: set.clone(), host: host.to_string(), partner, tls, creds, lmtp, opened, used })
+    }
+
+    /// One more transaction, RSET first. `None`: the connection was stale
+    /// (`Finished::stale`), dropped; nothing of the message went out.
+    fn reuse(self, cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spool, reuse: Reuse) -> Option<(Delivery, Option<Kept>)> {
+        let Kept { mut conn, ext, key, set, host, partner, tls, creds, lmtp, opened, used } = self;
+        let link = Link { cfg, set: &set, host: &host, partner, tls, creds, lmtp };
+        let mut msg = Message { job, bad, spool, rcpts: Vec::new() };
+        let f = link.transaction(&mut conn, &ext, &mut msg, true);
+        if f.stale {
+            return None;
+        }
+        let Link { partner, tls, creds, .. } = link;
+        let d = Delivery { partner: partner.clone(), rcpts: msg.rcpts, outcome: f.end.outcome };
+        let conn = if !f.usable {
+            None
+        } else if closing(&d.outcome) {
+            conn.quit();
+            None
+        } else {
+            Some((conn, ext))
+        };
+        let kept = Kept::after(conn, key, &set, &host, (partner, tls, creds, lmtp), opened, used + 1, reuse);
+        Some((d, kept))
+    }
 }
 
 /// One record per recipient: ours for a refused address, in between the
@@ -208,14 +389,21 @@ fn merge(bad: &[Option<BadAddress>], got: Vec<RcptResult>) -> Vec<RcptResult> {
         .collect()
 }
 
-/// The attempt proper, for the recipients `bad` does not refuse.
-fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spool, dns: &Resolver) -> Delivery {
-    let none = |o: Outcome| Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
-    let host = match ascii_host(&job.host) {
-        Ok(h) => h,
-        Err(o) => return none(o),
-    };
-    let route = cfg.routes.lookup(&host);
+/// The attempt proper, on fresh connections, for the recipients `bad`
+/// does not refuse; with `reuse`, the connection that carried the message
+/// is handed back when it may carry another.
+#[allow(clippy::too_many_arguments)]
+fn attempt(
+    cfg: &Config,
+    host: &str,
+    route: Option<&Route>,
+    job: &Job,
+    bad: &[Option<BadAddress>],
+    spool: &mut Spool,
+    dns: &Resolver,
+    reuse: Option<Reuse>,
+) -> (Delivery, Option<Kept>) {
+    let none = |o: Outcome| (Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o }, None);
     let set = Settings::new(cfg, route);
     let lmtp = route.is_some_and(Route::is_lmtp);
     let mut msg = Message { job, bad, spool, rcpts: Vec::new() };
@@ -223,9 +411,9 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
     // delivery slot for long: everything before MAIL shares one deadline.
     let deadline = Instant::now() + cfg.attempt_timeout;
     if let Some(path) = route.and_then(Route::socket) {
-        return unix_attempt(cfg, &set, &host, path, &mut msg, deadline);
+        return unix_attempt(cfg, &set, host, route, path, &mut msg, deadline, reuse);
     }
-    let targets = match targets(cfg, &host, route, dns, deadline) {
+    let targets = match targets(cfg, host, route, dns, deadline) {
         Ok(t) => t,
         Err(o) => return none(o),
     };
@@ -251,6 +439,7 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
                     break;
                 }
             };
+            let opened = Instant::now();
             let mut conn = match Conn::connect(t.addr, cfg.connect_timeout.min(left), cfg.timeout) {
                 Ok(c) => c,
                 Err(_) => break,
@@ -258,12 +447,16 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
             conn.set_limit(Some(deadline));
             let key = t.name.clone().unwrap_or_else(|| t.addr.ip().to_string());
             let creds = creds_text.as_deref().and_then(|text| auth::lookup(text, &key));
-            let link = Link { cfg, set: &set, host: &host, partner: t.addr.ip().to_string(), tls, creds, lmtp };
+            let link = Link { cfg, set: &set, host, partner: t.addr.ip().to_string(), tls, creds, lmtp };
             msg.rcpts.clear();
-            let end = link.run(conn, &mut msg);
-            let r = Delivery { partner: link.partner, rcpts: std::mem::take(&mut msg.rcpts), outcome: end.outcome };
+            let (end, conn) = link.run(conn, &mut msg, reuse.is_some());
+            let Link { partner, tls, creds, .. } = link;
+            let r = Delivery { partner: partner.clone(), rcpts: std::mem::take(&mut msg.rcpts), outcome: end.outcome };
             match end.next {
-                Next::Done => return r,
+                Next::Done => {
+                    let kept = reuse.and_then(|u| Kept::after(conn, Key::of(host, route), &set, host, (partner, tls, creds, lmtp), opened, 1, u));
+                    return (r, kept);
+                }
                 Next::PlaintextRetry if !plaintext_retry => {
                     plaintext_retry = true;
                     last = Some(r);
@@ -275,7 +468,8 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
             }
         }
     }
-    last.unwrap_or_else(|| {
+    let d = last.unwrap_or_else(|| {
+        let none = |o: Outcome| Delivery { partner: String::new(), rcpts: Vec::new(), outcome: o };
         if Instant::now() >= deadline {
             return none(Outcome::temp(format!(
                 "Sorry, I found no server to take the message within {} seconds (TIMEOUTATTEMPT). (#4.4.1)",
@@ -284,26 +478,41 @@ fn attempt(cfg: &Config, job: &Job, bad: &[Option<BadAddress>], spool: &mut Spoo
         }
         let proto = if lmtp { "LMTP" } else { "SMTP" };
         none(Outcome::temp(format!("Sorry, I wasn't able to establish an {proto} connection. (#4.4.1)")))
-    })
+    });
+    (d, None)
 }
 
 /// LMTP over a Unix socket (routes.rs allows a path only with
 /// proto=lmtp): no DNS, no TLS, no AUTH (which goes only over TLS), no
 /// loop checks; one connection, and its result stands.
-fn unix_attempt(cfg: &Config, set: &Settings, host: &str, path: &str, msg: &mut Message<'_>, deadline: Instant) -> Delivery {
+#[allow(clippy::too_many_arguments)]
+fn unix_attempt(
+    cfg: &Config,
+    set: &Settings,
+    host: &str,
+    route: Option<&Route>,
+    path: &str,
+    msg: &mut Message<'_>,
+    deadline: Instant,
+    reuse: Option<Reuse>,
+) -> (Delivery, Option<Kept>) {
     let partner = super::report::safe(path);
     let left = deadline.saturating_duration_since(Instant::now());
+    let opened = Instant::now();
     let mut conn = match Conn::connect_unix(path, cfg.connect_timeout.min(left), cfg.timeout) {
         Ok(c) => c,
         Err(e) => {
             let o = Outcome::temp(format!("Sorry, I wasn't able to connect to the LMTP socket {partner}: {e}. (#4.4.1)"));
-            return Delivery { partner, rcpts: Vec::new(), outcome: o };
+            return (Delivery { partner, rcpts: Vec::new(), outcome: o }, None);
         }
     };
     conn.set_limit(Some(deadline));
     let link = Link { cfg, set, host, partner, tls: TlsMode::off(), creds: None, lmtp: true };
-    let end = link.run(conn, msg);
-    Delivery { partner: link.partner, rcpts: std::mem::take(&mut msg.rcpts), outcome: end.outcome }
+    let (end, conn) = link.run(conn, msg, reuse.is_some());
+    let Link { partner, tls, .. } = link;
+    let d = Delivery { partner: partner.clone(), rcpts: std::mem::take(&mut msg.rcpts), outcome: end.outcome };
+    let kept = reuse.and_then(|u| Kept::after(conn, Key::of(host, route), set, host, (partner, tls, None, true), opened, 1, u));
+    (d, kept)
 }
 
 /// The port of a route's relay or exchangers: the route's own, else 24
@@ -524,6 +733,7 @@ fn perm_nomx() -> Outcome {
 
 /// The settings of one delivery: the variables, each overridden by the
 /// option of the same meaning on the route it takes.
+#[derive(Clone)]
 struct Settings {
     policy: Policy,
     /// The route's pins, else `TLS_PIN`'s.
@@ -547,6 +757,7 @@ impl Settings {
 }
 
 /// How TLS goes for one target.
+#[derive(Clone)]
 struct TlsMode {
     /// `None`: no STARTTLS at all.
     verifier: Option<Arc<dyn ServerCertVerifier>>,
@@ -633,11 +844,18 @@ struct End {
 struct Finished {
     end: End,
     usable: bool,
+    /// Nothing of the message went out (the failure came before its data)
+    /// and the server is gone or going (the connection died, or a 421). On
+    /// a kept connection that only means the server timed it out or reached
+    /// a limit of its own: a fresh connection is tried at once. Ignored on
+    /// a fresh connection, whose outcome stands as it always did.
+    stale: bool,
 }
 
 enum Opened {
-    /// Ready for MAIL, with what the server offers.
-    Ready(Conn, Extensions),
+    /// Ready for MAIL, with what the server offers; `true`: XCLIENT gave
+    /// the session this message's client facts, so it carries no other.
+    Ready(Conn, Extensions, bool),
     /// The outcome, and the connection when it is still in step (for QUIT).
     Failed(End, Option<Conn>),
 }
@@ -669,22 +887,46 @@ struct Message<'a> {
 }
 
 impl Link<'_> {
-    /// One connection, one message: open, the transaction, QUIT.
-    fn run(&self, conn: Conn, msg: &mut Message<'_>) -> End {
-        let (mut conn, ext) = match self.open(conn) {
-            Opened::Ready(c, ext) => (c, ext),
+    /// One connection: open, the transaction; then QUIT, or (`keep`) the
+    /// connection handed back for the next message when it is in step, the
+    /// server is not closing it (421) and it carries no message's XCLIENT facts.
+    fn run(&self, conn: Conn, msg: &mut Message<'_>, keep: bool) -> (End, Option<(Conn, Extensions)>) {
+        let (mut conn, ext, private) = match self.open(conn, &msg.job.attrs) {
+            Opened::Ready(c, ext, private) => (c, ext, private),
             Opened::Failed(end, conn) => {
                 if let Some(c) = conn {
                     c.quit();
                 }
-                return end;
+                return (end, None);
             }
         };
-        let f = self.transaction(&mut conn, &ext, msg);
-        if f.usable {
-            conn.quit();
+        let f = self.transaction(&mut conn, &ext, msg, false);
+        if !f.usable {
+            return (f.end, None);
         }
-        f.end
+        if keep && !private && !closing(&f.end.outcome) {
+            conn.set_limit(None);
+            return (f.end, Some((conn, ext)));
+        }
+        conn.quit();
+        (f.end, None)
+    }
+
+    /// A kept connection's RSET reply (sent ahead of the transaction).
+    /// `Some`: stop here, the connection is stale. `more_sent`: the
+    /// transaction's commands went with it (PIPELINING), so a refusal other
+    /// than 421 leaves their replies to decide.
+    fn rset_reply(&self, conn: &mut Conn, more_sent: bool) -> Option<Finished> {
+        conn.set_limit(Some(Instant::now() + RSET_TIMEOUT));
+        let r = conn.read_reply();
+        conn.set_limit(None);
+        let end = match r {
+            Ok(r) if r.is_positive() => return None,
+            Ok(r) if r.code != 421 && more_sent => return None,
+            Ok(r) => self.fail(&r, "RSET failed.", Next::Done),
+            Err(e) => self.died(&e, false, false),
+        };
+        Some(Finished { end, usable: false, stale: true })
     }
 
     fn connected(&self, what: &str) -> String {
@@ -752,7 +994,7 @@ impl Link<'_> {
 
     /// Greeting, EHLO/LHLO, STARTTLS, XCLIENT, AUTH: the connection ready
     /// for MAIL, with what the server offers.
-    fn open(&self, mut conn: Conn) -> Opened {
+    fn open(&self, mut conn: Conn, attrs: &Attrs) -> Opened {
         macro_rules! io {
             ($e:expr) => {
                 match $e {
@@ -814,10 +1056,11 @@ impl Link<'_> {
             });
         }
 
-        let attrs = &self.cfg.attrs;
         let forward = smtp::has_client_attrs(attrs);
         // XCLIENT: the server answers with a new greeting; EHLO again.
+        let mut private = false;
         if let (Some(offered), true) = (ext.xclient.clone(), forward && self.set.xclient) {
+            private = true;
             let mut ok = true;
             for c in smtp::xclient_commands(&offered, attrs) {
                 conn.send(&c);
@@ -865,31 +1108,44 @@ impl Link<'_> {
                 keep!(End { outcome: Outcome::temp_reply(&r, self.connected("authentication failed.")), next: Next::Another });
             }
         }
-        Opened::Ready(conn, ext)
+        Opened::Ready(conn, ext, private)
     }
 
     /// One mail transaction on an open connection: XFORWARD, MAIL, RCPT,
     /// DATA, the message, and the reply to it (LMTP: the replies). Callable
-    /// again on the same connection after RSET for the next message.
-    fn transaction(&self, conn: &mut Conn, ext: &Extensions, msg: &mut Message<'_>) -> Finished {
+    /// again on the same connection for the next message: `rset` sends RSET
+    /// first (RFC 5321 4.1.1.5), in the same pipelined batch when it can.
+    fn transaction(&self, conn: &mut Conn, ext: &Extensions, msg: &mut Message<'_>, rset: bool) -> Finished {
         // Whether the connection is in step for what follows (QUIT, RSET).
         let mut usable = true;
         macro_rules! io {
             ($e:expr) => {
                 match $e {
                     Ok(v) => v,
-                    Err(e) => return Finished { end: self.died(&e, false, !msg.rcpts.is_empty()), usable: false },
+                    Err(e) => return Finished { end: self.died(&e, false, !msg.rcpts.is_empty()), usable: false, stale: true },
                 }
             };
         }
         macro_rules! keep {
             ($end:expr) => {{
-                return Finished { end: $end, usable };
+                return Finished { end: $end, usable, stale: false };
             }};
         }
-        let attrs = &self.cfg.attrs;
+        let attrs = &msg.job.attrs;
         let forward = smtp::has_client_attrs(attrs);
-        if let (Some(offered), true) = (ext.xforward.clone(), forward && self.set.xforward) {
+        let xforward = ext.xforward.clone().filter(|_| forward && self.set.xforward);
+        let mut rset_due = rset;
+        if rset {
+            conn.send(b"RSET\r\n");
+            // Alone when nothing can go with it: XFORWARD waits for each reply.
+            if xforward.is_some() || !ext.pipelining {
+                rset_due = false;
+                if let Some(f) = self.rset_reply(conn, false) {
+                    return f;
+                }
+            }
+        }
+        if let Some(offered) = xforward {
             for c in smtp::xforward_commands(&offered, attrs) {
                 conn.send(&c);
                 // A refusal only loses the forwarded facts, not the mail.
@@ -898,7 +1154,7 @@ impl Link<'_> {
         }
 
         // What the message needs against what the server offers.
-        let scan = msg.spool.scan.prepended(&self.cfg.prepend);
+        let scan = msg.spool.scan.prepended(&msg.job.prepend);
         if let Some(limit) = ext.size.filter(|&l| l > 0) {
             if scan.size > limit {
                 keep!(End {
@@ -959,12 +1215,22 @@ impl Link<'_> {
                 conn.send(c);
             }
             conn.send(b"DATA\r\n");
+            if rset_due {
+                if let Some(f) = self.rset_reply(conn, true) {
+                    return f;
+                }
+            }
             let m = io!(conn.read_reply());
             for _ in &rcpt_cmds {
                 let r = io!(conn.read_reply());
                 record_rcpt(&mut msg.rcpts, &r);
             }
             let d = io!(conn.read_reply());
+            if rset && (m.code == 421 || d.code == 421 || (!any_accepted(&msg.rcpts) && any_421(&msg.rcpts))) {
+                // The server ends a kept session before the message: nothing
+                // went out (a 354 is left unanswered, which discards it).
+                return Finished { end: self.fail(if m.code == 421 { &m } else { &d }, "the session was closed.", Next::Done), usable: false, stale: true };
+            }
             if d.code == 354 && (!m.is_positive() || !any_accepted(&msg.rcpts)) {
                 // RFC 2920 3.1: DATA accepted though nothing else was: an
                 // empty message ends it. An LMTP server doing this breaks
@@ -989,6 +1255,9 @@ impl Link<'_> {
                     record_rcpt(&mut msg.rcpts, &r);
                 }
             }
+            if rset && (m.code == 421 || (!any_accepted(&msg.rcpts) && any_421(&msg.rcpts))) {
+                return Finished { end: self.fail(&m, "the session was closed.", Next::Done), usable: false, stale: true };
+            }
             (m, None)
         };
         if !mail_reply.is_positive() {
@@ -1009,7 +1278,11 @@ impl Link<'_> {
             Some(d) => d,
             None => {
                 conn.send(b"DATA\r\n");
-                io!(conn.read_reply())
+                let d = io!(conn.read_reply());
+                if rset && d.code == 421 {
+                    return Finished { end: self.fail(&d, "the session was closed.", Next::Done), usable: false, stale: true };
+                }
+                d
             }
         };
         if data_reply.code != 354 {
@@ -1022,6 +1295,7 @@ impl Link<'_> {
         let gone = |e: std::io::Error| Finished {
             end: End { outcome: Outcome::temp(format!("Unable to read message: {e}. (#4.3.0)")), next: Next::Done },
             usable: false,
+            stale: false,
         };
         if let Err(e) = msg.spool.rewind() {
             return gone(e);
@@ -1030,7 +1304,7 @@ impl Link<'_> {
         let mut buf = vec![0u8; 65536];
         let mut out = Vec::with_capacity(70000);
         // queue-run's header fields first, through the same encoder.
-        enc.encode(&self.cfg.prepend, &mut out);
+        enc.encode(&msg.job.prepend, &mut out);
         conn.send(&out);
         loop {
             let n = match msg.spool.read(&mut buf) {
@@ -1052,7 +1326,7 @@ impl Link<'_> {
         }
         let r = match conn.read_reply() {
             Ok(r) => r,
-            Err(e) => return Finished { end: self.died(&e, true, true), usable: false },
+            Err(e) => return Finished { end: self.died(&e, true, true), usable: false, stale: false },
         };
         let o = if r.is_positive() {
             Outcome { kind: Kind::Accepted, text: format!("{} accepted message.", self.partner), reply: Some(r) }
@@ -1100,7 +1374,7 @@ impl Link<'_> {
         } else {
             Outcome::perm(format!("{} failed after I sent the message.", self.partner))
         };
-        Finished { end: End { outcome, next: Next::Done }, usable: lost.is_none() }
+        Finished { end: End { outcome, next: Next::Done }, usable: lost.is_none(), stale: false }
     }
 
     fn authenticate(&self, conn: &mut Conn, mech: auth::Mechanism, c: &auth::Credentials) -> Result<Reply, conn::Error> {
@@ -1147,6 +1421,16 @@ fn record_rcpt(rcpts: &mut Vec<RcptResult>, r: &Reply) {
 
 fn any_accepted(rcpts: &[RcptResult]) -> bool {
     rcpts.contains(&RcptResult::Accepted)
+}
+
+fn any_421(rcpts: &[RcptResult]) -> bool {
+    rcpts.iter().any(|r| matches!(r, RcptResult::Refused(x) if x.code == 421))
+}
+
+/// The server said 421: it closes the session (RFC 5321 3.8), so the
+/// connection is not kept, even when it looks in step.
+fn closing(o: &Outcome) -> bool {
+    o.reply.as_ref().is_some_and(|r| r.code == 421)
 }
 
 #[cfg(test)]

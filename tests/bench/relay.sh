@@ -17,7 +17,20 @@
 # run our chain with, one after the other, each from a fresh queue: none,
 # ed25519, rsa (RSA-2048), e.g. "none ed25519 rsa"; default none alone),
 # RELAY_DKIM_BIG (MB: also sign one message of that size and print
-# queue-run's peak RSS and times; default 0: not done).
+# queue-run's peak RSS and times; default 0: not done), RELAY_DOMAINS
+# (destination domains, default 1: every message to rcpt@dest.test; n > 1:
+# d0.test ... d<n-1>.test, N/n messages each, sent by 10 groups of
+# smtp-source runs in parallel, each group going through its share of the
+# domains one after the other with 2 sessions, so that 20 sessions of mixed
+# domains arrive at once; each domain has its own smtproutes line to the
+# sink, and Postfix its own transport_maps line), RELAY_SINKS (sinks, default
+# 1: domain k goes to sink k mod n, each on its own port), RELAY_REUSE
+# (queue-run's CONNECTION_REUSE_COUNT, default unset: its default),
+# RELAY_PERF (1: run each chain's parts under perf stat, which follows their
+# children, and print the CPU each part took per message: ours receiving
+# (smtpd-supervise, smtpd-rs, queue-inject), ours delivering (queue-run,
+# smtp-remote), Postfix (every daemon of its master, started by postfix
+# start-fg); the sinks and smtp-source are in neither).
 # Quick check: tests/bench/relay.sh 20 2
 # Needs root (private Postfix instance, never the system one), postfix
 # (smtp-source, smtp-sink), ucspi-tcp (tcpserver).
@@ -32,6 +45,10 @@ ONLY=${RELAY_ONLY:-}
 FRONT=${RELAY_FRONT:-supervise}
 DKIM=${RELAY_DKIM:-none}
 BIG=${RELAY_DKIM_BIG:-0}
+DOMAINS=${RELAY_DOMAINS:-1}
+PERF=${RELAY_PERF:-}
+[ -z "$PERF" ] || command -v perf >/dev/null || die "RELAY_PERF: missing perf (Debian package linux-perf)"
+SINKS=${RELAY_SINKS:-1}
 
 die() { echo "relay.sh: $*" >&2; exit 1; }
 for p in /usr/sbin/smtp-source:postfix /usr/sbin/smtp-sink:postfix /usr/sbin/postfix:postfix; do
@@ -58,21 +75,23 @@ wait_port() {
         i=$((i + 1)); [ $i -lt 100 ] || die "nothing listens on port $1"; sleep 0.1
     done
 }
-# wait_sink FILE T0: until the sink counted N messages (or TIMEOUT); prints
-# the seconds since T0. One python process polls the end of the file every
-# 10 ms (a shell loop of tr and sed forked about 60 processes a second and
-# took CPU from the chain it was timing).
+# wait_sink NAME T0: until the sinks of chain NAME counted N messages (or
+# TIMEOUT); prints the seconds since T0. One python process polls the end of
+# each sink's file every 10 ms (a shell loop of tr and sed forked about 60
+# processes a second and took CPU from the chain it was timing).
 wait_sink() {
-    /usr/bin/python3 - "$1" "$2" "$N" "$TIMEOUT" <<'PY'
+    /usr/bin/python3 - "$root/$1" "$2" "$N" "$TIMEOUT" "$SINKS" <<'PY'
 import re, sys, time
-path, t0, n, timeout = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-c = 0
-while True:
+base, t0, n, timeout, sinks = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+def last(path):
     with open(path, "rb") as f:
         f.seek(0, 2)
         f.seek(max(0, f.tell() - 256))
         m = re.findall(rb"mesg=([0-9]+)", f.read())
-    c = int(m[-1]) if m else 0
+    return int(m[-1]) if m else 0
+c = 0
+while True:
+    c = sum(last("%s.%d.count" % (base, k)) for k in range(sinks))
     if c >= n:
         break
     if time.time() - t0 > timeout:
@@ -84,15 +103,55 @@ if c > n:
 print("%.3f" % (time.time() - t0))
 PY
 }
-start_sink() { # $1: name; sets SINKPORT
-    SINKPORT=$(port)
-    setsid /usr/sbin/smtp-sink -c -u nobody "127.0.0.1:$SINKPORT" 256 > "$root/$1.count" 2>&1 &
-    pids="$pids $!"
-    wait_port "$SINKPORT"
+start_sink() { # $1: name; sets SINKPORT (the first sink's) and SINKPORTS (all, in order)
+    SINKPORTS=""
+    k=0
+    while [ $k -lt "$SINKS" ]; do
+        p=$(port)
+        setsid /usr/sbin/smtp-sink -c -u nobody "127.0.0.1:$p" 256 > "$root/$1.$k.count" 2>&1 &
+        pids="$pids $!"
+        wait_port "$p"
+        SINKPORTS="$SINKPORTS $p"
+        k=$((k + 1))
+    done
+    SINKPORT=${SINKPORTS# }
+    SINKPORT=${SINKPORT%% *}
+}
+# routes FORMAT: one line per domain, FORMAT with %d the domain number, %s
+# its sink's port (domain k: sink k mod RELAY_SINKS).
+routes() {
+    fmt=$1
+    k=0
+    while [ $k -lt "$DOMAINS" ]; do
+        set -- $SINKPORTS
+        i=$((k % SINKS)); while [ $i -gt 0 ]; do shift; i=$((i - 1)); done
+        printf "$fmt" "$k" "$1"
+        k=$((k + 1))
+    done
 }
 source_run() { # $1: port
-    /usr/sbin/smtp-source -s "$S" -m "$N" -l "$SIZE" -f sender@relay.test -t rcpt@dest.test "127.0.0.1:$1" \
-        || echo "relay.sh: smtp-source reported errors" >&2
+    if [ "$DOMAINS" = 1 ]; then
+        /usr/sbin/smtp-source -s "$S" -m "$N" -l "$SIZE" -f sender@relay.test -t rcpt@dest.test "127.0.0.1:$1" \
+            || echo "relay.sh: smtp-source reported errors" >&2
+        return
+    fi
+    # 10 groups at once, each through its share of the domains in turn.
+    per=$((N / DOMAINS))
+    groups=""
+    g=0
+    while [ $g -lt 10 ]; do
+        (
+            k=$g
+            while [ $k -lt "$DOMAINS" ]; do
+                /usr/sbin/smtp-source -s 2 -m "$per" -l "$SIZE" -f sender@relay.test -t "rcpt@d$k.test" "127.0.0.1:$1" \
+                    || echo "relay.sh: smtp-source reported errors" >&2
+                k=$((k + 10))
+            done
+        ) &
+        groups="$groups $!"
+        g=$((g + 1))
+    done
+    for p in $groups; do wait "$p" || true; done
 }
 
 # dkim_setup: keys and the signing tables (one per mode) for relay.test,
@@ -116,6 +175,21 @@ dkim_env() {
 }
 # cpu_ticks PID: user + system CPU of a process so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# perf_run FILE: the words that run a command under perf stat into FILE (none without RELAY_PERF).
+perf_run() { [ -z "$PERF" ] || echo "perf stat -x, -e task-clock,context-switches -o $1 --"; }
+# perf_us FILE: task-clock of FILE in microseconds per message.
+perf_us() { awk -F, -v n="$N" '$3 == "task-clock" { printf "%.0f", $1 * 1000 / n }' "$1" 2>/dev/null; }
+# stop_perf PID...: SIGTERM to what each perf stat runs, so that it exits
+# and perf prints; then wait for them.
+stop_perf() {
+    for p in "$@"; do
+        for c in $(pgrep -P "$p"); do kill -TERM "$c" 2>/dev/null || true; done
+    done
+    i=0
+    for p in "$@"; do
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+    done
+}
 kill_chain() {
     for p in $pids; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
     pids=""
@@ -128,7 +202,11 @@ ours() { # $1: DKIM mode
     start_sink "ours-$1"
     rm -rf "$root/q"
     mkdir -p "$root/q"
-    printf ':127.0.0.1:%s\n' "$SINKPORT" > "$root/smtproutes"
+    if [ "$DOMAINS" = 1 ]; then
+        printf ':127.0.0.1:%s\n' "$SINKPORT" > "$root/smtproutes"
+    else
+        routes 'd%d.test:127.0.0.1:%s\n' > "$root/smtproutes"
+    fi
     in=$(port)
     if [ "$FRONT" = tcpserver ]; then
         front="tcpserver -c $((S + 10)) -RHl0 127.0.0.1 $in"
@@ -137,19 +215,21 @@ ours() { # $1: DKIM mode
         front="$BIN/smtpd-supervise -W -m 100 -c $((S + 10)) -C $((S + 10)) 127.0.0.1 $in"
     fi
     env PATH="$BIN:$PATH" QUEUE_DIR="$root/q" RELAYCLIENT= SMTPD_HOSTNAME=relay.test \
-        setsid $front "$BIN/smtpd-rs" 2> "$root/smtpd.log" &
-    pids="$pids $!"
+        setsid $(perf_run "$root/perf-in.txt") $front "$BIN/smtpd-rs" 2> "$root/smtpd.log" &
+    fr=$!
+    pids="$pids $fr"
     env QUEUE_DIR="$root/q" SMTPROUTES="$root/smtproutes" HELOHOST=relay.test \
         SMTP_REMOTE="$BIN/smtp-remote" QMAILQUEUE="$BIN/queue-inject" \
         CONCURRENCY="${RELAY_CONCURRENCY:-20}" CONCURRENCY_DOMAIN="${RELAY_CONCURRENCY_DOMAIN:-20}" \
-        $(dkim_env "$1") setsid "$BIN/queue-run" 2> "$root/queue-run-$1.log" &
+        ${RELAY_REUSE:+CONNECTION_REUSE_COUNT=$RELAY_REUSE} \
+        $(dkim_env "$1") setsid $(perf_run "$root/perf-out.txt") "$BIN/queue-run" 2> "$root/queue-run-$1.log" &
     qr=$!
     pids="$pids $qr"
     wait_port "$in"
     t0=$(now)
     source_run "$in"
     OURS_IN=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }')
-    OURS=$(wait_sink "$root/ours-$1.count" "$t0")
+    OURS=$(wait_sink "ours-$1" "$t0")
     # The sink has counted them all; queue-run records the last reports.
     i=0
     while [ -n "$(ls "$root/q/new")" ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
@@ -158,6 +238,15 @@ ours() { # $1: DKIM mode
     [ "$1" = none ] || [ "$signed" = "$N" ] || echo "relay.sh: $signed of $N messages signed ($1)" >&2
     left=$(ls "$root/q/new" | wc -l)
     [ "$left" = 0 ] || echo "relay.sh: $left messages still in our queue" >&2
+    # smtp-sink counts a session when it ends: after the idle connections
+    # are closed (CONNECTION_IDLE_TIME, 2 s).
+    sleep 3
+    OURS_CONNS=$(sessions "ours-$1")
+    if [ -n "$PERF" ]; then
+        stop_perf "$fr" "$qr"
+        PERF_IN=$(perf_us "$root/perf-in.txt")
+        PERF_OUT=$(perf_us "$root/perf-out.txt")
+    fi
     # This chain goes, so that the next run starts from nothing.
     kill_chain
 }
@@ -222,6 +311,7 @@ mydomain = test
 myorigin = relay.test
 mydestination =
 relayhost = [127.0.0.1]:$SINKPORT
+transport_maps = texthash:$d/etc/transport
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
@@ -237,6 +327,8 @@ local_recipient_maps =
 biff = no
 default_process_limit = 100
 EOT
+    # Every domain to its sink (RELAY_DOMAINS > 1), as smtproutes does for ours.
+    if [ "$DOMAINS" = 1 ]; then : > "$d/etc/transport"; else routes 'd%d.test smtp:[127.0.0.1]:%s\n' > "$d/etc/transport"; fi
     cat > "$d/etc/master.cf" <<EOT
 127.0.0.1:$in inet n - n - - smtpd
 cleanup   unix  n - n - 0 cleanup
@@ -257,16 +349,44 @@ anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 EOT
-    /usr/sbin/postfix -c "$d/etc" start >/dev/null 2>&1 || die "private postfix did not start; see $d/maillog"
+    if [ -n "$PERF" ]; then
+        # In the foreground, so that perf stat follows master and its daemons.
+        setsid $(perf_run "$root/perf-pf.txt") /usr/sbin/postfix -c "$d/etc" start-fg >/dev/null 2>&1 &
+        pfp=$!
+    else
+        /usr/sbin/postfix -c "$d/etc" start >/dev/null 2>&1 || die "private postfix did not start; see $d/maillog"
+    fi
     wait_port "$in"
     t0=$(now)
     source_run "$in"
     PF_IN=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }')
-    PF=$(wait_sink "$root/postfix.count" "$t0")
+    PF=$(wait_sink postfix "$t0")
+    # smtp-sink counts a session when it ends: after the idle connections
+    # are closed (2 s for both chains).
+    sleep 3
+    PF_CONNS=$(sessions postfix)
+    if [ -n "$PERF" ]; then
+        /usr/sbin/postfix -c "$d/etc" stop >/dev/null 2>&1 || true
+        stop_perf "$pfp"
+        PERF_PF=$(perf_us "$root/perf-pf.txt")
+    fi
+}
+# sessions NAME: the connections the sinks of chain NAME saw (smtp-sink -c's sess=).
+sessions() {
+    n=0
+    k=0
+    while [ $k -lt "$SINKS" ]; do
+        c=$(tr '\r' '\n' < "$root/$1.$k.count" | sed -n 's/.*sess=\([0-9]*\).*/\1/p' | tail -1)
+        n=$((n + ${c:-0}))
+        k=$((k + 1))
+    done
+    echo "$n"
 }
 
 rate() { awk -v n="$N" -v s="$1" 'BEGIN { printf "%.1f\n", n / s }'; }
-echo "relay: $N messages of $SIZE bytes, $S sessions"
+[ "$DOMAINS" -ge 1 ] && [ $((N % DOMAINS)) = 0 ] || die "RELAY_DOMAINS must divide the number of messages"
+[ "$DOMAINS" = 1 ] || [ "$S" = 20 ] || echo "relay.sh: with RELAY_DOMAINS the sessions are 10 groups of 2" >&2
+echo "relay: $N messages of $SIZE bytes, $S sessions, $DOMAINS domains, $SINKS sinks"
 OURS=""; PF=""; results=""
 if [ "$DKIM" != none ] || [ "$BIG" != 0 ]; then dkim_setup; fi
 if [ "$ONLY" != postfix ]; then
@@ -303,6 +423,8 @@ for r in $results; do
     echo "$line"
 done
 [ -z "$PF" ] || echo "postfix: all received after $PF_IN s, all delivered after $PF s"
+[ -z "$OURS" ] || echo "connections at the sinks: ours ${OURS_CONNS:-?}${PF:+, postfix $PF_CONNS}"
+[ -z "$PERF" ] || echo "CPU per message (perf stat task-clock): ours receiving ${PERF_IN:-?} us, delivering ${PERF_OUT:-?} us${PF:+; postfix ${PERF_PF:-?} us}"
 if [ -n "$OURS" ] && [ -n "$PF" ]; then
     echo "ratio ours/postfix: $(awk -v p="$PF" -v o="$OURS" 'BEGIN { printf "%.2f\n", p / o }')x"
 fi

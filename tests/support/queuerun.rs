@@ -283,6 +283,12 @@ impl Sink {
         fs::write(w.dir.path().join("routes"), format!(":127.0.0.1:{port}\n")).unwrap();
         Sink { dir, _kid: kid }
     }
+    /// How many connections carried the messages received so far (by the
+    /// client port each came from).
+    pub fn connections(&self) -> usize {
+        let peers = fs::read_to_string(self.dir.join("peers")).unwrap_or_default();
+        peers.lines().collect::<std::collections::HashSet<_>>().len()
+    }
     /// (envelope lines, message) of every message received, in order.
     pub fn received(&self) -> Vec<(Vec<String>, Vec<u8>)> {
         let mut names: Vec<String> = fs::read_dir(&self.dir)

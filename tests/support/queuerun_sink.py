@@ -4,7 +4,8 @@ usage: /usr/bin/python3 queuerun_sink.py DIR
 Listens on 127.0.0.1 (a port that was free, written to DIR/port once listening) and
 stores each accepted message as DIR/msg.<n> (the DATA content, exactly as
 received, dot-unstuffed, CRLF line ends) with DIR/env.<n> (MAIL FROM, then
-one RCPT TO per line). Per recipient, by local part:
+one RCPT TO per line), and appends the client's port to DIR/peers (one
+line per message: the connection it came over). Per recipient, by local part:
   fail...  -> 550 5.1.1 at RCPT
   grey...  -> 451 4.7.1 at RCPT the first time, then 250
   slow...  -> 250, and the reply to DATA comes 3 s late
@@ -37,6 +38,8 @@ class Handler:
             f.write(envelope.original_content)
         with open(os.path.join(DIR, "env." + n), "w") as f:
             f.write(envelope.mail_from + "\n" + "".join(r + "\n" for r in envelope.rcpt_tos))
+        with open(os.path.join(DIR, "peers"), "a") as f:
+            f.write("%s\n" % session.peer[1])
         os.rename(os.path.join(DIR, "msg.tmp"), os.path.join(DIR, "msg." + n))
         return "250 2.0.0 ok: queued as %s" % n
 

@@ -524,3 +524,73 @@ pub fn cert_sha256(cert: &Path) -> Vec<u8> {
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// `smtp-remote -m`, driven as queue-run drives it: one job at a time over
+/// a Unix socket on its fd 0 and 1, the message file attached, each answer
+/// read before the next job is sent.
+pub struct Multi {
+    child: std::process::Child,
+    sock: std::os::unix::net::UnixStream,
+    answers: smtpd::remotejob::AnswerReader<std::os::unix::net::UnixStream>,
+}
+
+impl Multi {
+    /// Start it with a clean environment plus `env` (as `run`).
+    pub fn start(env: &[(&str, &str)]) -> Multi {
+        use std::os::unix::net::UnixStream;
+        let (ours, theirs) = smtpd::remotejob::pair().unwrap();
+        let sock = UnixStream::from(ours);
+        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut c = Command::new(BIN);
+        c.arg("-m").env_clear().env("HELOHOST", "client.test").env("DNS_SERVER", "127.0.0.1:9").env("DNS_TIMEOUT", "2");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c
+            .stdin(Stdio::from(theirs.try_clone().unwrap()))
+            .stdout(Stdio::from(theirs))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn smtp-remote -m");
+        let answers = smtpd::remotejob::AnswerReader::new(sock.try_clone().unwrap());
+        Multi { child, sock, answers }
+    }
+
+    /// One job; its report with NULs shown as `|`.
+    pub fn deliver(&mut self, host: &str, sender: &str, rcpts: &[&str], attrs: &str, msg: &[u8]) -> String {
+        use std::os::fd::AsFd;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"queue header, skipped\n\n").unwrap();
+        f.write_all(msg).unwrap();
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(23)).unwrap();
+        let rcpts: Vec<&[u8]> = rcpts.iter().map(|r| r.as_bytes()).collect();
+        let frame = smtpd::remotejob::encode_job(host.as_bytes(), sender.as_bytes(), attrs.as_bytes(), b"1.2.3", &rcpts);
+        smtpd::remotejob::send_job(self.sock.as_fd(), &frame, f.as_fd()).unwrap();
+        let report = self.answers.next_answer().expect("an answer").expect("an answer, not EOF");
+        String::from_utf8_lossy(&report).replace('\0', "|")
+    }
+
+    /// EOF on its fd 0; its exit code and stderr.
+    pub fn finish(mut self) -> (i32, String) {
+        self.sock.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(self.answers);
+        drop(self.sock);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "smtp-remote -m did not exit at EOF");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = self.child.wait_with_output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A script that counts connections in `n` and otherwise answers as `inner`.
+pub fn counting(n: Arc<std::sync::atomic::AtomicUsize>, mut inner: impl FnMut(&str) -> Act + Send + 'static) -> impl FnMut(&str) -> Act + Send + 'static {
+    move |c| {
+        if c == "CONNECT" {
+            n.fetch_add(1, Ordering::SeqCst);
+        }
+        inner(c)
+    }
+}
