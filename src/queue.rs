@@ -1,6 +1,7 @@
 //! The queue (smtpd-queue(5)): the durable writer, the file format's reader
-//! (`format`), queue-inject's two input modes (`inject`), and queue-drop's
-//! writer into the drop folder for local users (`drop`).
+//! (`format`), queue-inject's two input modes (`inject`) and its zygote
+//! (`zygote`), and queue-drop's writer into the drop folder for local users
+//! (`drop`).
 //!
 //! A message is written to a work file in `QUEUE_DIR/tmp/`, fsynced, linked
 //! with no clobber to `QUEUE_DIR/new/<queue id>`, and then `new/` itself is
@@ -15,6 +16,7 @@ pub mod client;
 pub mod drop;
 pub mod format;
 pub mod inject;
+pub mod zygote;
 
 pub use format::{encode_header, parse_header, read_header, FormatError, Header, ReadError};
 
