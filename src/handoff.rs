@@ -161,6 +161,11 @@ pub struct Worker {
     /// Variables changed by the current session, with the value each had
     /// before, so that nothing of one session is seen by the next.
     saved: Vec<(OsString, Option<OsString>)>,
+    /// The packet buffer, zeroed once: a fork-mode child gets it from its
+    /// template without zeroing 64 KiB again (it only writes the pages a
+    /// packet fills). Nothing stays in it that the next packet does not
+    /// overwrite or that is read past the packet's length.
+    buf: Vec<u8>,
 }
 
 impl Worker {
@@ -190,12 +195,12 @@ impl Worker {
         std::env::remove_var(ENV_FD);
         std::env::remove_var(ENV_MAX);
         std::env::remove_var(ENV_FORK);
-        Ok(Some(Worker { chan, max, served: 0, fork, saved: Vec::new() }))
+        Ok(Some(Worker { chan, max, served: 0, fork, saved: Vec::new(), buf: vec![0u8; MAX_PACKET] }))
     }
 
     /// Wrap an fd already owned (tests, or a program that finds the channel otherwise).
     pub fn from_fd(chan: OwnedFd, max: u64) -> Worker {
-        Worker { chan, max: max.max(1), served: 0, fork: false, saved: Vec::new() }
+        Worker { chan, max: max.max(1), served: 0, fork: false, saved: Vec::new(), buf: vec![0u8; MAX_PACKET] }
     }
 
     /// The supervisor asked for a fresh process per session (HANDOFF_FORK=1,
@@ -223,10 +228,9 @@ impl Worker {
 
     /// Wait for the next connection. `Ok(None)`: EOF, the supervisor is gone.
     pub fn next_session(&mut self) -> Result<Option<(OwnedFd, Env)>, Error> {
-        let mut buf = vec![0u8; MAX_PACKET];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
         let (bytes, fds, truncated) = loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut iov = [IoSliceMut::new(&mut self.buf)];
             match recvmsg::<()>(self.chan.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
                 Ok(msg) => {
                     let mut fds = Vec::new();
@@ -253,7 +257,7 @@ impl Worker {
         if fds.next().is_some() {
             return Err(Error::Protocol("packet with more than one fd"));
         }
-        Ok(Some((conn, decode_env(buf.get(..bytes).unwrap_or_default()))))
+        Ok(Some((conn, decode_env(self.buf.get(..bytes).unwrap_or_default()))))
     }
 
     /// Tell the supervisor this worker is idle again.
