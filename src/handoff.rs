@@ -161,11 +161,6 @@ pub struct Worker {
     /// Variables changed by the current session, with the value each had
     /// before, so that nothing of one session is seen by the next.
     saved: Vec<(OsString, Option<OsString>)>,
-    /// The packet buffer, zeroed once: a fork-mode child gets it from its
-    /// template without zeroing 64 KiB again (it only writes the pages a
-    /// packet fills). Nothing stays in it that the next packet does not
-    /// overwrite or that is read past the packet's length.
-    buf: Vec<u8>,
 }
 
 impl Worker {
@@ -195,12 +190,12 @@ impl Worker {
         std::env::remove_var(ENV_FD);
         std::env::remove_var(ENV_MAX);
         std::env::remove_var(ENV_FORK);
-        Ok(Some(Worker { chan, max, served: 0, fork, saved: Vec::new(), buf: vec![0u8; MAX_PACKET] }))
+        Ok(Some(Worker { chan, max, served: 0, fork, saved: Vec::new() }))
     }
 
     /// Wrap an fd already owned (tests, or a program that finds the channel otherwise).
     pub fn from_fd(chan: OwnedFd, max: u64) -> Worker {
-        Worker { chan, max: max.max(1), served: 0, fork: false, saved: Vec::new(), buf: vec![0u8; MAX_PACKET] }
+        Worker { chan, max: max.max(1), served: 0, fork: false, saved: Vec::new() }
     }
 
     /// The supervisor asked for a fresh process per session (HANDOFF_FORK=1,
@@ -228,9 +223,21 @@ impl Worker {
 
     /// Wait for the next connection. `Ok(None)`: EOF, the supervisor is gone.
     pub fn next_session(&mut self) -> Result<Option<(OwnedFd, Env)>, Error> {
+        // The packet's size first, so that the buffer is as large as the
+        // variables (a few hundred octets) and not MAX_PACKET octets zeroed
+        // for every session: a peek with MSG_TRUNC consumes nothing and,
+        // without a control buffer, installs no fd.
+        let size = loop {
+            match recv(self.chan.as_raw_fd(), &mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+                Ok(n) => break n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut buf = vec![0u8; size.clamp(1, MAX_PACKET)];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
         let (bytes, fds, truncated) = loop {
-            let mut iov = [IoSliceMut::new(&mut self.buf)];
+            let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(self.chan.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
                 Ok(msg) => {
                     let mut fds = Vec::new();
@@ -257,7 +264,7 @@ impl Worker {
         if fds.next().is_some() {
             return Err(Error::Protocol("packet with more than one fd"));
         }
-        Ok(Some((conn, decode_env(self.buf.get(..bytes).unwrap_or_default()))))
+        Ok(Some((conn, decode_env(buf.get(..bytes).unwrap_or_default()))))
     }
 
     /// Tell the supervisor this worker is idle again.
@@ -372,6 +379,22 @@ mod tests {
         assert_eq!(read_idle(sup.as_fd()).unwrap(), 1);
         drop(sup);
         assert!(w.next_session().unwrap().is_none());
+    }
+
+    #[test]
+    fn packets_of_any_size_cross_whole() {
+        let (sup, wrk) = pair().unwrap();
+        let mut w = Worker::from_fd(wrk, 3);
+        let (_client, server) = UnixStream::pair().unwrap();
+        for len in [1usize, 300, MAX_PACKET - 3] {
+            let value = vec![b'v'; len];
+            let data = encode_env(&[(b"K", Some(&value))]);
+            assert!(data.len() <= MAX_PACKET);
+            send_session(sup.as_fd(), server.as_fd(), &data).unwrap();
+            let (_conn, env) = w.next_session().unwrap().unwrap();
+            assert_eq!(env, vec![("K".into(), Some(OsString::from_vec(value)))], "{len}");
+        }
+        assert!(send_session(sup.as_fd(), server.as_fd(), &vec![b'x'; MAX_PACKET + 1]).is_err());
     }
 
     #[test]
