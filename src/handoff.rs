@@ -223,7 +223,18 @@ impl Worker {
 
     /// Wait for the next connection. `Ok(None)`: EOF, the supervisor is gone.
     pub fn next_session(&mut self) -> Result<Option<(OwnedFd, Env)>, Error> {
-        let mut buf = vec![0u8; MAX_PACKET];
+        // The packet's size first, so that the buffer is as large as the
+        // variables (a few hundred octets) and not MAX_PACKET octets zeroed
+        // for every session: a peek with MSG_TRUNC consumes nothing and,
+        // without a control buffer, installs no fd.
+        let size = loop {
+            match recv(self.chan.as_raw_fd(), &mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+                Ok(n) => break n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut buf = vec![0u8; size.clamp(1, MAX_PACKET)];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
         let (bytes, fds, truncated) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -368,6 +379,22 @@ mod tests {
         assert_eq!(read_idle(sup.as_fd()).unwrap(), 1);
         drop(sup);
         assert!(w.next_session().unwrap().is_none());
+    }
+
+    #[test]
+    fn packets_of_any_size_cross_whole() {
+        let (sup, wrk) = pair().unwrap();
+        let mut w = Worker::from_fd(wrk, 3);
+        let (_client, server) = UnixStream::pair().unwrap();
+        for len in [1usize, 300, MAX_PACKET - 3] {
+            let value = vec![b'v'; len];
+            let data = encode_env(&[(b"K", Some(&value))]);
+            assert!(data.len() <= MAX_PACKET);
+            send_session(sup.as_fd(), server.as_fd(), &data).unwrap();
+            let (_conn, env) = w.next_session().unwrap().unwrap();
+            assert_eq!(env, vec![("K".into(), Some(OsString::from_vec(value)))], "{len}");
+        }
+        assert!(send_session(sup.as_fd(), server.as_fd(), &vec![b'x'; MAX_PACKET + 1]).is_err());
     }
 
     #[test]

@@ -1,16 +1,22 @@
 //! The queue (smtpd-queue(5)): the durable writer, the file format's reader
-//! (`format`), queue-inject's two input modes (`inject`), and queue-drop's
-//! writer into the drop folder for local users (`drop`).
+//! (`format`), queue-inject's two input modes (`inject`) and its zygote
+//! (`zygote`), and queue-drop's writer into the drop folder for local users
+//! (`drop`).
 //!
 //! A message is written to a work file in `QUEUE_DIR/tmp/`, fsynced, linked
-//! with no clobber to `QUEUE_DIR/new/<queue id>` (the work name goes away in
-//! the same step), and then `new/` itself is fsynced: a reader of `new/` sees
-//! a message whole or not at all, and only once it is on disk.
+//! with no clobber to `QUEUE_DIR/new/<queue id>`, and then `new/` itself is
+//! fsynced: a reader of `new/` sees a message whole or not at all, and only
+//! once it is on disk. The work file has no name at all where the kernel
+//! allows (O_TMPFILE, then linkat through /proc/self/fd): nothing to remove
+//! after a crash, no entry in `tmp/` to write and sync, no rename across
+//! two folders (which takes the file system's rename lock). Elsewhere it is
+//! a named file in `tmp/`, renamed into `new/`.
 
 pub mod client;
 pub mod drop;
 pub mod format;
 pub mod inject;
+pub mod zygote;
 
 pub use format::{encode_header, parse_header, read_header, FormatError, Header, ReadError};
 
@@ -145,6 +151,9 @@ pub struct Queue {
     /// The parent's pid (1 once it is gone: never a caller's).
     ppid: u32,
     seq: u64,
+    /// Work files are anonymous (O_TMPFILE, linked by /proc/self/fd):
+    /// until the kernel or a missing /proc says otherwise.
+    anonymous: bool,
 }
 
 impl Queue {
@@ -174,7 +183,17 @@ impl Queue {
         let new_dir = File::open(&new)
             .map_err(|e| Error::new(EXIT_NEW_DIR, format_args!("unable to open {}: {e}", new.display())))?;
         let ppid = u32::try_from(nix::unistd::getppid().as_raw()).unwrap_or(1).max(2);
-        Ok(Queue { tmp, new, new_dir, pid: std::process::id(), ppid, seq: 0 })
+        let anonymous = Path::new(PROC_FD).is_dir();
+        Ok(Queue { tmp, new, new_dir, pid: std::process::id(), ppid, seq: 0, anonymous })
+    }
+
+    /// In a process forked from the one that opened the queue (queue-inject
+    /// -z): ids from this process's pid, numbered from 1, and none taken
+    /// from the parent's (which its other children use).
+    pub fn forked(&mut self) {
+        self.pid = std::process::id();
+        self.ppid = self.pid;
+        self.seq = 0;
     }
 
     /// An anonymous file in `tmp/` (O_TMPFILE where the kernel has it): it
@@ -226,19 +245,34 @@ impl Queue {
                 format_args!("envelope too large: the queue file header would be {} octets, over {}", header.len(), format::MAX_HEADER),
             ));
         }
-        let file = tempfile::Builder::new()
-            .prefix(&format!("{id}."))
-            .permissions(fs::Permissions::from_mode(0o640))
-            .tempfile_in(&self.tmp)
-            .map_err(|e| {
-                Error::new(
-                    EXIT_WORK_FILE,
-                    format_args!("unable to create a work file in {}: {e}", self.tmp.display()),
-                )
-            })?;
-        let mut work = Work { id, w: BufWriter::with_capacity(BUF_SIZE, file) };
+        let work_error = |e: io::Error| {
+            Error::new(EXIT_WORK_FILE, format_args!("unable to create a work file in {}: {e}", self.tmp.display()))
+        };
+        let (file, name) = match self.anonymous.then(|| self.anonymous_file()) {
+            Some(Ok(f)) => (f, None),
+            Some(Err(e)) if !no_tmpfile(&e) => return Err(work_error(e)),
+            other => {
+                if other.is_some() {
+                    self.anonymous = false;
+                }
+                let named = tempfile::Builder::new()
+                    .prefix(&format!("{id}."))
+                    .permissions(fs::Permissions::from_mode(0o640))
+                    .tempfile_in(&self.tmp)
+                    .map_err(work_error)?;
+                let (f, p) = named.into_parts();
+                (f, Some(p))
+            }
+        };
+        let mut work = Work { id, w: BufWriter::with_capacity(BUF_SIZE, file), name };
         work.write(&header)?;
         Ok(work)
+    }
+
+    /// A work file without a name, in `tmp/`'s file system.
+    fn anonymous_file(&self) -> io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).mode(0o640).open(&self.tmp)
     }
 
     /// The sequence number of a proposed id, if it is `<secs>.<pid>.<n>`
@@ -261,15 +295,22 @@ impl Queue {
     /// Make `work` durable and visible; returns its queue id. On any error
     /// the work file is removed and nothing appears in `new/`.
     pub fn commit(&mut self, work: Work) -> Result<String, Error> {
-        let Work { id, w } = work;
+        let Work { id, w, name } = work;
         let file = w.into_inner().map_err(|e| write_error(e.error()))?;
-        file.as_file().sync_all().map_err(|e| write_error(&e))?;
+        file.sync_all().map_err(|e| write_error(&e))?;
         let target = self.new.join(&id);
-        if let Err(e) = file.persist_noclobber(&target) {
-            return Err(Error::new(
-                EXIT_LINK,
-                format_args!("unable to link {}: {}", target.display(), e.error),
-            ));
+        let linked = match name {
+            // linkat never replaces an existing name (EEXIST).
+            None => {
+                use std::os::fd::AsRawFd;
+                let proc_path = format!("{PROC_FD}/{}", file.as_raw_fd());
+                nix::unistd::linkat(nix::fcntl::AT_FDCWD, proc_path.as_str(), &self.new_dir, id.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW)
+                    .map_err(io::Error::from)
+            }
+            Some(p) => p.persist_noclobber(&target).map_err(|e| e.error),
+        };
+        if let Err(e) = linked {
+            return Err(Error::new(EXIT_LINK, format_args!("unable to link {}: {e}", target.display())));
         }
         self.new_dir.sync_all().map_err(|e| {
             Error::new(EXIT_NEW_DIR, format_args!("unable to fsync {}: {e}", self.new.display()))
@@ -297,12 +338,15 @@ impl Queue {
     }
 }
 
-/// A message being written: a named work file in `tmp/`, removed when
-/// dropped unless `Queue::commit` made it visible.
+/// A message being written: a work file in `tmp/`, gone when dropped
+/// unless `Queue::commit` made it visible (an anonymous one simply
+/// vanishes; a named one is removed).
 #[derive(Debug)]
 pub struct Work {
     id: String,
-    w: BufWriter<tempfile::NamedTempFile>,
+    w: BufWriter<File>,
+    /// The work file's name, when it has one.
+    name: Option<tempfile::TempPath>,
 }
 
 impl Work {
@@ -320,8 +364,17 @@ impl Work {
     pub fn copy_from(&mut self, src: &mut File) -> Result<u64, Error> {
         self.w.flush().map_err(|e| write_error(&e))?;
         src.rewind().map_err(|e| write_error(&e))?;
-        io::copy(src, self.w.get_mut().as_file_mut()).map_err(|e| write_error(&e))
+        io::copy(src, self.w.get_mut()).map_err(|e| write_error(&e))
     }
+}
+
+/// Where a process finds its own open files by number (for linkat of an
+/// anonymous work file without CAP_DAC_READ_SEARCH).
+const PROC_FD: &str = "/proc/self/fd";
+
+/// The errors by which a kernel or file system says it has no O_TMPFILE.
+fn no_tmpfile(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL))
 }
 
 fn write_error(e: &io::Error) -> Error {
@@ -362,6 +415,32 @@ mod tests {
         // Second message: next sequence number.
         let w = q.begin(&env(), &Attrs::default()).unwrap();
         assert!(q.commit(w).unwrap().ends_with(".2"));
+    }
+
+    #[test]
+    fn both_kinds_of_work_file() {
+        for anonymous in [true, false] {
+            let d = tempfile::tempdir().unwrap();
+            let mut q = Queue::open(d.path()).unwrap();
+            assert!(q.anonymous, "this kernel has O_TMPFILE and /proc");
+            q.anonymous = anonymous;
+            let tmp_names = || fs::read_dir(d.path().join("tmp")).unwrap().count();
+            let mut w = q.begin(&env(), &Attrs::default()).unwrap();
+            w.write(b"hi\n").unwrap();
+            assert_eq!(tmp_names(), usize::from(!anonymous), "anonymous {anonymous}");
+            let id = q.commit(w).unwrap();
+            assert!(fs::read(d.path().join("new").join(&id)).unwrap().ends_with(b"hi\n"));
+            assert_eq!(tmp_names(), 0);
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(fs::metadata(d.path().join("new").join(&id)).unwrap().mode() & 0o777, 0o640);
+            // A name already in new/ is never replaced.
+            let w = q.begin(&env(), &Attrs::default()).unwrap();
+            let taken = d.path().join("new").join(w.id());
+            fs::write(&taken, b"first").unwrap();
+            assert_eq!(q.commit(w).unwrap_err().code, EXIT_LINK);
+            assert_eq!(fs::read(&taken).unwrap(), b"first");
+            assert_eq!(tmp_names(), 0, "anonymous {anonymous}");
+        }
     }
 
     #[test]

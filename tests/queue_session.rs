@@ -234,3 +234,70 @@ fn age(p: &std::path::Path, by: Duration) {
     let f = fs::File::options().write(true).open(p).unwrap();
     f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t)).unwrap();
 }
+
+/// One session through a zygote's child: frames in, answers out to EOF.
+fn made_session(m: smtpd::queue::zygote::Made, input: &[u8]) -> Vec<String> {
+    use std::io::Read;
+    let smtpd::queue::zygote::Made { mut to, mut from, .. } = m;
+    to.write_all(input).unwrap();
+    drop(to);
+    let mut out = Vec::new();
+    from.read_to_end(&mut out).unwrap();
+    answers(&out)
+}
+
+#[test]
+fn zygote_forks_a_fresh_session_process_per_request() {
+    use smtpd::queue::zygote::Zygote;
+    let (_d, q) = scratch();
+    let mut z = Zygote::start_command(inject_cmd(&q)).expect("queue-inject -z starts and says ready");
+    let zpid = z.pid();
+    let made: Vec<_> = (0..3).map(|_| z.make().expect("a child")).collect();
+    let pids: Vec<u32> = made.iter().map(|m| m.pid).collect();
+    let mut uniq = pids.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 3, "three processes: {pids:?}");
+    assert!(!pids.contains(&zpid));
+    // Each child is queue-inject -s of its own: ids from its own pid, from 1,
+    // and none made from its parent's parent (the zygote's parent, this
+    // test, whose ids all the siblings would otherwise accept).
+    let stolen = format!("1700000000.{}.7", std::process::id());
+    let mut all = Vec::new();
+    for (i, m) in made.into_iter().enumerate() {
+        let pid = m.pid;
+        let mut input = frame(b'I', stolen.as_bytes());
+        input.extend(frame(b'E', &envelope("a@b", &[&format!("r{i}@d")])));
+        input.extend(frame(b'D', b"one\n"));
+        input.extend(frame(b'.', b""));
+        input.extend(message_frames(&envelope("a@b", &["c@d"]), None, b"two\n"));
+        let ans = made_session(m, &input);
+        assert_eq!(ans.len(), 2, "{ans:?}");
+        for (n, a) in ans.iter().enumerate() {
+            let id = a.strip_prefix("0 ").unwrap_or_else(|| panic!("answer {a}"));
+            assert_eq!(id.split('.').nth(1), Some(pid.to_string().as_str()), "{id}");
+            assert_eq!(id.rsplit('.').next(), Some((n + 1).to_string().as_str()), "{id}");
+        }
+        all.extend(ans);
+    }
+    assert_eq!(read_queue(&q).len(), 6);
+    assert_eq!(count(&q.join("tmp")), 0);
+    // A child outlives the zygote: EOF on the channel ends only the zygote.
+    let late = z.make().unwrap();
+    let st = z.close().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert_eq!(made_session(late, &message_frames(&envelope("a@b", &["c@d"]), None, b"late\n")).len(), 1);
+    assert_eq!(read_queue(&q).len(), 7);
+}
+
+#[test]
+fn zygote_refuses_to_start_without_a_queue_or_support() {
+    use smtpd::queue::zygote::Zygote;
+    let (_d, q) = scratch();
+    // No queue there: it says why on stderr and never says ready.
+    let mut cmd = inject_cmd(&q.join("missing"));
+    cmd.stderr(Stdio::null());
+    assert!(Zygote::start_command(cmd).is_err());
+    // A program that knows no -z (true exits at once).
+    assert!(Zygote::start_command(Command::new("true")).is_err());
+}

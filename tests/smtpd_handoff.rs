@@ -146,6 +146,41 @@ fn log_after(log: &std::path::Path, n: usize) -> String {
     text
 }
 
+/// The log once it shows `n` sessions started (or after 5 s).
+fn log_after_connects(log: &std::path::Path, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text.clear();
+        std::fs::File::open(log).unwrap().read_to_string(&mut text).unwrap();
+        if text.matches(" connect: remote").count() >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    text
+}
+
+/// How many of process `pid`'s fds are Unix SOCK_SEQPACKET sockets
+/// (/proc/net/unix, type 0005).
+fn packet_sockets(pid: &str) -> usize {
+    let seqpacket: Vec<String> = std::fs::read_to_string("/proc/net/unix")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(4) == Some(&"0005")).then(|| f.get(6).map(|i| i.to_string())).flatten()
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .filter(|inode| seqpacket.contains(inode))
+        .count()
+}
+
 /// The distinct pids in the word after `prefix` on the log's lines.
 fn pids_after(text: &str, prefix: &str) -> Vec<String> {
     let mut v: Vec<String> = text
@@ -196,8 +231,19 @@ fn forking_template_serves_each_session_in_a_fresh_process() {
     // and all; the next session is served by a new template.
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut buf = Vec::new();
     let started = Instant::now();
+    let mut greeting = [0u8; 4];
+    idle.read_exact(&mut greeting).unwrap();
+    // Meanwhile: the session's process holds one Unix packet socket, its
+    // template's hand-off channel, and no way to the queue-inject zygote
+    // that made its queue-inject.
+    let before = sessions.len();
+    let text = log_after_connects(&log, before + 1);
+    let now = pids_after(&text, "smtpd-rs: info: ");
+    let fresh: Vec<&String> = now.iter().filter(|p| !sessions.contains(p)).collect();
+    assert_eq!(fresh.len(), 1, "{now:?}\n{text}");
+    assert_eq!(packet_sockets(fresh[0]), 1, "packet sockets of session {}", fresh[0]);
+    let mut buf = greeting.to_vec();
     let _ = idle.read_to_end(&mut buf);
     assert!(started.elapsed() < Duration::from_secs(5), "the idle session was not ended");
     assert!(String::from_utf8_lossy(&buf).starts_with("220 "), "{buf:?}");

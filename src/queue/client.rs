@@ -10,9 +10,10 @@ use crate::envelope::{Attrs, Envelope};
 use crate::netstring;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use crate::queue::zygote::Made;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// Largest `D` frame payload (doc/PROTOCOLS.md 2).
 pub const MAX_FRAME: usize = 65536;
@@ -79,6 +80,14 @@ impl QueueClient {
     pub fn prepare(&mut self) {
         if let QueueClient::Session(q) = self {
             let _ = q.start();
+        }
+    }
+
+    /// Take a queue-inject made by a zygote as this session's (session mode;
+    /// otherwise it is dropped, which ends it).
+    pub fn adopt(&mut self, made: Made) {
+        if let QueueClient::Session(q) = self {
+            q.adopt(made);
         }
     }
 
@@ -190,7 +199,7 @@ fn unable_to_exec() -> Status {
 /// small message costs one write and one read.
 pub struct SessionQueue {
     prog: PathBuf,
-    child: Option<(Child, ChildStdin, ChildStdout)>,
+    child: Option<Inject>,
     frames: Vec<u8>,
     answer: Vec<u8>,
     /// The current message could not be sent completely.
@@ -214,11 +223,19 @@ impl SessionQueue {
         }
     }
 
+    /// Take a queue-inject -s made by a zygote (`queue::zygote`) as this
+    /// session's, in place of one started here.
+    pub fn adopt(&mut self, made: Made) {
+        self.drop_child();
+        self.child = Some(Inject { proc: Proc::Adopted(made.pid), to: made.to, from: made.from });
+        self.seq = 0;
+    }
+
     /// Start queue-inject unless one is running; replace one that died
     /// since the last message.
     fn start(&mut self) -> io::Result<()> {
-        if let Some((c, _, _)) = &mut self.child {
-            if matches!(c.try_wait(), Ok(None)) {
+        if let Some(r) = &mut self.child {
+            if r.alive() {
                 return Ok(());
             }
             self.drop_child();
@@ -229,18 +246,22 @@ impl SessionQueue {
             let _ = c.wait();
             return Err(io::ErrorKind::BrokenPipe.into());
         };
-        self.child = Some((c, i, o));
+        self.child = Some(Inject { proc: Proc::Ours(c), to: File::from(OwnedFd::from(i)), from: File::from(OwnedFd::from(o)) });
         self.seq = 0;
         Ok(())
     }
 
-    /// Reap a dead or misbehaving queue-inject; the next message starts another.
+    /// Reap a dead or misbehaving queue-inject; the next message starts
+    /// another. One made by a zygote is not ours to kill or reap: closing
+    /// its pipes ends it (EOF on its fd 0).
     fn drop_child(&mut self) {
-        if let Some((mut c, i, o)) = self.child.take() {
-            drop(i);
-            drop(o);
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(Inject { proc, to, from }) = self.child.take() {
+            drop(to);
+            drop(from);
+            if let Proc::Ours(mut c) = proc {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 
@@ -257,7 +278,7 @@ impl SessionQueue {
     fn flush(&mut self) -> io::Result<()> {
         self.sent = true;
         let r = match &mut self.child {
-            Some((_, i, _)) => i.write_all(&self.frames),
+            Some(c) => c.to.write_all(&self.frames),
             None => Err(io::ErrorKind::BrokenPipe.into()),
         };
         self.frames.clear();
@@ -274,7 +295,7 @@ impl SessionQueue {
         if self.start().is_err() {
             return Err(unable_to_exec());
         }
-        let pid = self.child.as_ref().map_or(0, |(c, _, _)| c.id());
+        let pid = self.child.as_ref().map_or(0, Inject::pid);
         self.seq += 1;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let id = proposed.map_or_else(|| format!("{now}.{pid}.{}", self.seq), str::to_owned);
@@ -324,7 +345,7 @@ impl SessionQueue {
 
     /// One status frame: `<code> <text>`.
     fn read_answer(&mut self) -> Option<(i32, String)> {
-        let (_, _, out) = self.child.as_mut()?;
+        let out = &mut self.child.as_mut()?.from;
         self.answer.clear();
         let mut chunk = [0u8; 256];
         loop {
@@ -361,10 +382,49 @@ impl SessionQueue {
     }
 
     fn close(&mut self) {
-        if let Some((mut c, i, o)) = self.child.take() {
-            drop(i); // EOF between messages: queue-inject exits 0
-            drop(o);
-            let _ = c.wait();
+        if let Some(Inject { proc, to, from }) = self.child.take() {
+            drop(to); // EOF between messages: queue-inject exits 0
+            drop(from);
+            if let Proc::Ours(mut c) = proc {
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// The session's running queue-inject and its pipes.
+struct Inject {
+    proc: Proc,
+    to: File,
+    from: File,
+}
+
+enum Proc {
+    /// Started here: ours to wait for.
+    Ours(Child),
+    /// Made by a zygote: its pid only.
+    Adopted(u32),
+}
+
+impl Inject {
+    fn pid(&self) -> u32 {
+        match &self.proc {
+            Proc::Ours(c) => c.id(),
+            Proc::Adopted(p) => *p,
+        }
+    }
+
+    /// Still running and silent, as between messages. One not ours is
+    /// judged by its answer pipe: readable (end of file, or an answer
+    /// nobody asked for) means it is gone or broken.
+    fn alive(&mut self) -> bool {
+        match &mut self.proc {
+            Proc::Ours(c) => matches!(c.try_wait(), Ok(None)),
+            Proc::Adopted(_) => {
+                use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+                let mut p = [PollFd::new(self.from.as_fd(), PollFlags::POLLIN)];
+                matches!(poll(&mut p, PollTimeout::ZERO), Ok(0))
+            }
         }
     }
 }

@@ -75,8 +75,9 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Read the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        let exe = std::env::current_exe().ok();
-        let mut cfg = Config::from_vars(&|k| std::env::var_os(k), exe.as_deref())?;
+        // Our own path is looked up (readlink of /proc/self/exe) only when
+        // queue-inject is not on PATH: this runs for every session.
+        let mut cfg = Config::from_vars_exe(&|k| std::env::var_os(k), &|| std::env::current_exe().ok())?;
         cfg.checkpassword = std::env::args_os().skip(1).collect();
         if cfg.checkpassword.is_empty() {
             // As the AUTH patch: no checkpassword program, no AUTH.
@@ -88,6 +89,11 @@ impl Config {
     /// Build from a variable lookup (for tests) and the path of our binary
     /// (to find `queue-inject` beside it).
     pub fn from_vars(get: &dyn Fn(&str) -> Option<OsString>, exe: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::from_vars_exe(get, &|| exe.map(Path::to_path_buf))
+    }
+
+    /// `from_vars`, with our binary's path asked for only when needed.
+    fn from_vars_exe(get: &dyn Fn(&str) -> Option<OsString>, exe: &dyn Fn() -> Option<PathBuf>) -> Result<Config, ConfigError> {
         let text = |k: &str| -> Result<Option<String>, ConfigError> {
             get(k).map(|v| v.into_string().map_err(|_| ConfigError(format!("{k} is not UTF-8")))).transpose()
         };
@@ -183,7 +189,7 @@ impl Config {
 
 /// `queue-inject` from PATH, else the one beside our own binary, else the
 /// bare name (the spawn then fails and messages get 451).
-fn find_queue_inject(path: Option<&std::ffi::OsStr>, exe: Option<&Path>) -> PathBuf {
+fn find_queue_inject(path: Option<&std::ffi::OsStr>, exe: &dyn Fn() -> Option<PathBuf>) -> PathBuf {
     const NAME: &str = "queue-inject";
     if let Some(path) = path {
         for dir in std::env::split_paths(path) {
@@ -193,7 +199,7 @@ fn find_queue_inject(path: Option<&std::ffi::OsStr>, exe: Option<&Path>) -> Path
             }
         }
     }
-    if let Some(p) = exe.and_then(Path::parent).map(|d| d.join(NAME)) {
+    if let Some(p) = exe().as_deref().and_then(Path::parent).map(|d| d.join(NAME)) {
         if is_executable(&p) {
             return p;
         }

@@ -7,7 +7,8 @@
 use crate::die;
 use crate::handoff::Worker;
 use crate::io::ucspi::{peer_info, Conn};
-use crate::queue::client::QueueClient;
+use crate::queue::client::{QueueClient, QueueProgram};
+use crate::queue::zygote::Zygote;
 use crate::smtp::reply;
 use crate::smtpd::config::Config;
 use crate::smtpd::serve::{serve, ProcessHooks};
@@ -108,22 +109,42 @@ fn handed_session(queue: &mut QueueClient, reporter: Option<&Reporter>) -> i32 {
 const NO_SESSION: i32 = 99;
 
 /// HANDOFF_FORK (smtpd-supervise -F): this process serves no session. Ahead
-/// of each connection it forks a child, which starts its queue-inject, takes
-/// one connection, serves it and exits; so each session has a fresh process,
-/// as with one exec per session, without the exec. The template waits for
-/// the child and reports idle. It never reads a byte of any session, so
-/// nothing of one session can reach the next; what the children share with
-/// it is the configuration read at start and the memory layout.
+/// of each connection it forks a child, which takes one connection, serves
+/// it and exits; so each session has a fresh process, as with one exec per
+/// session, without the exec. The child's queue-inject is fresh too: forked
+/// for it by the template's queue-inject zygote (`queue-inject -z`, started
+/// once, as the same user), or started by the child when there is none.
+/// The template waits for the child and reports idle. It never reads a
+/// byte of any session, and the child gets no way to the zygote, so nothing
+/// of one session can reach the next; what the children share with it is
+/// the configuration read at start and the memory layout.
 fn template(mut w: Worker, cfg: &Config, reporter: Option<&Reporter>) -> ! {
+    let mut zygote = start_zygote(&cfg.queue);
     loop {
+        let made = match zygote.as_mut().map(Zygote::make) {
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) => {
+                die::warn(PROG, format_args!("queue-inject zygote: {e}; starting queue-inject for each session"));
+                if let Some(mut z) = zygote.take() {
+                    z.kill();
+                }
+                None
+            }
+            None => None,
+        };
         // One thread here (this program starts none), as fork_single_threaded needs.
         let pid = match crate::sys::fork_single_threaded() {
             Ok(p) => p,
             Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to fork: {e}")),
         };
         if pid == 0 {
+            // The session's process keeps no channel to the zygote.
+            drop(zygote);
             let mut queue = QueueClient::new(&cfg.queue);
-            queue.prepare();
+            match made {
+                Some(m) => queue.adopt(m),
+                None => queue.prepare(),
+            }
             match w.begin_session() {
                 Ok(true) => {}
                 Ok(false) => std::process::exit(NO_SESSION),
@@ -133,6 +154,8 @@ fn template(mut w: Worker, cfg: &Config, reporter: Option<&Reporter>) -> ! {
             queue.close();
             std::process::exit(code);
         }
+        // The child's pipes to its queue-inject are the child's alone.
+        drop(made);
         use nix::sys::wait::{waitpid, WaitStatus};
         let child = nix::unistd::Pid::from_raw(pid);
         let status = loop {
@@ -150,6 +173,18 @@ fn template(mut w: Worker, cfg: &Config, reporter: Option<&Reporter>) -> ! {
             Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
         }
     }
+}
+
+/// The template's queue-inject zygote, when the session program is
+/// queue-inject itself (another one, auth-check say, knows no `-z`).
+fn start_zygote(q: &QueueProgram) -> Option<Zygote> {
+    let QueueProgram::Session(prog) = q else { return None };
+    if prog.file_name().is_none_or(|n| n != "queue-inject") {
+        return None;
+    }
+    Zygote::start(prog)
+        .map_err(|e| die::warn(PROG, format_args!("unable to start {} -z: {e}; starting it for each session", prog.display())))
+        .ok()
 }
 
 /// Private copies of fds 0 and 1 for one session's `Conn`; the worker keeps

@@ -830,9 +830,10 @@ impl Server {
     /// Start prog args... with the base environment, the -e file and `extra`
     /// (None removes a variable), `fds` dup2'd in the child (fd 0 and 1 are
     /// /dev/null unless given), stderr the log pipe or ours, in its own
-    /// process group (so that a kill reaches what it started). Returns at
-    /// once after the fork, not when the child has exec'd: a busy machine
-    /// must not stall the accept loop (see sys::fork_exec).
+    /// process group (so that a kill reaches what it started). Returns as
+    /// soon as the child's execve has begun (it shares our memory until
+    /// then: no copy), not when the program runs: a busy machine must not
+    /// stall the accept loop (see sys::fork_exec).
     fn spawn(&self, extra: &[(Vec<u8>, Option<Vec<u8>>)], fds: &[(i32, i32)]) -> io::Result<i32> {
         let mut env: Vec<(Vec<u8>, Vec<u8>)> =
             self.base_env.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();

@@ -23,8 +23,14 @@ Scenarios (BENCH_SCENARIOS, all by default), 1 KB messages unless said:
   c    1 MB messages on kept connections, 4 sessions
 
 Each cell is the median of BENCH_RUNS (3) runs; after every run the queue
-must hold exactly the messages sent. Peak RSS of a smtpd-rs session and of
-queue-inject is measured for scenario c in one extra run (/usr/bin/time).
+must hold exactly the messages sent. A second table gives each rate as a
+multiple of Postfix's and the CPU time of each receiver's process tree per
+message (a cgroup around it: needs root). Then, for each receiver: connect
+to greeting latency (BENCH_LATENCY=0: not), the memory of one session with
+20 alive (BENCH_MEMORY=0: not), and the disk's durable-write limit with 1
+and 20 writers (tests/bench/durable.py; BENCH_DURABLE=0: not). Peak RSS of a
+smtpd-rs session and of queue-inject is measured for scenario c in one
+extra run (/usr/bin/time).
 Tools: smtp-source, smtp-sink, postfix, tcpserver, /usr/bin/time, and
 python3-dnspython for the DNS server of smtpd-rs-authcheck.
 
@@ -138,9 +144,75 @@ def files_in(d):
         return []
 
 
+class CpuGroup:
+    """The CPU time of a receiver's whole process tree: a cgroup (v1 cpuacct,
+    else v2) that its first process enters before exec, so that everything it
+    starts is counted, in user and kernel mode (not the kernel's own threads:
+    the journal's commits run in jbd2). None of it when cgroups cannot be
+    made (not root): then no CPU figures."""
+
+    def __init__(self, name):
+        self.path = None
+        self.v2 = False
+        tag = "smtpd-bench-%d-%s" % (os.getpid(), name)
+        for base, v2 in (("/sys/fs/cgroup/cpuacct", False), ("/sys/fs/cgroup/unified", True), ("/sys/fs/cgroup", True)):
+            probe = "cpu.stat" if v2 else "cpuacct.usage"
+            if not os.path.exists(os.path.join(base, probe)) and not os.path.exists(os.path.join(base, "cgroup.procs")):
+                continue
+            try:
+                os.makedirs(os.path.join(base, tag), exist_ok=True)
+            except OSError:
+                continue
+            self.path, self.v2 = os.path.join(base, tag), v2
+            if self.usage() is None:
+                self.remove()
+                continue
+            break
+
+    def enter(self):
+        """For preexec_fn: move the calling (child) process in."""
+        if self.path:
+            with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+
+    def usage(self):
+        """CPU seconds used so far by the tree, or None."""
+        if not self.path:
+            return None
+        try:
+            if not self.v2:
+                with open(os.path.join(self.path, "cpuacct.usage")) as f:
+                    return int(f.read()) / 1e9
+            with open(os.path.join(self.path, "cpu.stat")) as f:
+                for line in f:
+                    k, _, v = line.partition(" ")
+                    if k == "usage_usec":
+                        return int(v) / 1e6
+        except (OSError, ValueError):
+            pass
+        return None
+
+    def remove(self):
+        if not self.path:
+            return
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.path = None
+
+
 class Receiver:
     port = 0
     counts = True
+    cpu = None
+
+    def cpu_used(self):
+        return self.cpu.usage() if self.cpu else None
 
     def clear(self):
         pass
@@ -213,10 +285,11 @@ class Tcpserver(Receiver):
                       "-c", "100", "-C", "100", "127.0.0.1", "0"]
         else:
             server = ["tcpserver", "-1", "-R", "-H", "-l", "0", "-c", "100", "127.0.0.1", "0"]
+        self.cpu = CpuGroup(name)
         self.proc = subprocess.Popen(
             server + prog,
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=self.cpu.enter)
         line = self.proc.stdout.readline().strip()
         if not line.isdigit():
             self.stop()
@@ -247,6 +320,7 @@ class Tcpserver(Receiver):
             pass
         self.proc.wait()
         self.log.close()
+        self.cpu.remove()
 
 
 POSTFIX_MAIN = """\
@@ -312,12 +386,16 @@ class Postfix(Receiver):
             f.write(POSTFIX_MAIN.format(d=self.dir, port=self.port, limit=max(BIG, SIZE) * 4))
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write(POSTFIX_MASTER.format(port=self.port))
+        self.cpu = CpuGroup("postfix")
         self.postfix("start")
         wait_port(self.port)
 
     def postfix(self, cmd):
+        # master and every daemon it starts stay in the CPU group of the
+        # command that started it.
         r = subprocess.run(["/usr/sbin/postfix", "-c", self.etc, cmd], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60,
+                           preexec_fn=self.cpu.enter if cmd == "start" else None)
         if r.returncode != 0 and cmd == "start":
             raise RuntimeError("postfix -c %s start failed; see %s/maillog" % (self.etc, self.dir))
 
@@ -344,6 +422,7 @@ class Postfix(Receiver):
             if not os.path.exists(pid):
                 break
             time.sleep(0.1)
+        self.cpu.remove()
 
 
 class Sink(Receiver):
@@ -355,9 +434,11 @@ class Sink(Receiver):
         args = [prog]
         if os.geteuid() == 0:
             args += ["-u", "nobody"]
+        self.cpu = CpuGroup("smtp-sink")
         self.proc = subprocess.Popen(args + ["127.0.0.1:%d" % self.port, "256"],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=self.cpu.enter)
         wait_port(self.port)
 
     def stop(self):
@@ -366,6 +447,7 @@ class Sink(Receiver):
         except ProcessLookupError:
             pass
         self.proc.wait()
+        self.cpu.remove()
 
 
 _dns = []
@@ -423,7 +505,10 @@ def source(port, sessions, msgs, keep, size):
 def one_run(rcv, scen):
     _, sessions, msgs, keep, size = SCENARIOS[scen]
     rcv.clear()
+    c0 = rcv.cpu_used()
     t = source(rcv.port, sessions, msgs, keep, size)
+    c1 = rcv.cpu_used()
+    cpu = (c1 - c0) / msgs if c0 is not None and c1 is not None else None
     if rcv.counts:
         n = rcv.count()
         end = time.monotonic() + 5
@@ -432,7 +517,7 @@ def one_run(rcv, scen):
             n = rcv.count()
         if n != msgs:
             raise RuntimeError("%d messages sent, %d in the queue" % (msgs, n))
-    return t
+    return t, cpu
 
 
 def main():
@@ -446,6 +531,9 @@ def main():
     results = {}  # (system, scenario) -> list of seconds, or an error string
     rss = None
     latency = {}
+    cpu = {}  # (system, scenario) -> list of CPU seconds per message
+    memory = {}  # system -> kB per session
+    durable_res = {}  # (way, writers) -> (writes/s, CPU s per write)
     try:
         for name in want_sys:
             try:
@@ -462,9 +550,12 @@ def main():
                     if isinstance(results.get(key), str):
                         continue
                     try:
-                        t = one_run(rcv, scen)
+                        t, c = one_run(rcv, scen)
                         results.setdefault(key, []).append(t)
-                        log("%-16s %-4s run %d: %.3f s" % (name, scen, run + 1, t))
+                        if c is not None:
+                            cpu.setdefault(key, []).append(c)
+                        log("%-16s %-4s run %d: %.3f s%s" % (name, scen, run + 1, t,
+                            ", %.0f us CPU/msg" % (c * 1e6) if c is not None else ""))
                     except (RuntimeError, subprocess.TimeoutExpired) as e:
                         results[key] = "failed: %s" % e
                         log("%s %s: %s" % (name, scen, e))
@@ -475,16 +566,26 @@ def main():
                     latency[name] = greet_latency(rcv.port, 50 if SMALL else 500)
                 except (OSError, RuntimeError) as e:
                     log("%s latency: %s" % (name, e))
+            if name != "smtp-sink" and os.environ.get("BENCH_MEMORY", "1") != "0":
+                try:
+                    memory[name] = measure_memory(rcv)
+                    log("%s memory per session: %s" % (name, memory[name]))
+                except (OSError, RuntimeError) as e:
+                    log("%s memory: %s" % (name, e))
             rcv.clear()
         if "c" in want_scen and "smtpd-rs" in want_sys:
             rss = measure_rss(root)
+        if os.environ.get("BENCH_DURABLE", "1") != "0":
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import durable
+            durable_res = durable.measure(root, log)
     finally:
         for rcv in receivers.values():
             try:
                 rcv.stop()
             except Exception as e:  # keep stopping the others
                 log("stop: %s" % e)
-    table = render(results, rss, latency)
+    table = render(results, rss, latency, cpu, memory, durable_res)
     print(table)
     with open(os.path.join(root, "results.md"), "w") as f:
         f.write(table + "\n")
@@ -513,6 +614,163 @@ def measure_rss(root):
         rcv.stop()
 
 
+MEMORY_SESSIONS = 20
+
+
+def session_pids(rcv):
+    """The receiver's processes: from its CPU group, else by session id."""
+    pids = []
+    if rcv.cpu and rcv.cpu.path:
+        try:
+            with open(os.path.join(rcv.cpu.path, "cgroup.procs")) as f:
+                pids = [int(x) for x in f.read().split()]
+        except OSError:
+            pids = []
+    if not pids and getattr(rcv, "proc", None):
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        st = f.read().rsplit(")", 1)[1].split()
+                    if int(st[3]) == rcv.proc.pid:
+                        pids.append(int(d))
+                except (OSError, IndexError, ValueError):
+                    pass
+    return pids
+
+
+def established():
+    """Inodes of the established TCP sockets."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in list(f)[1:]:
+                    w = line.split()
+                    if len(w) > 9 and w[3] == "01":
+                        out.add(w[9])
+        except OSError:
+            pass
+    return out
+
+
+def has_client(pid, tcp):
+    """Does the process hold an established TCP connection?"""
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            if t.startswith("socket:[") and t[8:-1] in tcp:
+                return True
+    except OSError:
+        pass
+    return False
+
+
+def pipes(pid):
+    """The pipes a process holds."""
+    out = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            if t.startswith("pipe:"):
+                out.add(t)
+    except OSError:
+        pass
+    return out
+
+
+def fd0_pipe(pid):
+    try:
+        t = os.readlink("/proc/%d/fd/0" % pid)
+    except OSError:
+        return None
+    return t if t.startswith("pipe:") else None
+
+
+def rollup(pid):
+    out = {}
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if v.strip().endswith("kB"):
+                    out[k] = int(v.split()[0])
+        with open("/proc/%d/comm" % pid) as f:
+            out["comm"] = f.read().strip()
+    except (OSError, ValueError):
+        return None
+    return out
+
+
+def measure_memory(rcv):
+    """Memory of one session with MEMORY_SESSIONS sessions alive, each
+    after one message queued (so its queue-inject has run): per session,
+    the sum over its processes (smtpd-rs with the client on fd 0, the
+    queue-inject with a pipe on fd 0; Postfix: each smtpd with a client)
+    of Rss, Pss, Private_Dirty and Anonymous (smaps_rollup, kB). The
+    waiting workers, templates and zygotes are not in it."""
+    socks = []
+    try:
+        for _ in range(MEMORY_SESSIONS):
+            s = socket.create_connection(("127.0.0.1", rcv.port), timeout=10)
+            socks.append(s)
+        def reply(s, code):
+            got = b""
+            while not any(line.startswith(code + b" ") for line in got.split(b"\r\n")):
+                b = s.recv(4096)
+                if not b:
+                    raise RuntimeError("no %s: %r" % (code.decode(), got[-200:]))
+                got += b
+
+        for s in socks:
+            reply(s, b"220")
+            s.sendall(b"EHLO client.bench.invalid\r\n")
+        for s in socks:
+            reply(s, b"250")
+            s.sendall(b"MAIL FROM:<s@bench.invalid>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n")
+        for s in socks:
+            reply(s, b"354")
+            s.sendall(b"Subject: memory\r\n\r\n" + b"x" * 1000 + b"\r\n.\r\n")
+        for s in socks:
+            reply(s, b"250")
+        time.sleep(0.3)
+        per = []
+        tcp = established()
+        procs = [(pid, rollup(pid)) for pid in session_pids(rcv)]
+        procs = [(pid, r) for pid, r in procs if r]
+        # A session: a process with a client connection; its queue-inject:
+        # the one whose fd 0 is a pipe that session holds (not the one a
+        # waiting worker has ready).
+        held = set()
+        for pid, r in procs:
+            if r["comm"] in ("smtpd-rs", "smtpd") and has_client(pid, tcp):
+                per.append(r)
+                held |= pipes(pid)
+        for pid, r in procs:
+            if r["comm"] == "queue-inject" and fd0_pipe(pid) in held:
+                per.append(r)
+        if not per:
+            raise RuntimeError("no session process found")
+        keys = ("Rss", "Pss", "Private_Dirty", "Anonymous")
+        total = {k: sum(r.get(k, 0) for r in per) / MEMORY_SESSIONS for k in keys}
+        # A page once: anonymous pages (some shared with a template or a
+        # zygote after a fork) and private dirty ones (all anonymous here).
+        total["private"] = sum(max(r.get("Private_Dirty", 0), r.get("Anonymous", 0)) for r in per) / MEMORY_SESSIONS
+        for comm in ("smtpd-rs", "queue-inject", "smtpd"):
+            mine = [r for r in per if r["comm"] == comm]
+            if mine:
+                total[comm] = {k: sum(r.get(k, 0) for r in mine) / len(mine) for k in keys}
+        total["processes"] = len(per) / MEMORY_SESSIONS
+        return total
+    finally:
+        for s in socks:
+            try:
+                s.sendall(b"QUIT\r\n")
+                s.close()
+            except OSError:
+                pass
+
+
 def greet_latency(port, n):
     """Connect, read the greeting, QUIT: n times in turn. Milliseconds from
     connect() to the first byte of the greeting: (median, 99th percentile)."""
@@ -535,7 +793,31 @@ def greet_latency(port, n):
     return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
 
 
-def render(results, rss, latency=None):
+def render_cpu(results, cpu, cols):
+    """Each system's rate as a multiple of Postfix's, and the CPU time its
+    whole process tree used per message (median over the runs)."""
+    lines = ["| scenario | " + " | ".join(SYSTEMS[c] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for scen in want_scen:
+        _, _, msgs, _, _ = SCENARIOS[scen]
+        pf = results.get(("postfix", scen))
+        pf = statistics.median(pf) if isinstance(pf, list) and pf else None
+        cells = []
+        for c in cols:
+            v = results.get((c, scen))
+            parts = []
+            if pf and isinstance(v, list) and v:
+                parts.append("%.2fx" % (pf / statistics.median(v)))
+            if cpu.get((c, scen)):
+                parts.append("%.0f us CPU" % (statistics.median(cpu[(c, scen)]) * 1e6))
+            cells.append(", ".join(parts) or "-")
+        lines.append("| %s | %s |" % (scen, " | ".join(cells)))
+    lines.append("Above: each rate as a multiple of Postfix's in the same run, and the CPU time (user and "
+                 "kernel) of the receiver's whole process tree per message, from a cgroup around it "
+                 "(the kernel's own threads, a journal's commits say, and smtp-source's CPU are not in it).")
+    return lines
+
+
+def render(results, rss, latency=None, cpu=None, memory=None, durable_res=None):
     cols = [s for s in SYSTEMS if s in want_sys]
     lines = []
     lines.append("| scenario | messages | " + " | ".join(SYSTEMS[c] for c in cols) + " | smtpd-rs / Postfix |")
@@ -560,6 +842,9 @@ def render(results, rss, latency=None):
             ratio = "%.2fx" % (rates["smtpd-rs"] / rates["postfix"])
         lines.append("| %s | %d | %s | %s |" % (title, msgs, " | ".join(cells), ratio))
     lines.append("")
+    if cpu or "postfix" in want_sys:
+        lines += render_cpu(results, cpu or {}, cols)
+        lines.append("")
     ac = []
     for scen in want_scen:
         title, _, msgs, _, _ = SCENARIOS[scen]
@@ -581,6 +866,36 @@ def render(results, rss, latency=None):
             "50" if SMALL else "500",
             "; ".join("%s median %.2f ms, p99 %.2f ms" % (SYSTEMS[k], v[0], v[1])
                       for k, v in latency.items())))
+    if memory:
+        lines.append("")
+        lines.append("| memory of one session, %d alive, each after one message (kB) | RSS | PSS | Private_Dirty "
+                     "| Anonymous | private (a page once) |" % MEMORY_SESSIONS)
+        lines.append("|---|---|---|---|---|---|")
+        for k, v in memory.items():
+            lines.append("| %s | %.0f | %.0f | %.0f | %.0f | %.0f |" % (
+                SYSTEMS[k], v["Rss"], v["Pss"], v["Private_Dirty"], v["Anonymous"], v["private"]))
+        lines.append("From /proc/PID/smaps_rollup of the session's processes (smtpd-rs with the client and its "
+                     "queue-inject; Postfix: its smtpd, without the shared cleanup); \"private\" counts each "
+                     "anonymous or private dirty page once (after a fork, anonymous pages still shared with "
+                     "the template or the zygote count too). Waiting workers, templates and zygotes are not "
+                     "in it.")
+        lines.append("")
+    if durable_res:
+        import durable
+        lines += durable.render(durable_res)
+        near = []
+        for scen in want_scen:
+            _, sessions, msgs, _, size = SCENARIOS[scen]
+            lim = durable_res.get(("tmpfile", sessions))
+            if not lim or size != SIZE:
+                continue
+            for c in ("smtpd-rs", "supervise-m1", "supervise-fork", "supervise-m100"):
+                v = results.get((c, scen))
+                if isinstance(v, list) and v:
+                    near.append("%s %s %.0f%%" % (scen, SYSTEMS[c], 100 * msgs / statistics.median(v) / lim[0]))
+        if near:
+            lines.append("Rate as a share of that limit (same number of writers): %s." % "; ".join(near))
+        lines.append("")
     if isinstance(rss, list):
         f = lambda v: "%d KB" % v if v is not None else "n/a (not seen)"
         lines.append("Peak RSS in scenario c: smtpd-rs session %s, queue-inject %s (/usr/bin/time, max over processes)."

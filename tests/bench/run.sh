@@ -2,7 +2,9 @@
 # make bench: every benchmark of the suite, one after the other, each side by
 # side with its anchor in the same run:
 #   bench.py   smtpd-rs + queue-inject (tcpserver, smtpd-supervise), a private
-#              Postfix and smtp-sink, driven by smtp-source (scenarios a1 a20 b c)
+#              Postfix and smtp-sink, driven by smtp-source (scenarios a1 a20 b c);
+#              CPU per message, latency, memory per session, and the disk's
+#              durable-write limit (durable.py) in the same run
 #   tls.sh     implicit-TLS handshakes/s: tls-wrap + smtpd-rs against stunnel4
 #   remote.sh  smtp-remote against msmtp, one process per message, to smtp-sink
 #   relay.sh   the whole relay chain against a private Postfix relay, to smtp-sink
