@@ -8,18 +8,20 @@
 #   tls.sh     implicit-TLS handshakes/s: tls-wrap + smtpd-rs against stunnel4
 #   remote.sh  smtp-remote against msmtp, one process per message, to smtp-sink
 #   relay.sh   the whole relay chain against a private Postfix relay, to smtp-sink
+#   relay50    the same with 50 destination domains, each its own route (and
+#              Postfix transport), over 5 sinks
 #   authcheck.py  auth-check alone: rate and CPU per check through its session
 #              interface (pre-signed rsa-sha256 / ed25519-sha256), peak RSS with
 #              a 100 MB message (bench.py's smtpd-rs-authcheck puts it in the chain)
 #   dkim       relay.sh's chain (ours only) without DKIM signing, with Ed25519,
 #              with RSA-2048, and queue-run's peak RSS signing a 100 MB message
-# BENCH_ONLY="bench tls remote relay authcheck dkim" picks some; BENCH_SCALE=small makes each
+# BENCH_ONLY="bench tls remote relay relay50 authcheck dkim" picks some; BENCH_SCALE=small makes each
 # a quick check that it works. Output: the tables on stdout.
 set -eu
 cd "$(dirname "$0")/../.."
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
-only=${BENCH_ONLY:-"bench tls remote relay authcheck dkim"}
+only=${BENCH_ONLY:-"bench tls remote relay relay50 authcheck dkim"}
 # pick SMALL FULL: the size for this run
 pick() { if [ "${BENCH_SCALE:-full}" = small ]; then echo "$1"; else echo "$2"; fi; }
 rc=0
@@ -30,6 +32,7 @@ for b in $only; do
 	tls)    sh tests/bench/tls.sh "$(pick 1 10)" || rc=1 ;;
 	remote) sh tests/bench/remote.sh "$(pick 20 1000)" || rc=1 ;;
 	relay)  sh tests/bench/relay.sh "$(pick 20 2000)" "$(pick 2 20)" || rc=1 ;;
+	relay50) RELAY_DOMAINS=50 RELAY_SINKS=5 sh tests/bench/relay.sh "$(pick 100 2000)" "$(pick 2 20)" || rc=1 ;;
 	authcheck) "$py" tests/bench/authcheck.py || rc=1 ;;
 	dkim)   RELAY_ONLY=ours RELAY_DKIM="none ed25519 rsa" RELAY_DKIM_BIG="$(pick 10 100)" \
 	        sh tests/bench/relay.sh "$(pick 20 2000)" "$(pick 2 20)" || rc=1 ;;
