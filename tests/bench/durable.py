@@ -126,8 +126,7 @@ def write_one(way, tmp, new, newfd, name, data, group=None, lfd=None):
 def one_run(base, way, writers, writes):
     """Writes per second and CPU seconds per write for `writers` threads
     making `writes` files durable in a fresh queue under `base`."""
-    q = os.path.join(base, "durable-%s-%d" % (way, writers))
-    shutil.rmtree(q, ignore_errors=True)
+    q = os.path.join(base, "durable-%s-%d-%d" % (way, writers, time.monotonic_ns()))
     tmp, new = os.path.join(q, "tmp"), os.path.join(q, "new")
     os.makedirs(tmp, mode=0o700)
     os.makedirs(new, mode=0o700)
@@ -163,7 +162,8 @@ def one_run(base, way, writers, writes):
     t, c = time.monotonic() - t0, time.process_time() - c0
     os.close(newfd)
     n = len(os.listdir(new))
-    shutil.rmtree(q, ignore_errors=True)
+    # Left in place until measure() is done: files freed now would slow the
+    # next run's creations (bench.py's discard() says why).
     if errors:
         raise errors[0]
     if n != writes:
@@ -175,6 +175,16 @@ def measure(base, log=lambda *a: None):
     """{(way, writers): (median writes/s, median CPU s per write)}; a way
     that the file system refuses is left out (and logged)."""
     out = {}
+    try:
+        _measure(base, log, out)
+    finally:
+        for n in os.listdir(base):
+            if n.startswith("durable-"):
+                shutil.rmtree(os.path.join(base, n), ignore_errors=True)
+    return out
+
+
+def _measure(base, log, out):
     for way in WAYS:
         for w in WRITERS:
             rates, cpus = [], []
@@ -188,7 +198,6 @@ def measure(base, log=lambda *a: None):
                 log("durable %s: not measured: %s" % (way, e))
                 break
             out[(way, w)] = (statistics.median(rates), statistics.median(cpus))
-    return out
 
 
 def render(res):
