@@ -17,6 +17,7 @@ pub mod io;
 pub mod metrics;
 pub mod netstring;
 pub mod passwd;
+pub mod progpath;
 pub mod proxy;
 pub mod scoreboard;
 pub mod queue;
