@@ -4,6 +4,7 @@
 
 pub mod authcheck;
 pub mod checkpw;
+pub mod conflines;
 pub mod date;
 pub mod der;
 pub mod deliver;
