@@ -270,13 +270,19 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(w: &World) -> Sink {
+        Sink::start_script(w, "queuerun_sink.py")
+    }
+    /// The same with another sink script of tests/support that writes the
+    /// same files (dkim_sink.py: any line length, SIZE 1 GiB, MAIL's
+    /// parameters on the second line of each env file).
+    pub fn start_script(w: &World, name: &str) -> Sink {
         assert!(
             Command::new(PY).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success()),
             "{PY} without aiosmtpd: install the Debian package python3-aiosmtpd"
         );
         let dir = w.dir.path().join("sink");
         fs::create_dir_all(&dir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/queuerun_sink.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(name);
         let kid = Kid(Command::new(PY).arg(script).arg(&dir).stdin(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
         wait_for(20, "the sink's port", || dir.join("port").exists());
         let port = fs::read_to_string(dir.join("port")).unwrap();
