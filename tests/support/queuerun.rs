@@ -11,6 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The programs as cargo built them.
+pub const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
+pub const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
+pub const SMTP_REMOTE: &str = env!("CARGO_BIN_EXE_smtp-remote");
+pub const SMTPD: &str = env!("CARGO_BIN_EXE_smtpd-rs");
+pub const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
+
 /// xtext (RFC 3461) as the queue file uses it, written independently of the
 /// library so that the tests check the format, not the code against itself.
 pub fn xtext(s: &[u8]) -> String {
@@ -311,4 +318,39 @@ impl Sink {
             })
             .collect()
     }
+}
+
+/// smtpd-supervise on 127.0.0.1 and a free port, serving smtpd-rs with
+/// queue-inject first on PATH and a rules file that lets 127.0.0.1 relay;
+/// `setup` adds options and environment. Its stderr goes to
+/// `<world>/supervise.log`. Returns the child and the port it printed.
+pub fn supervise(w: &World, setup: impl FnOnce(&mut Command)) -> (Kid, String) {
+    use std::io::{BufRead, BufReader};
+    let rules = w.dir.path().join("rules");
+    fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
+    let bin = Path::new(QUEUE_INJECT).parent().unwrap();
+    let mut c = Command::new(SUPERVISE);
+    c.args(["-1", "-x"]).arg(&rules);
+    setup(&mut c);
+    let mut sup = c
+        .args(["127.0.0.1", "0", SMTPD])
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(w.dir.path().join("supervise.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(sup.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let port = first.trim().to_string();
+    (Kid(sup), port)
+}
+
+/// The swaks on PATH (Debian package swaks).
+pub fn swaks() -> PathBuf {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join("swaks"))
+        .find(|p| p.is_file())
+        .expect("swaks missing: install the Debian package swaks")
 }
