@@ -4,7 +4,7 @@
 
 use super::check::Policy;
 use crate::envelope::Attrs;
-use crate::progpath::find_program;
+use crate::host::{find_program, system_hostname};
 use crate::queue::{Error, EXIT_CONFIG, EXIT_ENVELOPE};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -115,15 +115,6 @@ impl Config {
     pub fn ucspi_var(&self, k: &str) -> Option<String> {
         self.ucspi.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
-}
-
-/// The kernel's host name, or `localhost`.
-fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

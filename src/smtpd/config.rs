@@ -7,7 +7,7 @@ use crate::smtpd::auth::{parse_smtpauth, AuthPolicy};
 use crate::io::ucspitls::{parse_ucspitls, TlsInfo, TlsPolicy};
 use crate::smtpd::policy::{parse_list, parse_networks, Policy};
 use crate::smtp::command::check_mailbox;
-use crate::progpath::find_program;
+use crate::host::{find_program, system_hostname};
 use crate::smtp::data::DEFAULT_MAXHOPS;
 use std::ffi::OsString;
 use std::fmt;
@@ -186,15 +186,6 @@ impl Config {
             checkpassword: Vec::new(),
         })
     }
-}
-
-/// The kernel's host name, or `localhost`.
-fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

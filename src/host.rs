@@ -1,7 +1,8 @@
-//! Where to find the next program of the chain (queue-inject for smtpd-rs
-//! and auth-check): on PATH, else beside our own binary, else the bare name
+//! This host as a program of the chain sees it at start-up: the kernel's
+//! host name, and where the next program (queue-inject for smtpd-rs and
+//! auth-check) is: on PATH, else beside our own binary, else the bare name
 //! (the spawn then fails and the caller gives its temporary error). Reads
-//! file metadata only; runs nothing.
+//! small files and metadata only; runs nothing.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,16 @@ pub fn find_program(name: &str, path: Option<&OsStr>, exe: &dyn Fn() -> Option<P
         }
     }
     PathBuf::from(name)
+}
+
+/// The kernel's host name, or `localhost` if it is empty or not printable
+/// ASCII.
+pub fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn is_executable(p: &Path) -> bool {
