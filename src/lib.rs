@@ -4,6 +4,7 @@
 
 pub mod authcheck;
 pub mod checkpw;
+pub mod conflines;
 pub mod date;
 pub mod der;
 pub mod deliver;
@@ -13,6 +14,7 @@ pub mod dns;
 pub mod envelope;
 pub mod envfile;
 pub mod handoff;
+pub mod host;
 pub mod io;
 pub mod metrics;
 pub mod netstring;

@@ -2,35 +2,12 @@
 //! Python `authres` package (Debian python3-authres, run by
 //! /usr/bin/python3), for a table of cases: plain results, quoted values
 //! and reasons with quotes and backslashes, comments, folding of long
-//! lines, and `none`.
+//! lines, and `none`. The reader is `authres_parse` in tests/support/authcheck.rs.
+
+#[path = "support/authcheck.rs"]
+mod ac;
 
 use smtpd::authcheck::authres::{self, MethodResult};
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-const PY: &str = "/usr/bin/python3";
-
-/// Reads NUL-separated header fields on stdin; prints for each
-/// `H <hex authserv-id>`, one `M method result <hex reason|-> <ptype.prop=hex>...`
-/// line per result, then `E`. authres keeps quoted-pairs in reasons and
-/// values as written; they are undone here, as a consumer would.
-const READER: &str = r#"
-import sys, re, authres
-def h(s):
-    return s.encode().hex() if s else "-"
-def unq(s):
-    return re.sub(r'\\(.)', r'\1', s) if s is not None else None
-ctx = authres.all_features()
-for field in sys.stdin.read().split("\0"):
-    if not field:
-        continue
-    a = ctx.parse(field.rstrip("\n"))
-    print("H", h(a.authserv_id))
-    for r in a.results:
-        props = ["%s.%s=%s" % (p.type, p.name, h(unq(p.value))) for p in r.properties]
-        print("M", r.method, r.result, h(unq(r.reason)), *props)
-    print("E")
-"#;
 
 struct Case {
     id: &'static str,
@@ -88,59 +65,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// The reader's view of one field.
-#[derive(Debug, PartialEq)]
-struct Parsed {
-    id: String,
-    results: Vec<(String, String, Option<String>, Vec<String>)>,
-}
-
-fn unhex(s: &str) -> Option<String> {
-    if s == "-" {
-        return None;
-    }
-    let b: Vec<u8> = (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect();
-    Some(String::from_utf8(b).unwrap())
-}
-
-fn parse_back(fields: &[String]) -> Vec<Parsed> {
-    let ok = Command::new(PY).args(["-c", "import authres"]).status().is_ok_and(|s| s.success());
-    assert!(ok, "{PY} without authres: install the Debian package python3-authres");
-    let mut child = Command::new(PY)
-        .args(["-c", READER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(fields.join("\0").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "authres could not parse:\n{}\n{}", fields.join("\n"), String::from_utf8_lossy(&out.stderr));
-    let mut all = Vec::new();
-    let mut cur: Option<Parsed> = None;
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let w: Vec<&str> = line.split(' ').collect();
-        match w[0] {
-            "H" => cur = Some(Parsed { id: unhex(w[1]).unwrap_or_default(), results: vec![] }),
-            "M" => cur.as_mut().unwrap().results.push((
-                w[1].to_string(),
-                w[2].to_string(),
-                unhex(w[3]),
-                w[4..]
-                    .iter()
-                    .map(|p| {
-                        let (k, v) = p.split_once('=').unwrap();
-                        format!("{k}={}", unhex(v).unwrap_or_default())
-                    })
-                    .collect(),
-            )),
-            "E" => all.push(cur.take().unwrap()),
-            x => panic!("reader printed {x:?}"),
-        }
-    }
-    all
-}
-
 #[test]
 fn python_authres_reads_what_we_write() {
     let cases = cases();
@@ -149,25 +73,22 @@ fn python_authres_reads_what_we_write() {
         assert!(f.lines().all(|l| l.len() <= 998), "{f}");
         assert!(authres::is_ours(f.as_bytes(), cases[0].id) || !f.contains(cases[0].id));
     }
-    let parsed = parse_back(&fields);
+    let parsed = ac::authres_parse(&fields);
     assert_eq!(parsed.len(), cases.len());
     for ((c, p), f) in cases.iter().zip(&parsed).zip(&fields) {
-        let want = Parsed {
+        let want = (
             // authres lower-cases the authserv-id (a host name).
-            id: c.id.to_ascii_lowercase(),
-            results: c
-                .results
+            c.id.to_ascii_lowercase(),
+            c.results
                 .iter()
-                .map(|r| {
-                    (
-                        r.method.to_string(),
-                        r.result.to_string(),
-                        r.reason.clone(),
-                        r.props.iter().map(|p| format!("{}.{}={}", p.ptype, p.property, p.value)).collect(),
-                    )
+                .map(|r| ac::Parsed {
+                    method: r.method.to_string(),
+                    result: r.result.to_string(),
+                    reason: r.reason.clone(),
+                    props: r.props.iter().map(|p| format!("{}.{}={}", p.ptype, p.property, p.value)).collect(),
                 })
-                .collect(),
-        };
+                .collect::<Vec<_>>(),
+        );
         assert_eq!(*p, want, "field:\n{f}");
         // And our own reader finds the authserv-id in it.
         assert!(authres::is_ours(f.as_bytes(), c.id), "{f}");

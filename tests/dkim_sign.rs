@@ -21,7 +21,7 @@ mod qr;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use dkim_support::*;
@@ -36,12 +36,8 @@ const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
 const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
 const SMTP_REMOTE: &str = env!("CARGO_BIN_EXE_smtp-remote");
 
-/// The aiosmtpd server.
-struct Sink {
-    dir: PathBuf,
-    port: String,
-    _kid: Kid,
-}
+/// The aiosmtpd server (tests/support/dkim_sink.py).
+struct Sink(qr::Sink);
 
 /// One message as the server received it.
 struct Got {
@@ -52,35 +48,18 @@ struct Got {
 
 impl Sink {
     fn start(w: &World) -> Sink {
-        let py = support::python3();
-        assert!(
-            Command::new(&py).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success()),
-            "{} without aiosmtpd: install the Debian package python3-aiosmtpd",
-            py.display()
-        );
-        let dir = w.dir.path().join("sink");
-        fs::create_dir_all(&dir).unwrap();
-        let kid = Kid(Command::new(py).arg(verifiers::script("dkim_sink.py")).arg(&dir).stdin(Stdio::piped()).spawn().unwrap());
-        wait_for(20, "the sink's port", || dir.join("port").exists());
-        let port = fs::read_to_string(dir.join("port")).unwrap();
-        fs::write(w.dir.path().join("routes"), format!(":127.0.0.1:{port}\n")).unwrap();
-        Sink { dir, port, _kid: kid }
+        Sink(qr::Sink::start_script(w, "dkim_sink.py"))
     }
 
     fn received(&self) -> Vec<Got> {
-        let mut names: Vec<String> = fs::read_dir(&self.dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("msg.") && n != "msg.tmp")
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|n| {
-                let env = fs::read_to_string(self.dir.join(n.replacen("msg.", "env.", 1))).unwrap();
-                let mut lines = env.lines().skip(1);
-                let mail_opts = lines.next().unwrap_or_default().to_string();
-                Got { mail_opts, rcpts: lines.map(String::from).collect(), msg: fs::read(self.dir.join(n)).unwrap() }
+        self.0
+            .received()
+            .into_iter()
+            .map(|(env, msg)| {
+                // MAIL FROM, its parameters, then the recipients.
+                let mut lines = env.into_iter().skip(1);
+                let mail_opts = lines.next().unwrap_or_default();
+                Got { mail_opts, rcpts: lines.collect(), msg }
             })
             .collect()
     }
@@ -522,7 +501,6 @@ fn smtp_remote_sends_prepend_first_and_counts_it_in_size() {
     let report = remote("X-Injected: 1\n\nA body\n");
     assert!(report.starts_with("ZUnable to read configuration: bad QUEUE_ATTRS: the PREPEND attribute"), "{report:?}");
     assert_eq!(sink.received().len(), 1);
-    assert!(!sink.port.is_empty());
 }
 
 /// `queue-run --dkim-record KEYFILE DOMAIN SELECTOR` prints the zone entry

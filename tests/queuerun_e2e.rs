@@ -2,22 +2,15 @@
 //! queue-inject -> queue-run -> smtp-remote -> an aiosmtpd sink on loopback
 //! (Debian's python3-aiosmtpd, run by /usr/bin/python3).
 
-
 #[path = "support/queuerun.rs"]
 mod support;
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use support::*;
-
-const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
-const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
-const SMTPD: &str = env!("CARGO_BIN_EXE_smtpd-rs");
-const SMTP_REMOTE: &str = env!("CARGO_BIN_EXE_smtp-remote");
-const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
 
 fn queue_run(w: &World, extra: &[(&str, &str)]) -> Kid {
     let mut c = w.command(QUEUE_RUN);
@@ -51,7 +44,7 @@ fn swaks_through_smtpd_to_the_sink_byte_exact() {
     let w = World::new();
     let sink = Sink::start(&w);
     // swaks --pipe runs smtpd-rs, which hands the message to queue-inject in session mode.
-    let swaks = which("swaks").expect("swaks missing: install the Debian package swaks");
+    let swaks = swaks();
     let body = "Subject: e2e\r\nMessage-ID: <e2e@client.test>\r\n\r\nline 1\r\n.leading dot\r\n\r\n" .to_string()
         + &"x".repeat(900)
         + "\r\nlast\r\n";
@@ -216,38 +209,17 @@ fn queue_one(w: &World, msg: &str, rcpt: &str) {
     assert!(c.wait().unwrap().success());
 }
 
-fn which(p: &str) -> Option<PathBuf> {
-    std::env::var("PATH").ok()?.split(':').map(|d| Path::new(d).join(p)).find(|x| x.is_file())
-}
-
 #[test]
 fn swaks_to_smtpd_supervise_whole_chain() {
     // swaks -> smtpd-supervise (hand-off workers) -> smtpd-rs -> queue-inject
     // -> queue-run -> smtp-remote -> sink, over loopback TCP.
-    use std::io::{BufRead, BufReader};
     let w = World::new();
     let sink = Sink::start(&w);
     let _qr = queue_run(&w, &[]);
-    let rules = w.dir.path().join("rules");
-    fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
-    let bin = Path::new(QUEUE_INJECT).parent().unwrap();
-    let mut sup = Command::new(SUPERVISE)
-        .args(["-1", "-W", "-w", "2", "-x"])
-        .arg(&rules)
-        .args(["127.0.0.1", "0", SMTPD])
-        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
-        .env("QUEUE_DIR", w.queue())
-        .env("SMTPD_HOSTNAME", "relay.test")
-        .env_remove("RELAYCLIENT")
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(w.dir.path().join("supervise.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(sup.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let _sup = Kid(sup);
-    let port = first.trim().to_string();
-    let swaks = which("swaks").expect("swaks missing: install the Debian package swaks");
+    let (_sup, port) = supervise(&w, |c| {
+        c.args(["-W", "-w", "2"]).env("QUEUE_DIR", w.queue()).env("SMTPD_HOSTNAME", "relay.test").env_remove("RELAYCLIENT");
+    });
+    let swaks = swaks();
     for i in 0..3 {
         let out = Command::new(&swaks)
             .args(["--server", &format!("127.0.0.1:{port}"), "--from", "alice@client.test", "--to", &format!("u{i}@dest.test")])

@@ -8,16 +8,8 @@
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use support::*;
-
-const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
-const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
-const SMTP_REMOTE: &str = env!("CARGO_BIN_EXE_smtp-remote");
-const SMTPD: &str = env!("CARGO_BIN_EXE_smtpd-rs");
-const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
 
 /// queue-run with nothing but PATH and the World's test settings in its
 /// environment (no SMTPROUTES, no QUEUE_DIR) and `-e env`.
@@ -92,32 +84,10 @@ fn one_env_file_with_quotes_for_supervise_and_queue_run() {
         ),
     )
     .unwrap();
-    let rules = w.dir.path().join("rules");
-    fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
-    let bin = Path::new(QUEUE_INJECT).parent().unwrap();
-    let mut sup = Command::new(SUPERVISE)
-        .args(["-1", "-x"])
-        .arg(&rules)
-        .arg("-e")
-        .arg(&envf)
-        .args(["127.0.0.1", "0", SMTPD])
-        .env_clear()
-        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(w.dir.path().join("supervise.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(sup.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let _sup = Kid(sup);
-    let port = first.trim().to_string();
-    let swaks = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join("swaks"))
-        .find(|p| p.is_file())
-        .expect("swaks missing: install the Debian package swaks");
-    let out = Command::new(swaks)
+    let (_sup, port) = supervise(&w, |c| {
+        c.arg("-e").arg(&envf).env_clear();
+    });
+    let out = Command::new(swaks())
         .args(["--server", &format!("127.0.0.1:{port}"), "--from", "alice@client.test", "--to", "u@dest.test"])
         .args(["--helo", "client.test", "--header", "Subject: shared env", "--body", "one file\n"])
         .stdout(Stdio::piped())

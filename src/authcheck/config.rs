@@ -4,6 +4,7 @@
 
 use super::check::Policy;
 use crate::envelope::Attrs;
+use crate::host::{find_program, system_hostname};
 use crate::queue::{Error, EXIT_CONFIG, EXIT_ENVELOPE};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -72,7 +73,7 @@ impl Config {
         };
         let next = match get("AUTHCHECK_QUEUE").filter(|p| !p.is_empty()) {
             Some(p) => PathBuf::from(p),
-            None => find_program(NEXT, get("PATH").as_deref(), exe),
+            None => find_program(NEXT, get("PATH").as_deref(), &|| exe.map(Path::to_path_buf)),
         };
         let spool_dir = [get("AUTHCHECK_SPOOL"), get("TMPDIR")]
             .into_iter()
@@ -114,33 +115,6 @@ impl Config {
     pub fn ucspi_var(&self, k: &str) -> Option<String> {
         self.ucspi.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
-}
-
-/// `name` from PATH, else beside our own binary, else the bare name (the
-/// spawn then fails and the message gets a temporary error). As smtpd-rs
-/// finds queue-inject.
-fn find_program(name: &str, path: Option<&std::ffi::OsStr>, exe: Option<&Path>) -> PathBuf {
-    let dirs = path.map(|p| std::env::split_paths(p).collect::<Vec<_>>()).unwrap_or_default();
-    let beside = exe.and_then(Path::parent).map(Path::to_path_buf);
-    dirs.into_iter()
-        .chain(beside)
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
-        .unwrap_or_else(|| PathBuf::from(name))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// The kernel's host name, or `localhost`.
-fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

@@ -20,13 +20,11 @@ use crate::dkim::header::{self, HeaderError, HeaderReader};
 use crate::dkim::verify::{LookupError, Verifier, VerifyOptions};
 use crate::dns::{self, Lookup};
 use crate::envelope::{Attrs, Envelope};
-use crate::netstring;
 use crate::queue::client::{Answer, QueueClient, QueueProgram, Status};
 use crate::queue::{inject, Error, EXIT_ENVELOPE, EXIT_READ, EXIT_SPOOL, EXIT_WRITE};
-use nix::errno::Errno;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 const PROG: &str = "auth-check";
@@ -90,7 +88,7 @@ pub fn session(c: &Checker<'_>) -> Result<(), Error> {
     let mut msg: Option<Message> = None;
     let fatal = |e: String| {
         let err = Error::new(EXIT_ENVELOPE, e);
-        let _ = answer(stdout.as_fd(), EXIT_ENVELOPE, &err.msg);
+        let _ = inject::write_answer(stdout.as_fd(), EXIT_ENVELOPE, &err.msg);
         err
     };
     loop {
@@ -127,25 +125,11 @@ pub fn session(c: &Checker<'_>) -> Result<(), Error> {
             Event::End => {
                 if let Some(m) = msg.take() {
                     let (code, text) = c.process(m, &mut down);
-                    answer(stdout.as_fd(), code, &text)?;
+                    inject::write_answer(stdout.as_fd(), code, &text)?;
                 }
             }
         }
     }
-}
-
-/// One answer frame: `<code> <text>`.
-fn answer(fd: BorrowedFd<'_>, code: i32, text: &str) -> Result<(), Error> {
-    let out = netstring::encode(format!("{code} {text}").as_bytes());
-    let mut rest: &[u8] = &out;
-    while !rest.is_empty() {
-        match nix::unistd::write(fd, rest) {
-            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(Error::new(EXIT_WRITE, format_args!("unable to write the answer: {e}"))),
-        }
-    }
-    Ok(())
 }
 
 /// A message being received.

@@ -159,11 +159,8 @@ pub fn printable(b: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::os;
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
 
     #[test]
     fn arguments() {

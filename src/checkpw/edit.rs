@@ -335,11 +335,8 @@ fn write_atomically(path: &Path, dir: &Path, text: &[u8], mode: u32, owner: Opti
 
 #[cfg(test)]
 mod tests {
+    use super::super::os;
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
 
     #[test]
     fn arguments() {

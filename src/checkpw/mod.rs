@@ -15,3 +15,9 @@ pub mod verify;
 pub const DEFAULT_FILE: &str = "/etc/smtpd-rs/passwd";
 /// The environment variable naming the password file (-f overrides it).
 pub const FILE_VAR: &str = "CHECKPASSWORD_FILE";
+
+/// Argument words as `OsString`s, for the tests of check.rs and edit.rs.
+#[cfg(test)]
+fn os(v: &[&str]) -> Vec<std::ffi::OsString> {
+    v.iter().map(std::ffi::OsString::from).collect()
+}

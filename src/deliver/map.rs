@@ -50,17 +50,8 @@ pub struct Map {
     entries: HashMap<String, Entry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
-    pub line: usize,
-    pub what: &'static str,
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.what)
-    }
-}
+/// A bad line of the file.
+pub use crate::conflines::LineError as Error;
 
 /// The default of `MAILDIR_DELIMITERS`: `user+ext@` (Postfix's, Sendmail's
 /// and most providers' habit). qmail's is `-`; set `-+` for both.
@@ -70,12 +61,8 @@ impl Map {
     /// Parse the file. Blank lines and lines starting with `#` are skipped.
     pub fn parse(text: &str) -> Result<Map, Error> {
         let mut entries = HashMap::new();
-        for (n, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let err = |what| Error { line: n + 1, what };
+        for (n, line) in crate::conflines::lines(text) {
+            let err = |what| Error { line: n, what };
             let mut fields = line.split_whitespace();
             let (Some(key), Some(maildir), Some(owner), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
                 return Err(err("not three fields: address maildir owner"));
@@ -85,7 +72,7 @@ impl Map {
                 return Err(err("the maildir is not an absolute path"));
             }
             let owner = parse_owner(owner).map_err(err)?;
-            let entry = Entry { maildir: maildir.to_string(), owner, line: n + 1 };
+            let entry = Entry { maildir: maildir.to_string(), owner, line: n };
             if entries.insert(key, entry).is_some() {
                 return Err(err("address given twice"));
             }

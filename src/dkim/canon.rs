@@ -1,9 +1,9 @@
 //! DKIM canonicalization (RFC 6376 3.4): "simple" and "relaxed" for header
 //! fields (3.4.1, 3.4.2) and for the body (3.4.3, 3.4.4), the body streamed
 //! in chunks of any size into SHA-256 with bounded state (only pending empty
-//! lines and white space are held back, as counts, never body bytes), and the
-//! queue's LF form turned into the CR LF form smtp-remote transmits. Pure:
-//! no I/O here.
+//! lines and white space are held back, as counts, never body bytes); the
+//! queue's LF form is turned into the CR LF form smtp-remote transmits by
+//! `smtp::crlf::LfToCrlf`, re-exported here. Pure: no I/O here.
 //!
 //! The input is the message as transmitted: lines end in CR LF. A CR not
 //! followed by LF, and an LF not preceded by CR, are ordinary octets (they are
@@ -281,87 +281,10 @@ pub fn body_canonical(c: Canon, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The queue's LF form to the form smtp-remote transmits (src/remote/message.rs,
-/// without the dot-stuffing, which is SMTP framing and not part of the
-/// message): an LF not preceded by CR gets one, an existing CR LF is kept, a
-/// bare CR is followed by an LF (RFC 5321 2.3.8: no bare CR on the wire), and
-/// a partial last line is ended. So the output has no bare CR and no bare LF.
-/// Streaming, two flags of state.
-#[derive(Debug, Clone)]
-pub struct LfToCrlf {
-    at_line_start: bool,
-    prev_cr: bool,
-}
-
-impl Default for LfToCrlf {
-    fn default() -> Self {
-        LfToCrlf::new()
-    }
-}
-
-impl LfToCrlf {
-    pub fn new() -> LfToCrlf {
-        LfToCrlf { at_line_start: true, prev_cr: false }
-    }
-
-    /// Append the converted form of `chunk` to `out`.
-    pub fn convert(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        out.reserve(chunk.len() + chunk.len() / 16 + 2);
-        let mut rest = chunk;
-        while let Some((&b, tail)) = rest.split_first() {
-            if self.prev_cr {
-                // The CR's line end is completed whatever follows.
-                self.prev_cr = false;
-                out.push(b'\n');
-                self.at_line_start = true;
-                if b == b'\n' {
-                    rest = tail;
-                    continue;
-                }
-            }
-            match b {
-                b'\r' => {
-                    out.push(b'\r');
-                    self.prev_cr = true;
-                    self.at_line_start = false;
-                    rest = tail;
-                }
-                b'\n' => {
-                    out.extend_from_slice(b"\r\n");
-                    self.at_line_start = true;
-                    rest = tail;
-                }
-                _ => {
-                    let n = rest.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(rest.len());
-                    let (line, after) = rest.split_at(n);
-                    out.extend_from_slice(line);
-                    self.at_line_start = false;
-                    rest = after;
-                }
-            }
-        }
-    }
-
-    /// End a partial last line.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.prev_cr {
-            out.push(b'\n');
-        } else if !self.at_line_start {
-            out.extend_from_slice(b"\r\n");
-        }
-        self.at_line_start = true;
-        self.prev_cr = false;
-    }
-}
-
-/// The whole of `msg` converted (tests, small messages).
-pub fn lf_to_crlf(msg: &[u8]) -> Vec<u8> {
-    let mut c = LfToCrlf::new();
-    let mut out = Vec::new();
-    c.convert(msg, &mut out);
-    c.finish(&mut out);
-    out
-}
+/// The queue's LF form to the form smtp-remote transmits, without the
+/// dot-stuffing (SMTP framing, not part of the message): the one encoder
+/// smtp-remote uses for DATA too, so what is signed is what is sent.
+pub use crate::smtp::crlf::{lf_to_crlf, LfToCrlf};
 
 fn trim_wsp_end(s: &[u8]) -> &[u8] {
     let end = s.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(0, |e| e + 1);
@@ -487,28 +410,6 @@ mod tests {
         assert_eq!(out.len(), 60_000 + 3);
     }
 
-    #[test]
-    fn lf_to_crlf_table() {
-        let t: &[(&[u8], &[u8])] = &[
-            (b"", b""),
-            (b"a\n", b"a\r\n"),
-            (b"a\r\n", b"a\r\n"),
-            (b"a", b"a\r\n"),
-            (b"a\r", b"a\r\n"),
-            (b".\n", b".\r\n"),
-            // A bare CR ends its line (RFC 5321 2.3.8), as smtp-remote sends it.
-            (b"a\rb\n", b"a\r\nb\r\n"),
-            (b"\n\n", b"\r\n\r\n"),
-            (b"\r\r\n", b"\r\n\r\n"),
-            (b"\r", b"\r\n"),
-            (b"a\r\r", b"a\r\n\r\n"),
-            (b"x\n\ry", b"x\r\n\r\ny\r\n"),
-        ];
-        for (i, o) in t {
-            assert_eq!(lf_to_crlf(i), o.to_vec(), "{:?}", String::from_utf8_lossy(i));
-        }
-    }
-
     fn chunked(c: Canon, body: &[u8], cuts: &[usize]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut bc = BodyCanon::new(c);
@@ -531,15 +432,6 @@ mod tests {
             for cut in 0..=body.len() {
                 assert_eq!(chunked(c, body, &[cut]), whole, "{c:?} cut at {cut}");
             }
-        }
-        let whole = lf_to_crlf(body);
-        for cut in 0..=body.len() {
-            let mut conv = LfToCrlf::new();
-            let mut out = Vec::new();
-            conv.convert(&body[..cut], &mut out);
-            conv.convert(&body[cut..], &mut out);
-            conv.finish(&mut out);
-            assert_eq!(out, whole, "cut at {cut}");
         }
     }
 
@@ -611,22 +503,6 @@ mod tests {
                 prop_assert_eq!(got.length, whole.len() as u64);
                 prop_assert_eq!(got.digest, digest::digest(&digest::SHA256, &whole).as_ref().to_vec());
             }
-        }
-
-        #[test]
-        fn lf_to_crlf_chunked_and_no_bare_lf(msg in proptest::collection::vec(prop::sample::select(b"\r\na.".to_vec()), 0..60), cut in 0usize..60) {
-            let cut = cut.min(msg.len());
-            let whole = lf_to_crlf(&msg);
-            let mut conv = LfToCrlf::new();
-            let mut out = Vec::new();
-            conv.convert(&msg[..cut], &mut out);
-            conv.convert(&msg[cut..], &mut out);
-            conv.finish(&mut out);
-            prop_assert_eq!(&out, &whole);
-            prop_assert!(!whole.windows(2).any(|w| (w[1] == b'\n') != (w[0] == b'\r')));
-            prop_assert!(whole.last() != Some(&b'\r'));
-            prop_assert!(whole.first() != Some(&b'\n'));
-            prop_assert!(whole.is_empty() || whole.ends_with(b"\r\n"));
         }
     }
 }

@@ -300,11 +300,16 @@ fn step(cfg: &Config, q: &mut Queue, state: State, kind: u8, payload: &[u8]) -> 
 
 /// Write one answer: `0 <id>` or `<code> <reason>`.
 fn answer(fd: BorrowedFd<'_>, a: &Result<String, Error>) -> Result<(), Error> {
-    let text = match a {
-        Ok(id) => format!("0 {id}"),
-        Err(e) => format!("{} {}", e.code, e.msg),
-    };
-    let out = netstring::encode(text.as_bytes());
+    match a {
+        Ok(id) => write_answer(fd, 0, id),
+        Err(e) => write_answer(fd, e.code, &e.msg),
+    }
+}
+
+/// One answer frame of the session protocol, `<code> <text>` (doc/PROTOCOLS.md
+/// section 2): queue-inject's, and auth-check's, which speaks it in front.
+pub fn write_answer(fd: BorrowedFd<'_>, code: i32, text: &str) -> Result<(), Error> {
+    let out = netstring::encode(format!("{code} {text}").as_bytes());
     let mut rest: &[u8] = &out;
     while !rest.is_empty() {
         match nix::unistd::write(fd, rest) {

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,14 +162,7 @@ impl Pool {
                     }
                 }
             };
-            let exit = match child.wait() {
-                Ok(st) => match (st.code(), st.signal()) {
-                    (Some(c), _) => Exit::Code(c),
-                    (None, Some(s)) => Exit::Signal(s),
-                    _ => Exit::Signal(0),
-                },
-                Err(_) => Exit::Code(111),
-            };
+            let exit = Exit::of(child.wait());
             notify(Event::Gone { proc, report, exit });
         });
         self.procs.insert(proc, Proc { pid, sock, domain: String::new(), job: None, since: Instant::now(), retire: false });

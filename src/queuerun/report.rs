@@ -38,6 +38,21 @@ pub enum Exit {
     Signal(i32),
 }
 
+impl Exit {
+    /// What wait(2) said; a failed wait counts as a temporary failure (111).
+    pub fn of(waited: std::io::Result<std::process::ExitStatus>) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match waited {
+            Ok(st) => match (st.code(), st.signal()) {
+                (Some(c), _) => Exit::Code(c),
+                (None, Some(s)) => Exit::Signal(s),
+                _ => Exit::Signal(0),
+            },
+            Err(_) => Exit::Code(111),
+        }
+    }
+}
+
 /// Longest text kept from one record (the rest is cut off).
 pub const MAX_TEXT: usize = 1000;
 /// Most report bytes read from one run; the caller stops reading there.

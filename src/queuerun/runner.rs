@@ -28,7 +28,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -758,14 +758,7 @@ impl Runner {
                             }
                         }
                     }
-                    let exit = match child.wait() {
-                        Ok(st) => match (st.code(), st.signal()) {
-                            (Some(c), _) => Exit::Code(c),
-                            (None, Some(s)) => Exit::Signal(s),
-                            _ => Exit::Signal(0),
-                        },
-                        Err(_) => Exit::Code(111),
-                    };
+                    let exit = Exit::of(child.wait());
                     let _ = tx.send(Event::Done { job, out, exit });
                 });
                 pid

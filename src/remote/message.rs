@@ -4,10 +4,13 @@
 //! CR LF too), a leading dot is doubled, a partial last line is ended, and the
 //! final `.` CR LF is added. Works chunk by chunk in bounded memory; nothing
 //! else is changed (no 8-bit conversion, no line wrapping), so a DKIM
-//! signature made over the same conversion (`dkim::canon::LfToCrlf`) holds.
+//! signature made over the same conversion (`smtp::crlf::LfToCrlf`, which
+//! both use) holds.
 //! `Scan` looks at the same bytes first to learn what MAIL must declare: the
 //! size (RFC 1870) and whether 8-bit octets appear (8BITMIME, RFC 6152) and
 //! whether they appear in the header section (SMTPUTF8, RFC 6532). Pure.
+
+use crate::smtp::crlf::LfToCrlf;
 
 /// The header fields queue-run asks to have sent on top of the message (the
 /// `PREPEND` attribute: its DKIM signatures, doc/PROTOCOLS.md section 1), in
@@ -89,14 +92,10 @@ impl Scan {
     }
 }
 
-/// Line ends to CR LF and dot-stuffing, streaming.
+/// Line ends to CR LF and dot-stuffing, streaming: the shared encoder
+/// (`smtp::crlf`, the same one DKIM signs over) plus the final `.`.
 #[derive(Debug)]
-pub struct Encoder {
-    at_line_start: bool,
-    /// A CR was sent last: its line end is complete once the LF is sent,
-    /// whatever octet comes next.
-    prev_cr: bool,
-}
+pub struct Encoder(LfToCrlf);
 
 impl Default for Encoder {
     fn default() -> Self {
@@ -106,63 +105,18 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Encoder {
-        Encoder { at_line_start: true, prev_cr: false }
+        Encoder(LfToCrlf::dot_stuffed())
     }
 
     /// Append the encoded form of `chunk` to `out`.
     pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        out.reserve(chunk.len() + chunk.len() / 16 + 2);
-        let mut rest = chunk;
-        while let Some((&b, tail)) = rest.split_first() {
-            if self.prev_cr {
-                // CR LF as it was, or a bare CR made CR LF (RFC 5321 2.3.8).
-                self.prev_cr = false;
-                out.push(b'\n');
-                self.at_line_start = true;
-                if b == b'\n' {
-                    rest = tail;
-                    continue;
-                }
-            }
-            match b {
-                b'\r' => {
-                    out.push(b'\r');
-                    self.prev_cr = true;
-                    self.at_line_start = false;
-                    rest = tail;
-                }
-                b'\n' => {
-                    out.extend_from_slice(b"\r\n");
-                    self.at_line_start = true;
-                    rest = tail;
-                }
-                _ => {
-                    // RFC 5321 4.5.2: a line starting with a dot gets another.
-                    if self.at_line_start && b == b'.' {
-                        out.push(b'.');
-                    }
-                    let n = rest.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(rest.len());
-                    let (line, after) = rest.split_at(n);
-                    out.extend_from_slice(line);
-                    self.at_line_start = false;
-                    rest = after;
-                }
-            }
-        }
+        self.0.convert(chunk, out);
     }
 
     /// End a partial last line, then the terminating `.` CR LF.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.prev_cr {
-            self.prev_cr = false;
-            out.push(b'\n');
-            self.at_line_start = true;
-        }
-        if !self.at_line_start {
-            out.extend_from_slice(b"\r\n");
-        }
+        self.0.finish(out);
         out.extend_from_slice(b".\r\n");
-        self.at_line_start = true;
     }
 }
 

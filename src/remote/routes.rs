@@ -75,17 +75,8 @@ pub struct Routes {
     entries: Vec<(String, Route)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
-    pub line: usize,
-    pub what: &'static str,
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.what)
-    }
-}
+/// A bad line of the file.
+pub use crate::conflines::LineError as Error;
 
 impl Routes {
     /// Parse the file. Blank lines and lines starting with `#` are skipped
@@ -93,12 +84,8 @@ impl Routes {
     /// For an IPv6 relay write `[addr]`, so the colon split stays clear.
     pub fn parse(text: &str) -> Result<Routes, Error> {
         let mut entries = Vec::new();
-        for (n, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let err = |what| Error { line: n + 1, what };
+        for (n, line) in crate::conflines::lines(text) {
+            let err = |what| Error { line: n, what };
             let (route, opts) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
             let (domain, rest) = route.split_once(':').ok_or(err("no colon"))?;
             let (relay, port) = split_relay(rest).ok_or(err("bad relay or port"))?;

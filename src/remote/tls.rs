@@ -105,13 +105,32 @@ pub fn webpki_verifier(roots: RootCertStore) -> Result<Arc<dyn ServerCertVerifie
         .map_err(|e| e.to_string())
 }
 
+/// The handshake signature checks, the same in every verifier here
+/// (rustls's own, with the verifier's `provider`): only the certificate
+/// check differs by policy.
+macro_rules! handshake_signatures {
+    () => {
+        fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+            verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+            verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider.signature_verification_algorithms.supported_schemes()
+        }
+    };
+}
+
 /// Any certificate: opportunistic TLS protects against passive listeners only.
 #[derive(Debug)]
-pub struct AnyCert(Arc<CryptoProvider>);
+pub struct AnyCert {
+    provider: Arc<CryptoProvider>,
+}
 
 impl AnyCert {
     pub fn verifier() -> Arc<dyn ServerCertVerifier> {
-        Arc::new(AnyCert(provider()))
+        Arc::new(AnyCert { provider: provider() })
     }
 }
 
@@ -126,15 +145,7 @@ impl ServerCertVerifier for AnyCert {
     ) -> Result<ServerCertVerified, Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    handshake_signatures!();
 }
 
 /// Pinned certificates (`TLS_PIN`, a route's `pin=`): the leaf matches a
@@ -176,15 +187,7 @@ impl ServerCertVerifier for Pinned {
             Err(Error::General("the certificate matches no pinned certificate".into()))
         }
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+    handshake_signatures!();
 }
 
 /// DANE-EE(3): the leaf matches, names and dates are not checked (RFC 7672
@@ -238,15 +241,7 @@ impl ServerCertVerifier for Dane {
         }
         Err(Error::General("no TLSA record matches the server certificate".into()))
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+    handshake_signatures!();
 }
 
 #[cfg(test)]

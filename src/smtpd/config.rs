@@ -7,6 +7,7 @@ use crate::smtpd::auth::{parse_smtpauth, AuthPolicy};
 use crate::io::ucspitls::{parse_ucspitls, TlsInfo, TlsPolicy};
 use crate::smtpd::policy::{parse_list, parse_networks, Policy};
 use crate::smtp::command::check_mailbox;
+use crate::host::{find_program, system_hostname};
 use crate::smtp::data::DEFAULT_MAXHOPS;
 use std::ffi::OsString;
 use std::fmt;
@@ -154,7 +155,7 @@ impl Config {
                 // `path -s`, e.g. auth-check) in place of queue-inject.
                 let qi = match get("QUEUE_SESSION_PROGRAM").filter(|p| !p.is_empty()) {
                     Some(p) => PathBuf::from(p),
-                    None => find_queue_inject(get("PATH").as_deref(), exe),
+                    None => find_program("queue-inject", get("PATH").as_deref(), exe),
                 };
                 if get("QUEUE_SESSION").is_some_and(|v| v == "0") {
                     QueueProgram::PerMessage(qi)
@@ -185,40 +186,6 @@ impl Config {
             checkpassword: Vec::new(),
         })
     }
-}
-
-/// `queue-inject` from PATH, else the one beside our own binary, else the
-/// bare name (the spawn then fails and messages get 451).
-fn find_queue_inject(path: Option<&std::ffi::OsStr>, exe: &dyn Fn() -> Option<PathBuf>) -> PathBuf {
-    const NAME: &str = "queue-inject";
-    if let Some(path) = path {
-        for dir in std::env::split_paths(path) {
-            let p = dir.join(NAME);
-            if is_executable(&p) {
-                return p;
-            }
-        }
-    }
-    if let Some(p) = exe().as_deref().and_then(Path::parent).map(|d| d.join(NAME)) {
-        if is_executable(&p) {
-            return p;
-        }
-    }
-    PathBuf::from(NAME)
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// The kernel's host name, or `localhost`.
-fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

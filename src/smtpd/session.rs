@@ -843,14 +843,9 @@ impl<'c> Session<'c> {
     }
 
     fn xclient(&mut self, args: &[u8], hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
-        if !self.cfg.xclient {
-            return self.refuse("XCLIENT", reply::XCLIENT_DENIED, hooks, out);
-        }
-        if self.tx.is_some() {
-            return self.refuse("XCLIENT", reply::IN_TRANSACTION, hooks, out);
-        }
-        let Some(items) = parse_xattrs(args, &XCLIENT_NAMES) else {
-            return self.refuse("XCLIENT", reply::BAD_XATTR, hooks, out);
+        let items = match self.xattrs(self.cfg.xclient, reply::XCLIENT_DENIED, args, &XCLIENT_NAMES) {
+            Ok(items) => items,
+            Err(r) => return self.refuse("XCLIENT", r, hooks, out),
         };
         // Check first, then act: every value is valid at this point.
         for (name, value) in items {
@@ -886,14 +881,9 @@ impl<'c> Session<'c> {
     }
 
     fn xforward(&mut self, args: &[u8], hooks: &mut dyn Hooks, out: &mut Vec<u8>) -> Action {
-        if !self.cfg.xforward {
-            return self.refuse("XFORWARD", reply::XFORWARD_DENIED, hooks, out);
-        }
-        if self.tx.is_some() {
-            return self.refuse("XFORWARD", reply::IN_TRANSACTION, hooks, out);
-        }
-        let Some(items) = parse_xattrs(args, &XFORWARD_NAMES) else {
-            return self.refuse("XFORWARD", reply::BAD_XATTR, hooks, out);
+        let items = match self.xattrs(self.cfg.xforward, reply::XFORWARD_DENIED, args, &XFORWARD_NAMES) {
+            Ok(items) => items,
+            Err(r) => return self.refuse("XFORWARD", r, hooks, out),
         };
         let f = self.fwd.get_or_insert_with(Forwarded::default);
         for (name, value) in items {
@@ -910,6 +900,19 @@ impl<'c> Session<'c> {
         }
         out.extend_from_slice(reply::OK.as_bytes());
         Action::Continue
+    }
+
+    /// XCLIENT's and XFORWARD's checks, before either acts: the command is
+    /// allowed (`allowed`, else `denied`), no transaction is open, and every
+    /// attribute is known and well-formed. The refusal is the `Err`.
+    fn xattrs(&self, allowed: bool, denied: &'static str, args: &[u8], names: &[&'static str]) -> XattrsResult {
+        if !allowed {
+            return Err(denied);
+        }
+        if self.tx.is_some() {
+            return Err(reply::IN_TRANSACTION);
+        }
+        parse_xattrs(args, names).ok_or(reply::BAD_XATTR)
     }
 
     /// Give a refusal, log it, count it; protocol errors (5.5.x: 500-504,
@@ -1032,21 +1035,15 @@ fn match_mail_param(k: &[u8], v: Option<&[u8]>, tx: &mut Tx, size: &mut Option<u
         *size = Some(n.iter().fold(0u64, |a, &d| a.saturating_mul(10).saturating_add(u64::from(d - b'0'))));
         (1, None)
     } else if is("BODY") {
-        tx.body = match v {
-            Some(b) if b.eq_ignore_ascii_case(b"7BIT") => Some("7BIT"),
-            Some(b) if b.eq_ignore_ascii_case(b"8BITMIME") => Some("8BITMIME"),
-            _ => return (2, Some(reply::BAD_BODY)),
-        };
+        let Some(b) = keyword(v, &["7BIT", "8BITMIME"]) else { return (2, Some(reply::BAD_BODY)) };
+        tx.body = Some(b);
         (2, None)
     } else if is("SMTPUTF8") {
         tx.smtputf8 = true;
         (4, v.is_some().then_some(reply::BAD_PARAM))
     } else if is("RET") {
-        tx.ret = match v {
-            Some(b) if b.eq_ignore_ascii_case(b"FULL") => Some("FULL"),
-            Some(b) if b.eq_ignore_ascii_case(b"HDRS") => Some("HDRS"),
-            _ => return (8, Some(reply::BAD_DSN)),
-        };
+        let Some(r) = keyword(v, &["FULL", "HDRS"]) else { return (8, Some(reply::BAD_DSN)) };
+        tx.ret = Some(r);
         (8, None)
     } else if is("ENVID") {
         // RFC 3461 4.4: xtext, at most 100 characters, printable once decoded.
@@ -1061,6 +1058,12 @@ fn match_mail_param(k: &[u8], v: Option<&[u8]>, tx: &mut Tx, size: &mut Option<u
     } else {
         (0, Some(reply::UNKNOWN_PARAM))
     }
+}
+
+/// `v` if it is one of `words` (case does not matter), spelt as in `words`.
+fn keyword(v: Option<&[u8]>, words: &[&'static str]) -> Option<&'static str> {
+    let v = v?;
+    words.iter().copied().find(|w| v.eq_ignore_ascii_case(w.as_bytes()))
 }
 
 /// RFC 3461 4.1: NEVER, or a comma list of SUCCESS, FAILURE, DELAY.
@@ -1098,6 +1101,9 @@ fn valid_orcpt(v: &[u8]) -> bool {
 
 const XCLIENT_NAMES: [&str; 8] = ["NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT"];
 const XFORWARD_NAMES: [&str; 7] = ["NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE"];
+
+/// The checked attributes of an XCLIENT or XFORWARD, or the refusal.
+type XattrsResult = Result<Vec<(&'static str, Option<String>)>, &'static str>;
 
 /// `NAME=xtext ...` (Postfix XCLIENT/XFORWARD): names case-insensitive,
 /// values xtext-decoded, at most 255 octets, printable ASCII without

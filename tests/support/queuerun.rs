@@ -11,6 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The programs as cargo built them.
+pub const QUEUE_RUN: &str = env!("CARGO_BIN_EXE_queue-run");
+pub const QUEUE_INJECT: &str = env!("CARGO_BIN_EXE_queue-inject");
+pub const SMTP_REMOTE: &str = env!("CARGO_BIN_EXE_smtp-remote");
+pub const SMTPD: &str = env!("CARGO_BIN_EXE_smtpd-rs");
+pub const SUPERVISE: &str = env!("CARGO_BIN_EXE_smtpd-supervise");
+
 /// xtext (RFC 3461) as the queue file uses it, written independently of the
 /// library so that the tests check the format, not the code against itself.
 pub fn xtext(s: &[u8]) -> String {
@@ -270,13 +277,19 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(w: &World) -> Sink {
+        Sink::start_script(w, "queuerun_sink.py")
+    }
+    /// The same with another sink script of tests/support that writes the
+    /// same files (dkim_sink.py: any line length, SIZE 1 GiB, MAIL's
+    /// parameters on the second line of each env file).
+    pub fn start_script(w: &World, name: &str) -> Sink {
         assert!(
             Command::new(PY).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success()),
             "{PY} without aiosmtpd: install the Debian package python3-aiosmtpd"
         );
         let dir = w.dir.path().join("sink");
         fs::create_dir_all(&dir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/queuerun_sink.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(name);
         let kid = Kid(Command::new(PY).arg(script).arg(&dir).stdin(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
         wait_for(20, "the sink's port", || dir.join("port").exists());
         let port = fs::read_to_string(dir.join("port")).unwrap();
@@ -305,4 +318,39 @@ impl Sink {
             })
             .collect()
     }
+}
+
+/// smtpd-supervise on 127.0.0.1 and a free port, serving smtpd-rs with
+/// queue-inject first on PATH and a rules file that lets 127.0.0.1 relay;
+/// `setup` adds options and environment. Its stderr goes to
+/// `<world>/supervise.log`. Returns the child and the port it printed.
+pub fn supervise(w: &World, setup: impl FnOnce(&mut Command)) -> (Kid, String) {
+    use std::io::{BufRead, BufReader};
+    let rules = w.dir.path().join("rules");
+    fs::write(&rules, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
+    let bin = Path::new(QUEUE_INJECT).parent().unwrap();
+    let mut c = Command::new(SUPERVISE);
+    c.args(["-1", "-x"]).arg(&rules);
+    setup(&mut c);
+    let mut sup = c
+        .args(["127.0.0.1", "0", SMTPD])
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(w.dir.path().join("supervise.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(sup.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let port = first.trim().to_string();
+    (Kid(sup), port)
+}
+
+/// The swaks on PATH (Debian package swaks).
+pub fn swaks() -> PathBuf {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join("swaks"))
+        .find(|p| p.is_file())
+        .expect("swaks missing: install the Debian package swaks")
 }
