@@ -7,6 +7,8 @@
 //! and no forged field, under the queue id smtpd-rs announced; an SPF
 //! failure gets `550 5.7.23` and a DMARC p=reject failure `550 5.7.1` at
 //! the end of DATA, and nothing is queued for them.
+#[path = "support/exe.rs"]
+mod exe;
 #[path = "support/authcheck.rs"]
 mod ac;
 #[path = "support/peers.rs"]
@@ -118,9 +120,7 @@ fn per_message_with_qmailqueue_under_swaks_pipe() {
         script.push_str(&format!("{k}='{v}'; export {k}\n"));
     }
     script.push_str(&format!("QMAILQUEUE='{}'; TCPREMOTEIP=192.0.2.1; export QMAILQUEUE TCPREMOTEIP\nexec '{}'\n", ac::AUTH_CHECK, ac::SMTPD));
-    std::fs::write(&wrapper, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    exe::write(&wrapper, &script);
     let w = wrapper.display().to_string();
     // Here the client is 192.0.2.1 (TCPREMOTEIP): allowed for example.org only.
     let o = swaks(&s, &["--pipe", &w], "alice@example.org", "Alice <alice@example.org>");

@@ -269,9 +269,7 @@ fn dsn_refused_for_good_is_dropped_not_retried_forever() {
     let w = World::new();
     w.rules("bad@x.test h\n");
     let q = w.dir.path().join("refusing-queue");
-    fs::write(&q, "#!/bin/sh\ncat >/dev/null; cat <&1 >/dev/null; exit 31\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&q, fs::Permissions::from_mode(0o755)).unwrap();
+    support::exe::write(&q, "#!/bin/sh\ncat >/dev/null; cat <&1 >/dev/null; exit 31\n");
     write_queue_file(&w.queue(), "960.1.1", now(), "s@src.test", &["bad@x.test"], &[], BODY);
     let k = Kid(w.command(BIN).env("QMAILQUEUE", &q).spawn().unwrap());
     wait_for(20, "message finished", || w.queued().is_empty());

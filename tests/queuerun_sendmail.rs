@@ -68,9 +68,7 @@ fn exit_codes() {
     assert_eq!(sendmail(&w, &["-bs"], b"", &[]).0, 64);
     let q = |code: i32| {
         let p = w.dir.path().join(format!("q{code}"));
-        fs::write(&p, format!("#!/bin/sh\ncat >/dev/null; cat <&1 >/dev/null; exit {code}\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        support::exe::write(&p, &format!("#!/bin/sh\ncat >/dev/null; cat <&1 >/dev/null; exit {code}\n"));
         p.display().to_string()
     };
     assert_eq!(sendmail(&w, &["a@b"], b"x\n", &[("QMAILQUEUE", &q(31))]).0, 65);

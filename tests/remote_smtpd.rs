@@ -1,6 +1,8 @@
 //! smtp-remote against our own smtpd-rs under tcpserver on loopback, with a
 //! per-message queue program that keeps what it gets: message, envelope and
 //! attribute block arrive exactly (BODY, SMTPUTF8, DSN, XFORWARD facts).
+#[path = "support/exe.rs"]
+mod exe;
 #[path = "support/remote.rs"]
 mod support;
 use std::io::Read;
@@ -31,8 +33,7 @@ fn smtpd(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
 /// smtpd-rs under tcpserver, with `wrap` (e.g. tls-wrap) in front of it.
 fn smtpd_behind(dir: &std::path::Path, env: &[(&str, &str)], wrap: &[&str]) -> Server {
     let qq = dir.join("qq");
-    std::fs::write(&qq, QQ).unwrap();
-    std::fs::set_permissions(&qq, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    exe::write(&qq, QQ);
     let mut c = Command::new("tcpserver");
     c.args(["-1", "-R", "-H", "-l", "0", "-c", "4", "127.0.0.1", "0"]).args(wrap).arg(SMTPD)
         .env_clear()

@@ -3,6 +3,8 @@
 //! starttls() + login(); AUTH with each mechanism, right and wrong
 //! passwords, before and after TLS; UCSPITLS=!; the STARTTLS injection test.
 
+#[path = "support/exe.rs"]
+mod exe;
 #[path = "support/tls.rs"]
 mod support;
 
@@ -242,13 +244,10 @@ fn per_message_queue_program_gets_the_auth_variables() {
     let d = st.queue.path().join("qq");
     std::fs::create_dir(&d).expect("qq dir");
     let qq = st.queue.path().join("fake-qmail-queue");
-    std::fs::write(
+    exe::write(
         &qq,
-        format!("#!/bin/sh\ncat > {0}/msg || exit 54\ncat <&1 > {0}/env || exit 54\necho \"$SMTPAUTHUSER $TCPREMOTEINFO $SMTP_AUTH_USER\" > {0}/authenv\nexit 0\n", d.display()),
-    )
-    .expect("script");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&qq, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        &format!("#!/bin/sh\ncat > {0}/msg || exit 54\ncat <&1 > {0}/env || exit 54\necho \"$SMTPAUTHUSER $TCPREMOTEINFO $SMTP_AUTH_USER\" > {0}/authenv\nexit 0\n", d.display()),
+    );
     let mut env = st.env("", "");
     env.push(("QMAILQUEUE".into(), qq.display().to_string()));
     let (port, h) = serve_once(Setup::args(&[]), env);

@@ -4,9 +4,11 @@
 //! it gets, and a queue-run child that is always killed.
 #![allow(dead_code)]
 
+#[path = "exe.rs"]
+pub mod exe;
+
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -83,9 +85,7 @@ impl World {
         self.dir.path().join("out")
     }
     fn script(&self, name: &str, body: &str) {
-        let p = self.dir.path().join(name);
-        fs::write(&p, body.replace("@OUT@", &self.out().display().to_string())).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        exe::write(&self.dir.path().join(name), &body.replace("@OUT@", &self.out().display().to_string()));
     }
     /// Rules for the fake remote: lines `<rcpt> <mode>` or `@<host> <mode>`.
     pub fn rules(&self, rules: &str) {

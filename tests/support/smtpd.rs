@@ -4,6 +4,9 @@
 //! queue-inject in Python speaking doc/PROTOCOLS.md section 2).
 #![allow(dead_code)]
 
+#[path = "exe.rs"]
+pub mod exe;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -84,13 +87,11 @@ while True:
 
 /// Write `text` as an executable file `dir/name`.
 pub fn script(dir: &Path, name: &str, text: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     if text.starts_with("#!/usr/bin/python3") {
         assert!(Path::new("/usr/bin/python3").exists(), "/usr/bin/python3 (Debian package python3) is needed");
     }
     let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    exe::write(&p, text);
     p
 }
 
