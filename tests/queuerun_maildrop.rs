@@ -82,8 +82,8 @@ impl Site {
         let bin = w.dir.path().join("bin");
         fs::create_dir(&bin).unwrap();
         chmod(&bin, 0o755);
-        fs::copy(SENDMAIL, bin.join("sendmail")).unwrap();
-        fs::copy(QUEUE_DROP, bin.join("queue-drop")).unwrap();
+        exe::copy(Path::new(SENDMAIL), &bin.join("sendmail"));
+        exe::copy(Path::new(QUEUE_DROP), &bin.join("queue-drop"));
         chown(bin.join("queue-drop"), Some(0), Some(group.gid)).unwrap();
         chmod(&bin.join("queue-drop"), 0o2755);
         Site { w, group, bin }

@@ -16,3 +16,9 @@ pub fn write(path: &Path, text: &str) {
     assert!(st.success(), "install -m 755 {} {}: {st}", side.display(), path.display());
     let _ = std::fs::remove_file(&side);
 }
+
+/// Copy the program `from` to `to` (mode 0755), the same way.
+pub fn copy(from: &Path, to: &Path) {
+    let st = Command::new("install").arg("-m").arg("755").arg(from).arg(to).status().expect("install(1)");
+    assert!(st.success(), "install -m 755 {} {}: {st}", from.display(), to.display());
+}
