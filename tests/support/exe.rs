@@ -4,6 +4,7 @@
 //! running the file meanwhile fails with ETXTBSY ("Text file busy"). So the
 //! text goes to a side file, and install(1), a process of its own, writes
 //! the executable: no descriptor open for writing on it ever exists here.
+#![allow(dead_code)] // each test uses what it needs
 
 use std::path::Path;
 use std::process::Command;
