@@ -213,12 +213,24 @@ impl Worker {
     /// when another may follow, reports idle (`Ok(true)`). `Ok(false)`: the
     /// template has served its HANDOFF_MAX sessions and should exit.
     pub fn session_done(&mut self) -> Result<bool, Error> {
-        self.served += 1;
-        if !self.may_serve_more() {
+        if !self.count_session() {
             return Ok(false);
         }
-        self.idle()?;
+        self.report_idle()?;
         Ok(true)
+    }
+
+    /// The two halves of [`session_done`](Self::session_done), for a
+    /// template that makes its next child between them: counts the session;
+    /// `false` when HANDOFF_MAX is reached.
+    pub fn count_session(&mut self) -> bool {
+        self.served += 1;
+        self.may_serve_more()
+    }
+
+    /// Tell the supervisor this worker takes the next connection.
+    pub fn report_idle(&mut self) -> Result<(), Error> {
+        self.idle()
     }
 
     /// Wait for the next connection. `Ok(None)`: EOF, the supervisor is gone.
@@ -308,18 +320,16 @@ impl Worker {
         Ok(true)
     }
 
-    /// The end of a session: counts it, and when another may follow, points
-    /// fds 0 and 1 at /dev/null (closing this worker's hold on the connection),
-    /// undoes the session's variables and reports idle: `Ok(true)`. `Ok(false)`:
+    /// The end of a session: counts it, points fds 0 and 1 at /dev/null
+    /// (closing this worker's hold on the connection), and when another may
+    /// follow, undoes the session's variables and reports idle: `Ok(true)`. `Ok(false)`:
     /// the worker has served its `HANDOFF_MAX` sessions and should exit.
     pub fn end_session(&mut self) -> Result<bool, Error> {
         self.served += 1;
+        release_connection()?;
         if !self.may_serve_more() {
             return Ok(false);
         }
-        let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(Error::Io)?;
-        nix::unistd::dup2_stdin(&null)?;
-        nix::unistd::dup2_stdout(&null)?;
         self.restore_env();
         self.idle()?;
         Ok(true)
@@ -333,6 +343,17 @@ impl Worker {
             }
         }
     }
+}
+
+/// Point fds 0 and 1 at /dev/null: this process's last hold on the
+/// session's connection, so that the client sees it closed now rather than
+/// when the process has been torn down (a fork-mode session's process calls
+/// it before it exits).
+pub fn release_connection() -> Result<(), Error> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(Error::Io)?;
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    Ok(())
 }
 
 #[cfg(test)]

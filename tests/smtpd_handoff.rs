@@ -2,6 +2,9 @@
 //! waiting workers, the rules' variables applied per session, one queue-inject
 //! kept across a worker's sessions, each session from a fresh state.
 
+#[path = "support/exe.rs"]
+mod exe;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -306,5 +309,54 @@ impl Crlf for String {
     fn add_crlf(mut self) -> String {
         self.push_str("\r\n");
         self
+    }
+}
+
+/// The client sees the end of its session at once, not when the session's
+/// queue program has exited: in `-W -m 1` and `-W -F` (no zygote here, the
+/// queue program is not queue-inject), with a queue program that lingers
+/// three seconds after its input ends.
+#[test]
+fn the_client_sees_the_end_before_the_queue_program_exits() {
+    let d = tempfile::tempdir().unwrap();
+    let queue = d.path().join("queue");
+    std::fs::create_dir_all(queue.join("tmp")).unwrap();
+    std::fs::create_dir_all(queue.join("new")).unwrap();
+    let slow = d.path().join("slow-queue");
+    exe::write(&slow, "#!/bin/sh\ncat >/dev/null\nsleep 3\n");
+    for mode in [&["-W", "-m", "1"][..], &["-W", "-F"][..]] {
+        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smtpd-supervise"))
+            .arg("-1")
+            .args(mode)
+            .args(["127.0.0.1", "0", env!("CARGO_BIN_EXE_smtpd-rs")])
+            .env("PATH", path)
+            .env("QUEUE_DIR", &queue)
+            .env("QUEUE_SESSION_PROGRAM", &slow)
+            .env("SMTPD_HOSTNAME", "mx.test")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let _k = Kill(child);
+        let port: u16 = first.trim().parse().expect("port on stdout");
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("220 "), "{mode:?}: {line}");
+        // The queue program has been started for the session by now.
+        std::thread::sleep(Duration::from_millis(200));
+        s.write_all(b"QUIT\r\n").unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("221 "), "{mode:?}: {line}");
+        let t = Instant::now();
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert!(t.elapsed() < Duration::from_millis(1500), "{mode:?}: the connection closed {:?} after 221", t.elapsed());
     }
 }

@@ -26,6 +26,9 @@ pub fn classic() -> i32 {
         .unwrap_or_else(|e| die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to use fd 0 and 1: {e}")));
     let mut queue = QueueClient::new(&cfg.queue);
     let code = session(&mut conn, &cfg, &mut queue, reporter.as_ref());
+    // The client sees the end now (fds 0 and 1 were the connection's last
+    // hold here), not after queue-inject has exited.
+    drop(conn);
     queue.close();
     code
 }
@@ -114,65 +117,78 @@ const NO_SESSION: i32 = 99;
 /// session, without the exec. The child's queue-inject is fresh too: forked
 /// for it by the template's queue-inject zygote (`queue-inject -z`, started
 /// once, as the same user), or started by the child when there is none.
-/// The template waits for the child and reports idle. It never reads a
+/// The template waits for the child, forks the next one and only then
+/// reports idle (the supervisor may hand it the next connection at once). It never reads a
 /// byte of any session, and the child gets no way to the zygote, so nothing
 /// of one session can reach the next; what the children share with it is
 /// the configuration read at start and the memory layout.
 fn template(mut w: Worker, cfg: &Config, reporter: Option<&Reporter>) -> ! {
     let mut zygote = start_zygote(&cfg.queue);
+    let mut child = fork_session(&mut w, &mut zygote, cfg, reporter);
     loop {
-        let made = match zygote.as_mut().map(Zygote::make) {
-            Some(Ok(m)) => Some(m),
-            Some(Err(e)) => {
-                die::warn(PROG, format_args!("queue-inject zygote: {e}; starting queue-inject for each session"));
-                if let Some(mut z) = zygote.take() {
-                    z.kill();
-                }
-                None
-            }
-            None => None,
-        };
-        // One thread here (this program starts none), as fork_single_threaded needs.
-        let pid = match crate::sys::fork_single_threaded() {
-            Ok(p) => p,
-            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to fork: {e}")),
-        };
-        if pid == 0 {
-            // The session's process keeps no channel to the zygote.
-            drop(zygote);
-            let mut queue = QueueClient::new(&cfg.queue);
-            match made {
-                Some(m) => queue.adopt(m),
-                None => queue.prepare(),
-            }
-            match w.begin_session() {
-                Ok(true) => {}
-                Ok(false) => std::process::exit(NO_SESSION),
-                Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
-            }
-            let code = handed_session(&mut queue, reporter);
-            queue.close();
-            std::process::exit(code);
-        }
-        // The child's pipes to its queue-inject are the child's alone.
-        drop(made);
         use nix::sys::wait::{waitpid, WaitStatus};
-        let child = nix::unistd::Pid::from_raw(pid);
         let status = loop {
             match waitpid(child, None) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 other => break other,
             }
         };
-        if matches!(status, Ok(WaitStatus::Exited(_, NO_SESSION)) | Err(_)) {
+        if matches!(status, Ok(WaitStatus::Exited(_, NO_SESSION)) | Err(_)) || !w.count_session() {
             std::process::exit(0);
         }
-        match w.session_done() {
-            Ok(true) => {}
-            Ok(false) => std::process::exit(0),
-            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+        // The next session's process before the idle report: the supervisor
+        // gives the next connection to the worker that has served most, this
+        // one, which must not keep it waiting for a fork.
+        child = fork_session(&mut w, &mut zygote, cfg, reporter);
+        if let Err(e) = w.report_idle() {
+            die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}"))
         }
     }
+}
+
+/// Fork the process of the template's next session, with its queue-inject
+/// made by the zygote (or started by the child when there is none): it
+/// waits for a connection, serves it and exits. Returns its pid.
+fn fork_session(w: &mut Worker, zygote: &mut Option<Zygote>, cfg: &Config, reporter: Option<&Reporter>) -> nix::unistd::Pid {
+    let made = match zygote.as_mut().map(Zygote::make) {
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            die::warn(PROG, format_args!("queue-inject zygote: {e}; starting queue-inject for each session"));
+            if let Some(mut z) = zygote.take() {
+                z.kill();
+            }
+            None
+        }
+        None => None,
+    };
+    // One thread here (this program starts none), as fork_single_threaded needs.
+    let pid = match crate::sys::fork_single_threaded() {
+        Ok(p) => p,
+        Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("unable to fork: {e}")),
+    };
+    if pid == 0 {
+        // The session's process keeps no channel to the zygote.
+        drop(zygote.take());
+        let mut queue = QueueClient::new(&cfg.queue);
+        match made {
+            Some(m) => queue.adopt(m),
+            None => queue.prepare(),
+        }
+        match w.begin_session() {
+            Ok(true) => {}
+            Ok(false) => std::process::exit(NO_SESSION),
+            Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
+        }
+        let code = handed_session(&mut queue, reporter);
+        // The client sees the end of the session now, not after this
+        // process is torn down; its messages are on disk already.
+        let _ = crate::handoff::release_connection();
+        queue.close();
+        std::process::exit(code);
+    }
+    // The child's pipes to its queue-inject are the child's alone.
+    drop(made);
+    nix::unistd::Pid::from_raw(pid)
 }
 
 /// The template's queue-inject zygote, when the session program is
