@@ -1,8 +1,12 @@
 //! DMARC record parser, then a whole evaluation with the input served as
-//! the TXT record of every _dmarc name.
+//! the TXT record of every _dmarc name. Properties besides "no panic":
+//! pct= is at most 100 and the URI lists are bounded (16 URIs of at most
+//! 512 octets); the outcome's reason is printable ASCII (it goes into
+//! Authentication-Results); a pass applies no policy; the same input gives
+//! the same outcome.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use smtpd::authcheck::dmarc::{self, Input};
+use smtpd::authcheck::dmarc::{self, Input, Policy, Verdict};
 use smtpd::authcheck::psl::List;
 use smtpd::authcheck::spf::SpfResult;
 use smtpd::dns::{Error, Lookup};
@@ -29,13 +33,23 @@ impl Lookup for Echo<'_> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = dmarc::parse_record(data);
+    if let Ok(r) = dmarc::parse_record(data) {
+        assert!(r.pct <= 100);
+        for l in [&r.rua, &r.ruf] {
+            assert!(l.len() <= 16 && l.iter().all(|u| u.len() <= 512), "{l:?}");
+        }
+    }
     let psl = List::parse("com\nuk\nco.uk\n*.ck\n!www.ck\n");
     let dkim = [("mail.example.co.uk", true), ("other.example", false)];
     for from in ["a.b.example.co.uk", "example.com"] {
         for sample in [0, 99] {
             let input = Input { from_domain: from, spf: Some((SpfResult::Pass, "example.com")), dkim: &dkim, sample };
-            let _ = dmarc::evaluate(&Echo(data), &psl, &input);
+            let out = dmarc::evaluate(&Echo(data), &psl, &input);
+            assert!(out.reason.bytes().all(|b| (0x20..0x7f).contains(&b)), "{:?}", out.reason);
+            if out.verdict == Verdict::Pass {
+                assert_eq!(out.policy, Policy::None, "{out:?}");
+            }
+            assert_eq!(dmarc::evaluate(&Echo(data), &psl, &input), out);
         }
     }
     // The list parser too, on the same bytes.
