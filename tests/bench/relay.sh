@@ -15,7 +15,9 @@
 # the default, smtpd-supervise -W -m 100 as make run has it; or tcpserver,
 # one process per connection), RELAY_DKIM (signing modes of queue-run to
 # run our chain with, one after the other, each from a fresh queue: none,
-# ed25519, rsa (RSA-2048), e.g. "none ed25519 rsa"; default none alone),
+# ed25519, rsa (RSA-2048), e.g. "none ed25519 rsa"; default none alone; a
+# mode given more than once also gets the median of its rates against the
+# run of none before each),
 # RELAY_DKIM_BIG (MB: also sign one message of that size and print
 # queue-run's peak RSS and times; default 0: not done), RELAY_DOMAINS
 # (destination domains, default 1: every message to rcpt@dest.test; n > 1:
@@ -411,6 +413,7 @@ done
 # signature, the longer attribute block).
 hz=$(getconf CLK_TCK)
 base=""
+ratios=""
 for r in $results; do
     set -- $(echo "$r" | tr : ' ')
     cpu=$(awk -v t="$4" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz / n * 1e6 }')
@@ -418,9 +421,18 @@ for r in $results; do
     if [ "$1" = none ]; then
         base=$2; base_cpu=$cpu
     elif [ -n "$base" ]; then
-        line="$line ($(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { printf "%+.0f", a - b }') us against none), rate $(awk -v b="$base" -v o="$2" 'BEGIN { printf "%.2f", b / o }')x of none"
+        ratio=$(awk -v b="$base" -v o="$2" 'BEGIN { printf "%.2f", b / o }')
+        ratios="$ratios $1:$ratio"
+        line="$line ($(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { printf "%+.0f", a - b }') us against none), rate ${ratio}x of none"
     fi
     echo "$line"
+done
+# With each mode run more than once (RELAY_DKIM="none ed25519 none ed25519
+# ..."), the median of its rates against the run of none before it.
+for m in $(for r in $ratios; do echo "${r%%:*}"; done | sort -u); do
+    set -- $(for r in $ratios; do [ "${r%%:*}" = "$m" ] && echo "${r#*:}"; done | sort -n)
+    [ $# -gt 1 ] || continue
+    echo "DKIM $m: median rate $(echo "$@" | awk '{ n = NF; if (n % 2) print $((n + 1) / 2); else printf "%.2f", ($(n / 2) + $(n / 2 + 1)) / 2 }')x of none over $# pairs ($*)"
 done
 [ -z "$PF" ] || echo "postfix: all received after $PF_IN s, all delivered after $PF s"
 [ -z "$OURS" ] || echo "connections at the sinks: ours ${OURS_CONNS:-?}${PF:+, postfix $PF_CONNS}"
