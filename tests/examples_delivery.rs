@@ -20,14 +20,8 @@ use std::time::Duration;
 /// sendmail, as smtpd, from alice@example.com to `to` (queue-drop's
 /// maildrop/, which queue-run picks up).
 fn sendmail(s: &Site, to: &[&str], msg: &[u8]) {
-    let mut c = Command::new(peer("setpriv", "util-linux"));
-    c.env_clear()
-        .env("PATH", SERVICE_PATH)
-        .env("QUEUE_DIR", s.p("/var/spool/smtpd-rs/queue"))
-        .args(["--reuid=smtpd", "--regid=smtpd", "--init-groups", "--"])
-        .arg(s.p("/bin/sendmail"))
-        .args(["-f", "alice@example.com"])
-        .args(to);
+    let mut c = s.sendmail_as_smtpd("alice@example.com");
+    c.args(to);
     let o = run(&mut c, msg, Duration::from_secs(30));
     assert_ok(&o, "sendmail as smtpd");
 }

@@ -75,13 +75,8 @@ fn site() -> (Site, Smarthost) {
     let auth = s.p("/etc/smtpd-rs/smtp-auth");
     chown(&auth, s.ids.smtpd.0, s.ids.smtpd.1);
     chmod(&auth, 0o600);
-    let mut c = Command::new(peer("setpriv", "util-linux"));
-    c.env_clear()
-        .env("PATH", SERVICE_PATH)
-        .env("QUEUE_DIR", s.p("/var/spool/smtpd-rs/queue"))
-        .args(["--reuid=smtpd", "--regid=smtpd", "--init-groups", "--"])
-        .arg(s.p("/bin/sendmail"))
-        .args(["-f", "alice@example.com", "friend@example.net"]);
+    let mut c = s.sendmail_as_smtpd("alice@example.com");
+    c.arg("friend@example.net");
     let o = run(&mut c, b"From: Alice <alice@example.com>\nSubject: through the smarthost\n\nhello\n", Duration::from_secs(30));
     assert_ok(&o, "sendmail as smtpd");
     // sendmail leaves it in the queue's maildrop/ (queue-drop(8)); queue-run

@@ -147,6 +147,19 @@ impl Site {
         self.root().join(abs.trim_start_matches('/'))
     }
 
+    /// The site's sendmail run as the user smtpd (setpriv), from `from`,
+    /// with the service PATH and the site's queue: add the recipients.
+    pub fn sendmail_as_smtpd(&self, from: &str) -> Command {
+        let mut c = Command::new(peer("setpriv", "util-linux"));
+        c.env_clear()
+            .env("PATH", SERVICE_PATH)
+            .env("QUEUE_DIR", self.p("/var/spool/smtpd-rs/queue"))
+            .args(["--reuid=smtpd", "--regid=smtpd", "--init-groups", "--"])
+            .arg(self.p("/bin/sendmail"))
+            .args(["-f", from]);
+        c
+    }
+
     /// The built programs in SCRATCH/bin: hard links where the file system
     /// allows, else copies (the accounts may not reach the build folder).
     fn link_programs(&self) {
