@@ -152,13 +152,21 @@ fn dane_ee_with_ad() {
     assert!(dns.queries.lock().unwrap().iter().any(|q| q.starts_with(&format!("_{port}._tcp.mx1.example.test TLSA"))));
 }
 
-#[test]
-fn dane_mismatch_with_ad_is_temporary() {
+/// mx1.example.test on 127.0.0.2 with TLS, and a DNS whose TLSA record for
+/// it (AD set) matches no certificate: the scratch folder, the port, the
+/// DNS and the server.
+fn forged_tlsa() -> (tempfile::TempDir, u16, FakeDns, Fake) {
     let d = tempfile::tempdir().unwrap();
     let (c, k) = cert(d.path(), "mx1.example.test");
     let port = free_port();
     let dns = fake_dns(tlsa_zone(true, port, Rr::Tlsa(3, 1, 1, vec![0u8; 32])));
     let mx1 = fake_on("127.0.0.2", port, &[], Some(server_config(&c, &k)), ok());
+    (d, port, dns, mx1)
+}
+
+#[test]
+fn dane_mismatch_with_ad_is_temporary() {
+    let (_d, port, dns, mx1) = forged_tlsa();
     let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane")]);
     assert!(r.report.starts_with("ZConnected to 127.0.0.2 but the TLS handshake failed"), "{}", r.report);
     assert!(r.report.ends_with("(#4.7.5)\n|"), "{}", r.report);
@@ -255,11 +263,7 @@ fn the_ad_bit_counts_only_from_a_trusted_resolver() {
     // trusted by default (loopback), it is believed: temporary failure.
     // With DNS_TRUST_AD naming another address, the AD bit is ignored: no
     // TLSA lookup at all, opportunistic TLS, delivered.
-    let d = tempfile::tempdir().unwrap();
-    let (c, k) = cert(d.path(), "mx1.example.test");
-    let port = free_port();
-    let dns = fake_dns(tlsa_zone(true, port, Rr::Tlsa(3, 1, 1, vec![0u8; 32])));
-    let mx1 = fake_on("127.0.0.2", port, &[], Some(server_config(&c, &k)), ok());
+    let (_d, port, dns, mx1) = forged_tlsa();
     let r = go(&dns, port, "example.test", &[("SMTP_TLS", "dane")]);
     assert!(r.report.ends_with("(#4.7.5)\n|"), "{}", r.report);
     dns.queries.lock().unwrap().clear();
