@@ -134,11 +134,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let marker = format!("40.{}", std::process::id());
         let script = d.path().join("checkpassword");
-        std::fs::write(&script, format!("#!/bin/sh\nsleep {marker} &\nsleep {marker} &\nsleep {marker}\n")).unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        // Run by /bin/sh, not executed itself: a file just written here may
+        // still be open in a child another test thread forked (ETXTBSY).
+        std::fs::write(&script, format!("sleep {marker} &\nsleep {marker} &\nsleep {marker}\n")).unwrap();
         let creds = Credentials { mech: auth::Mech::Plain, user: b"u".to_vec(), secret: b"p".to_vec(), challenge: Vec::new() };
         let t = std::time::Instant::now();
-        let v = check(&[script.into_os_string()], &creds, Duration::from_secs(1)).unwrap();
+        let v = check(&["/bin/sh".into(), script.into_os_string()], &creds, Duration::from_secs(1)).unwrap();
         assert_eq!(v, Verdict::TempFail);
         assert!(t.elapsed() < Duration::from_secs(10));
         let mut left = running(&marker);
