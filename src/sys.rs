@@ -390,6 +390,15 @@ pub fn fork_single_threaded() -> io::Result<i32> {
     Ok(pid)
 }
 
+/// _exit(2): end the process now, without the runtime's tear-down or
+/// atexit handlers (`die::quick_exit` flushes stdout first).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes no pointers and never returns; what it skips
+    // (atexit handlers, the runtime's clean-up) frees nothing the kernel
+    // does not free at exit.
+    unsafe { libc::_exit(code) }
+}
+
 /// "errno N\n" into `buf`, without allocating (for a forked child).
 fn errno_digits(errno: i32, buf: &mut [u8; 12]) -> &[u8] {
     let mut n = errno.unsigned_abs();

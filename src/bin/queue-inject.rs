@@ -41,6 +41,7 @@ fn main() {
             return;
         }
         inject::session(&cfg, &mut q).unwrap_or_else(|e| fail(e));
+        die::quick_exit(0);
     } else {
         inject::per_message(&cfg).unwrap_or_else(|e| fail(e));
     }

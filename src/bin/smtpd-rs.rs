@@ -14,5 +14,5 @@ fn main() {
         Ok(None) => {}
         Err(e) => die::fatal(PROG, die::EXIT_TEMP, format_args!("hand-off: {e}")),
     }
-    std::process::exit(worker::classic())
+    die::quick_exit(worker::classic())
 }

@@ -4,6 +4,13 @@
 //! and written only before a blocking read (RFC 2920 pipelining), poll
 //! timeouts on both directions; and the peer's facts from the UCSPI-TCP or
 //! systemd variables, or from the socket itself.
+//!
+//! On a socket no poll precedes a read or a send in the common case: the
+//! read side carries the timeout itself (SO_RCVTIMEO), and a send that
+//! cannot block (MSG_DONTWAIT) is tried before waiting for room. A session
+//! is about fifteen system calls fewer, one message on a kept connection
+//! eight fewer; poll remains where the kernel cannot bound the wait (pipes,
+//! a full socket buffer, a read cut short by a signal).
 
 use crate::smtp::reply;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -11,7 +18,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
 pub const MAX_LINE: usize = 512;
@@ -52,6 +59,9 @@ pub struct Conn {
     skipping: bool,
     /// The write side is a socket (send with MSG_DONTWAIT) or not.
     w_socket: bool,
+    /// The read side is a socket whose reads time out by themselves
+    /// (SO_RCVTIMEO set to `timeout`), so a read needs no poll before it.
+    r_timed: bool,
     /// Replies not yet written.
     pub out: Vec<u8>,
     timeout: Duration,
@@ -60,10 +70,12 @@ pub struct Conn {
 impl Conn {
     pub fn new(r: File, w: File, timeout: Duration) -> Conn {
         let w_socket = w.metadata().is_ok_and(|m| m.file_type().is_socket());
+        let r_timed = read_timeout(&r, timeout);
         Conn {
             r,
             w,
             w_socket,
+            r_timed,
             buf: vec![0; IN_BUF].into_boxed_slice(),
             start: 0,
             end: 0,
@@ -82,6 +94,7 @@ impl Conn {
     /// dropping whatever input was buffered (CVE-2011-0411).
     pub fn replace_fds(&mut self, r: File, w: File) {
         self.w_socket = w.metadata().is_ok_and(|m| m.file_type().is_socket());
+        self.r_timed = read_timeout(&r, self.timeout);
         self.r = r;
         self.w = w;
         self.discard_input();
@@ -145,14 +158,18 @@ impl Conn {
     }
 
     /// Write every buffered reply. A blocking write could wait forever for
-    /// a client that does not read, so each write is one that cannot block
-    /// after poll said "writable": on a socket a send with MSG_DONTWAIT, on a
-    /// pipe at most PIPE_BUF octets (the room POLLOUT promises).
+    /// a client that does not read, so each write is one that cannot block:
+    /// on a socket a send with MSG_DONTWAIT (poll only when the socket's
+    /// buffer is full), on a pipe at most PIPE_BUF octets after poll said
+    /// "writable" (the room POLLOUT promises).
     pub fn flush(&mut self) -> Result<(), ConnError> {
         use nix::sys::socket::{send, MsgFlags};
         let mut done = 0;
+        let mut room = false;
         while done < self.out.len() {
-            wait_for(&self.w, PollFlags::POLLOUT, self.timeout)?;
+            if !self.w_socket || room {
+                wait_for(&self.w, PollFlags::POLLOUT, self.timeout)?;
+            }
             let rest = &self.out[done..];
             let r = if self.w_socket {
                 send(self.w.as_raw_fd(), rest, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
@@ -161,8 +178,11 @@ impl Conn {
             };
             match r {
                 Ok(0) => return Err(ConnError::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => done += n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {}
+                Ok(n) => {
+                    done += n;
+                    room = false;
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => room = true,
                 Err(e) => return Err(ConnError::Io(e)),
             }
         }
@@ -181,15 +201,27 @@ impl Conn {
         if self.end == self.buf.len() {
             return Ok(()); // full: the caller uses what is there first
         }
+        // With SO_RCVTIMEO the read waits by itself; it comes back with
+        // EAGAIN when the timeout passed, or at once on a socket someone made
+        // non-blocking, and EINTR on a signal: from then on poll with what
+        // is left of the timeout, so the wait is never longer than it.
+        let start = Instant::now();
+        let mut timed = self.r_timed;
         loop {
-            wait_for(&self.r, PollFlags::POLLIN, self.timeout)?;
+            if !timed {
+                let left = self.timeout.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Err(ConnError::Timeout);
+                }
+                wait_for(&self.r, PollFlags::POLLIN, left)?;
+            }
             match self.r.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Err(ConnError::Eof),
                 Ok(n) => {
                     self.end += n;
                     return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => timed = false,
                 Err(e) => return Err(ConnError::Io(e)),
             }
         }
@@ -247,6 +279,17 @@ impl Conn {
             return Ok(verdict);
         }
     }
+}
+
+/// Give reads on `r` the timeout `t` (SO_RCVTIMEO), so that they need no
+/// poll before them. False where that cannot be: not a socket, or no
+/// timeout to give (zero stays "no wait" for poll, and would mean "wait
+/// for ever" to the socket).
+fn read_timeout(r: &File, t: Duration) -> bool {
+    use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
+    use nix::sys::time::{TimeVal, TimeValLike};
+    let us = i64::try_from(t.as_micros()).unwrap_or(i64::MAX);
+    !t.is_zero() && setsockopt(r, ReceiveTimeout, &TimeVal::microseconds(us)).is_ok()
 }
 
 /// Poll `f` for `what` up to `timeout`.
@@ -380,6 +423,69 @@ mod tests {
         assert_eq!(line, b"QUIT");
         t.join().unwrap();
         assert_eq!(c.buf.len(), IN_BUF);
+    }
+
+    /// A socket pair as a `Conn` with `timeout`, and the client's end.
+    fn socket_conn(timeout: Duration) -> (Conn, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let r = File::from(std::os::fd::OwnedFd::from(a));
+        let w = r.try_clone().unwrap();
+        (Conn::new(r, w, timeout), b)
+    }
+
+    #[test]
+    fn a_silent_client_times_out_once() {
+        // The read waits by itself (SO_RCVTIMEO), and no poll follows that
+        // waits the whole timeout again.
+        let (mut c, _client) = socket_conn(Duration::from_millis(300));
+        assert!(c.r_timed);
+        let t0 = Instant::now();
+        assert!(matches!(c.fill(), Err(ConnError::Timeout)));
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(550), "{took:?}");
+    }
+
+    #[test]
+    fn a_non_blocking_socket_still_waits_for_input() {
+        // Someone made the socket non-blocking: the read comes back at once,
+        // and poll does the waiting.
+        let (mut c, mut client) = socket_conn(Duration::from_secs(5));
+        let s = UnixStream::from(std::os::fd::OwnedFd::from(c.r.try_clone().unwrap()));
+        s.set_nonblocking(true).unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            client.write_all(b"NOOP\r\n").unwrap();
+            client
+        });
+        let mut line = Vec::new();
+        assert_eq!(c.next_line(&mut line).unwrap(), None);
+        assert_eq!(line, b"NOOP");
+        drop(t.join().unwrap());
+    }
+
+    #[test]
+    fn replies_to_a_client_that_does_not_read_time_out() {
+        // The send is tried first; when the socket's buffer is full, poll
+        // waits for room, and gives up after the timeout.
+        let (mut c, _client) = socket_conn(Duration::from_millis(300));
+        c.out = vec![b'x'; 16 << 20];
+        let t0 = Instant::now();
+        assert!(matches!(c.flush(), Err(ConnError::Timeout)));
+        assert!(t0.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn replies_reach_a_reading_client_whole() {
+        let (mut c, mut client) = socket_conn(Duration::from_secs(5));
+        let big = (0..1 << 20).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>();
+        c.out = big.clone();
+        let t = std::thread::spawn(move || {
+            let mut got = vec![0; big.len()];
+            client.read_exact(&mut got).unwrap();
+            got == big
+        });
+        c.flush().unwrap();
+        assert!(t.join().unwrap());
     }
 
     #[test]

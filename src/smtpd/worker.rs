@@ -85,7 +85,7 @@ pub fn run(mut w: Worker) -> ! {
         }
     }
     queue.close();
-    std::process::exit(0)
+    die::quick_exit(0)
 }
 
 /// One handed-off session, now on fds 0 and 1 with its variables applied.
@@ -184,7 +184,7 @@ fn fork_session(w: &mut Worker, zygote: &mut Option<Zygote>, cfg: &Config, repor
         // process is torn down; its messages are on disk already.
         let _ = crate::handoff::release_connection();
         queue.close();
-        std::process::exit(code);
+        die::quick_exit(code);
     }
     // The child's pipes to its queue-inject are the child's alone.
     drop(made);

@@ -39,6 +39,9 @@ can be set alone: BENCH_A1_MSGS, BENCH_A20_MSGS, BENCH_B_PER_CONN,
 BENCH_C_PER_CONN, BENCH_MSG_SIZE (1024), BENCH_BIG_SIZE (1048576).
 Where: BENCH_DIR (default ./var/bench, on the project's disk: /tmp may be a
 tmpfs, where fsync costs nothing), BENCH_BIN (default ./bin).
+BENCH_KEEP_TRASH=1 leaves the cleared queue files in BENCH_DIR/run-*/trash
+(see discard() below), for runs in a row that must not pay for each other's
+deletions.
 Output: the markdown table on stdout, and in BENCH_DIR/results.md.
 """
 
@@ -601,7 +604,11 @@ def main():
                 rcv.stop()
             except Exception as e:  # keep stopping the others
                 log("stop: %s" % e)
-        shutil.rmtree(TRASH, ignore_errors=True)
+        # BENCH_KEEP_TRASH=1: leave the cleared files for the caller to
+        # remove, so that bench runs in a row (an A/B comparison) do not
+        # pay for each other's deletions.
+        if os.environ.get("BENCH_KEEP_TRASH", "0") == "0":
+            shutil.rmtree(TRASH, ignore_errors=True)
     table = render(results, rss, latency, cpu, memory, durable_res)
     print(table)
     with open(os.path.join(root, "results.md"), "w") as f:
