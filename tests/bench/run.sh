@@ -15,13 +15,15 @@
 #              a 100 MB message (bench.py's smtpd-rs-authcheck puts it in the chain)
 #   dkim       relay.sh's chain (ours only) without DKIM signing, with Ed25519,
 #              with RSA-2048, and queue-run's peak RSS signing a 100 MB message
-# BENCH_ONLY="bench tls remote relay relay50 authcheck dkim" picks some; BENCH_SCALE=small makes each
+#   floor      the machine's floor (floor.sh): a fork, an exec, a CPUID, a page
+#              fault and a durable write, with nothing of the suite in the way
+# BENCH_ONLY="bench tls remote relay relay50 authcheck dkim floor" picks some; BENCH_SCALE=small makes each
 # a quick check that it works. Output: the tables on stdout.
 set -eu
 cd "$(dirname "$0")/../.."
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
-only=${BENCH_ONLY:-"bench tls remote relay relay50 authcheck dkim"}
+only=${BENCH_ONLY:-"bench tls remote relay relay50 authcheck dkim floor"}
 # pick SMALL FULL: the size for this run
 pick() { if [ "${BENCH_SCALE:-full}" = small ]; then echo "$1"; else echo "$2"; fi; }
 rc=0
@@ -36,6 +38,7 @@ for b in $only; do
 	authcheck) "$py" tests/bench/authcheck.py || rc=1 ;;
 	dkim)   RELAY_ONLY=ours RELAY_DKIM="none ed25519 rsa none ed25519 rsa none ed25519 rsa" RELAY_DKIM_BIG="$(pick 10 100)" \
 	        sh tests/bench/relay.sh "$(pick 20 2000)" "$(pick 2 20)" || rc=1 ;;
+	floor)  sh tests/bench/floor.sh || rc=1 ;;
 	*) echo "run.sh: unknown benchmark $b" >&2; rc=1 ;;
 	esac
 	echo
