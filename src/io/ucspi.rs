@@ -93,6 +93,12 @@ impl Conn {
     /// Put a new fd pair in place (e.g. after a TLS helper moved its fds),
     /// dropping whatever input was buffered (CVE-2011-0411).
     pub fn replace_fds(&mut self, r: File, w: File) {
+        // The old read side is the network socket that a UCSPI-TLS engine
+        // (s6-ucspitlsd, sslserver -n) reads from now on: it gets the socket
+        // back as it was, with no read timeout of ours on it.
+        if self.r_timed {
+            read_timeout(&self.r, Duration::ZERO);
+        }
         self.w_socket = w.metadata().is_ok_and(|m| m.file_type().is_socket());
         self.r_timed = read_timeout(&r, self.timeout);
         self.r = r;
@@ -283,13 +289,14 @@ impl Conn {
 
 /// Give reads on `r` the timeout `t` (SO_RCVTIMEO), so that they need no
 /// poll before them. False where that cannot be: not a socket, or no
-/// timeout to give (zero stays "no wait" for poll, and would mean "wait
-/// for ever" to the socket).
+/// timeout to give (a zero timeout means "no wait" to poll, but "wait for
+/// ever" to the socket, so a zero `t` leaves the reads to poll).
+/// Zero takes the timeout off again (for whoever reads the socket after us).
 fn read_timeout(r: &File, t: Duration) -> bool {
     use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
     use nix::sys::time::{TimeVal, TimeValLike};
     let us = i64::try_from(t.as_micros()).unwrap_or(i64::MAX);
-    !t.is_zero() && setsockopt(r, ReceiveTimeout, &TimeVal::microseconds(us)).is_ok()
+    setsockopt(r, ReceiveTimeout, &TimeVal::microseconds(us)).is_ok() && !t.is_zero()
 }
 
 /// Poll `f` for `what` up to `timeout`.
@@ -461,6 +468,23 @@ mod tests {
         assert_eq!(c.next_line(&mut line).unwrap(), None);
         assert_eq!(line, b"NOOP");
         drop(t.join().unwrap());
+    }
+
+    #[test]
+    fn the_socket_goes_back_without_our_timeout() {
+        // STARTTLS under s6-ucspitlsd: the engine reads the network socket
+        // from then on, and must not find our read timeout on it.
+        use nix::sys::socket::{getsockopt, sockopt::ReceiveTimeout};
+        use nix::sys::time::TimeValLike;
+        let (mut c, _client) = socket_conn(Duration::from_secs(7));
+        let net = c.r.try_clone().unwrap();
+        assert_eq!(getsockopt(&net, ReceiveTimeout).unwrap().num_seconds(), 7);
+        let (a, _b) = UnixStream::pair().unwrap();
+        let r = File::from(std::os::fd::OwnedFd::from(a));
+        let w = r.try_clone().unwrap();
+        c.replace_fds(r, w);
+        assert_eq!(getsockopt(&net, ReceiveTimeout).unwrap().num_microseconds(), 0);
+        assert!(c.r_timed);
     }
 
     #[test]
