@@ -54,6 +54,20 @@ static void die(const char *what)
 	exit(111);
 }
 
+/* In a child: fds 0, 1 and 2 on /dev/null, then optionally traced, then
+ * prog (exit 127 when it cannot be run). */
+static void run_quietly(char **prog, int traced)
+{
+	int null = open("/dev/null", O_RDWR);
+	dup2(null, 0);
+	dup2(null, 1);
+	dup2(null, 2);
+	if (traced)
+		ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+	execv(prog[0], prog);
+	_exit(127);
+}
+
 /* vfork and exec prog, its output to /dev/null; its pid. Out of line, so
  * that the child, which shares this stack until its exec, clobbers nothing
  * of the caller's loop. */
@@ -62,14 +76,8 @@ static __attribute__((noinline)) pid_t spawn(char **prog)
 	pid_t p = vfork();
 	if (p < 0)
 		die("vfork");
-	if (p == 0) {
-		int null = open("/dev/null", O_RDWR);
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-		execv(prog[0], prog);
-		_exit(127);
-	}
+	if (p == 0)
+		run_quietly(prog, 0);
 	return p;
 }
 
@@ -79,15 +87,8 @@ static int count_cpuid(char **prog)
 	pid_t p = fork();
 	if (p < 0)
 		die("fork");
-	if (p == 0) {
-		int null = open("/dev/null", O_RDWR);
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-		ptrace(PTRACE_TRACEME, 0, NULL, NULL);
-		execv(prog[0], prog);
-		_exit(127);
-	}
+	if (p == 0)
+		run_quietly(prog, 1);
 	long steps = 0, found = 0;
 	int st;
 	waitpid(p, &st, 0);
