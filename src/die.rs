@@ -19,8 +19,8 @@ pub fn fatal(prog: &str, code: i32, msg: impl Display) -> ! {
 
 /// Exit with `code` at once, as a process that has nothing left to tidy
 /// does: stdout flushed, then _exit(2). The runtime's own tear-down (its
-/// signal stack unmapped, a TLB flush on every processor the process ran
-/// on) is two system calls per session that the kernel's exit does anyway.
+/// signal stack disabled and unmapped, with the TLB flush an unmap costs)
+/// is two system calls per session for what the kernel's exit frees anyway.
 pub fn quick_exit(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     crate::sys::exit_now(code)
