@@ -134,14 +134,14 @@ fn handoff_session_without_rules_relay_is_refused() {
     assert!(out.lines().any(|l| l.starts_with("553 ") || l.starts_with("550 ")), "{out}");
 }
 
-/// Lines of the log file once `n` sessions have ended (or after 5 s).
-fn log_after(log: &std::path::Path, n: usize) -> String {
+/// The log file once it holds `marker` `n` times (or after 5 s).
+fn log_once(log: &std::path::Path, marker: &str, n: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut text = String::new();
     while Instant::now() < deadline {
         text.clear();
         std::fs::File::open(log).unwrap().read_to_string(&mut text).unwrap();
-        if text.matches(" end: quit").count() >= n {
+        if text.matches(marker).count() >= n {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -149,19 +149,14 @@ fn log_after(log: &std::path::Path, n: usize) -> String {
     text
 }
 
+/// The log once `n` sessions have ended (or after 5 s).
+fn log_after(log: &std::path::Path, n: usize) -> String {
+    log_once(log, " end: quit", n)
+}
+
 /// The log once it shows `n` sessions started (or after 5 s).
 fn log_after_connects(log: &std::path::Path, n: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut text = String::new();
-    while Instant::now() < deadline {
-        text.clear();
-        std::fs::File::open(log).unwrap().read_to_string(&mut text).unwrap();
-        if text.matches(" connect: remote").count() >= n {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    text
+    log_once(log, " connect: remote", n)
 }
 
 /// How many of process `pid`'s fds are Unix SOCK_SEQPACKET sockets
